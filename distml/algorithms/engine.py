@@ -1,0 +1,144 @@
+"""The narrow waist between algorithms and engines.
+
+Algorithms see data only as an :class:`Engine`: a list of cached partitions of
+numpy arrays and :meth:`Engine.map_reduce`, which applies a function to every
+partition and combines the results with :func:`tree_reduce` — a fixed pairing
+order that every engine reproduces, so floating-point sums (and therefore
+models) are the same on local threads, Dask workers and Spark executors.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+@dataclass
+class Partition:
+    """A block of rows as numpy arrays.
+
+    ``X`` is float64 (rows × features), ``y`` the label (or ``None``), and
+    ``row_ids`` the global row numbers, which key per-row randomness. ``index``
+    is the partition's position in the dataset order. ``source`` optionally keeps
+    the raw input rows (a pyarrow Table) for writing predictions; algorithms
+    never touch it.
+    """
+
+    X: np.ndarray
+    y: np.ndarray | None
+    row_ids: np.ndarray
+    index: int = 0
+    source: Any = field(default=None, repr=False)
+
+    @property
+    def n_rows(self) -> int:
+        return int(self.X.shape[0])
+
+
+def add(a: Any, b: Any) -> Any:
+    """Element-wise sum of nested tuples/lists/dicts of numbers and arrays (the default combine)."""
+    if isinstance(a, dict):
+        return {k: add(a[k], b[k]) for k in a}
+    if isinstance(a, (tuple, list)):
+        return type(a)(add(x, y) for x, y in zip(a, b, strict=True))
+    return a + b
+
+
+def concat(a: list[Any], b: list[Any]) -> list[Any]:
+    """Combine for functions that return lists (kept in partition order)."""
+    return a + b
+
+
+def tree_reduce(values: Sequence[Any], combine: Callable[[Any, Any], Any] = add) -> Any:
+    """Combine ``values`` pairwise, ``(0,1), (2,3), ...`` level by level.
+
+    The fixed order makes the result independent of which engine ran the map.
+    """
+    if not values:
+        raise ValueError("tree_reduce of no values")
+    level = list(values)
+    while len(level) > 1:
+        nxt = [combine(level[i], level[i + 1]) for i in range(0, len(level) - 1, 2)]
+        if len(level) % 2:
+            nxt.append(level[-1])
+        level = nxt
+    return level[0]
+
+
+class Engine(ABC):
+    """Cached partitions plus ``map_reduce``: all an algorithm may use."""
+
+    @property
+    @abstractmethod
+    def partition_sizes(self) -> list[int]:
+        """Rows in each partition, in partition order."""
+
+    @property
+    @abstractmethod
+    def n_features(self) -> int:
+        """Number of feature columns."""
+
+    @abstractmethod
+    def map_reduce(
+        self,
+        fn: Callable[..., Any],
+        *broadcast: Any,
+        combine: Callable[[Any, Any], Any] = add,
+    ) -> Any:
+        """``tree_reduce([fn(p, *broadcast) for p in partitions], combine)``, run where the data is."""
+
+    @property
+    def n_rows(self) -> int:
+        return int(sum(self.partition_sizes))
+
+    @property
+    def num_partitions(self) -> int:
+        return len(self.partition_sizes)
+
+    @property
+    def can_cache(self) -> bool:
+        """Whether all partitions stay in memory between passes (iterative solvers need it)."""
+        return True
+
+
+class InMemoryEngine(Engine):
+    """Partitions held in this process, mapped sequentially: numpy input and tests."""
+
+    def __init__(self, partitions: Sequence[Partition], n_features: int | None = None) -> None:
+        self.partitions = list(partitions)
+        self._n_features = (
+            n_features if n_features is not None else int(self.partitions[0].X.shape[1])
+        )
+
+    @classmethod
+    def from_arrays(
+        cls, X: np.ndarray, y: np.ndarray | None = None, n_partitions: int = 1
+    ) -> InMemoryEngine:
+        """Split arrays into ``n_partitions`` contiguous blocks of rows."""
+        X = np.asarray(X, dtype=np.float64)
+        bounds = np.linspace(0, X.shape[0], n_partitions + 1).astype(int)
+        parts = [
+            Partition(
+                X=X[lo:hi],
+                y=None if y is None else y[lo:hi],
+                row_ids=np.arange(lo, hi, dtype=np.int64),
+                index=i,
+            )
+            for i, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:], strict=True))
+        ]
+        return cls(parts, n_features=X.shape[1])
+
+    @property
+    def partition_sizes(self) -> list[int]:
+        return [p.n_rows for p in self.partitions]
+
+    @property
+    def n_features(self) -> int:
+        return self._n_features
+
+    def map_reduce(self, fn, *broadcast, combine=add):  # type: ignore[no-untyped-def]
+        return tree_reduce([fn(p, *broadcast) for p in self.partitions], combine)

@@ -1,0 +1,319 @@
+"""K-means over the engine interface: k-means|| or k-means++ seeding, then Lloyd.
+
+* ``init="k-means||"`` (Bahmani et al., as in Spark MLlib): a few oversampling
+  rounds pick ~2k candidates per round with probability proportional to their
+  squared distance; the candidates, weighted by how many rows they attract, are
+  reduced to k centres by k-means++ on the driver. Row draws are keyed by global
+  row number, so the result does not depend on the partitioning.
+* ``init="k-means++"`` reproduces scikit-learn's greedy k-means++ exactly (the
+  same ``RandomState`` stream, the same candidate rule), two passes per centre:
+  use it for small k or to match scikit-learn's labels.
+* ``init="random"`` picks rows like scikit-learn; an array gives the centres.
+
+Lloyd iterations compute per-partition sums, counts and inertia; the stopping rule
+is scikit-learn's (total squared centre shift ≤ ``tol`` × mean feature variance).
+Empty clusters are re-seeded with the rows farthest from their centres (ties
+broken by row number), so reruns are identical.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import scipy.sparse
+
+from distml.algorithms.engine import Engine, Partition, concat, tree_reduce
+from distml.algorithms.random import row_keys, row_uniforms
+
+_EXACT_CHOICE_MAX_ROWS = 10_000_000
+
+
+# -- per-partition functions (module level so every engine can ship them) ---------------------
+def _squared_distances(X: np.ndarray, centers: np.ndarray) -> np.ndarray:
+    D = X @ centers.T
+    D *= -2.0
+    D += np.einsum("ij,ij->i", centers, centers)
+    D += np.einsum("ij,ij->i", X, X)[:, None]
+    np.maximum(D, 0.0, out=D)
+    return D
+
+
+def _closest(X: np.ndarray, centers: np.ndarray) -> np.ndarray:
+    return _squared_distances(X, centers).min(axis=1)
+
+
+def column_sums(part: Partition) -> tuple[float, np.ndarray, np.ndarray]:
+    X = part.X
+    return float(X.shape[0]), X.sum(axis=0), np.einsum("ij,ij->j", X, X)
+
+
+def lloyd_step(part: Partition, centers: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    """Per-cluster sums, counts and the inertia of this partition against ``centers``."""
+    X = part.X
+    k, d = centers.shape
+    n = X.shape[0]
+    if n == 0:
+        return np.zeros((k, d)), np.zeros(k), 0.0
+    D = _squared_distances(X, centers)
+    labels = D.argmin(axis=1)
+    inertia = float(D[np.arange(n), labels].sum())
+    counts = np.bincount(labels, minlength=k).astype(np.float64)
+    onehot = scipy.sparse.csr_matrix((np.ones(n), (labels, np.arange(n))), shape=(k, n))
+    return np.asarray(onehot @ X), counts, inertia
+
+
+def farthest_rows(part: Partition, centers: np.ndarray, m: int) -> list[tuple[float, int, Any]]:
+    """The ``m`` rows farthest from their closest centre, as (distance, row id, row)."""
+    if part.n_rows == 0:
+        return []
+    dist = _closest(part.X, centers)
+    order = np.lexsort((part.row_ids, -dist))[:m]
+    return [(float(dist[i]), int(part.row_ids[i]), part.X[i].copy()) for i in order]
+
+
+def _keep_farthest(m: int):
+    def combine(a: list, b: list) -> list:
+        return sorted(a + b, key=lambda t: (-t[0], t[1]))[:m]
+
+    return combine
+
+
+def rows_at_positions(
+    part: Partition, offsets: np.ndarray, positions: np.ndarray
+) -> list[tuple[int, np.ndarray]]:
+    """Rows at the given global training positions that fall in this partition."""
+    lo = offsets[part.index]
+    hit = positions[(positions >= lo) & (positions < lo + part.n_rows)]
+    return [(int(p), part.X[p - lo].copy()) for p in hit]
+
+
+def smallest_keys(part: Partition, seed: int, stream: int, m: int) -> list[tuple[int, int, Any]]:
+    """The ``m`` rows with the smallest random keys: a uniform sample independent of layout."""
+    if part.n_rows == 0:
+        return []
+    keys = row_keys(seed, stream, part.row_ids)
+    order = np.argsort(keys, kind="stable")[:m]
+    return [(int(keys[i]), int(part.row_ids[i]), part.X[i].copy()) for i in order]
+
+
+def _keep_smallest(m: int):
+    def combine(a: list, b: list) -> list:
+        return sorted(a + b, key=lambda t: (t[0], t[1]))[:m]
+
+    return combine
+
+
+def cost(part: Partition, centers: np.ndarray) -> float:
+    return float(_closest(part.X, centers).sum()) if part.n_rows else 0.0
+
+
+def oversample(
+    part: Partition, centers: np.ndarray, phi: float, ell: float, seed: int, stream: int
+) -> list[tuple[int, np.ndarray]]:
+    """k-means|| sampling: keep each row with probability ``ell · d² / phi``."""
+    if part.n_rows == 0:
+        return []
+    prob = ell * _closest(part.X, centers) / phi
+    chosen = np.nonzero(row_uniforms(seed, stream, part.row_ids) < prob)[0]
+    return [(int(part.row_ids[i]), part.X[i].copy()) for i in chosen]
+
+
+def closest_counts(part: Partition, candidates: np.ndarray) -> np.ndarray:
+    if part.n_rows == 0:
+        return np.zeros(len(candidates))
+    labels = _squared_distances(part.X, candidates).argmin(axis=1)
+    return np.bincount(labels, minlength=len(candidates)).astype(np.float64)
+
+
+def pick_by_potential(
+    part: Partition, centers: np.ndarray, offsets: np.ndarray, targets: np.ndarray, last: int
+) -> list[tuple[int, np.ndarray]]:
+    """Rows where the running sum of closest distances crosses each target (k-means++ draw).
+
+    ``last`` is the last non-empty partition, which also takes targets past the total.
+    """
+    if part.n_rows == 0:
+        return []
+    cumulative = np.cumsum(_closest(part.X, centers)) + offsets[part.index]
+    lo, hi = offsets[part.index], cumulative[-1]
+    out = []
+    for j, value in enumerate(targets):
+        if lo <= value < hi or (part.index == last and value >= hi):
+            i = min(int(np.searchsorted(cumulative, value)), part.n_rows - 1)
+            out.append((j, part.X[i].copy()))
+    return out
+
+
+def candidate_potentials(
+    part: Partition, centers: np.ndarray, candidates: np.ndarray
+) -> list[tuple[int, np.ndarray]]:
+    """Per candidate: Σ min(closest², d²(x, candidate)) over this partition."""
+    if part.n_rows == 0:
+        return [(part.index, np.zeros(len(candidates)))]
+    closest = _closest(part.X, centers)
+    D = _squared_distances(part.X, candidates)
+    np.minimum(D, closest[:, None], out=D)
+    return [(part.index, D.sum(axis=0))]
+
+
+# -- drivers ----------------------------------------------------------------------------------
+@dataclass
+class KMeansSolution:
+    centers: np.ndarray
+    inertia: float
+    n_iter: int
+
+
+def tolerance(engine: Engine, tol: float) -> float:
+    """scikit-learn's absolute tolerance: ``tol`` × mean per-feature variance."""
+    if tol == 0:
+        return 0.0
+    n, s, sq = engine.map_reduce(column_sums)
+    variance = np.maximum(sq / n - (s / n) ** 2, 0.0)
+    return float(np.mean(variance) * tol)
+
+
+def _train_offsets(engine: Engine) -> np.ndarray:
+    return np.concatenate([[0], np.cumsum(engine.partition_sizes)]).astype(np.int64)
+
+
+def init_random(engine: Engine, k: int, rs: np.random.RandomState) -> np.ndarray:
+    positions = rs.permutation(engine.n_rows)[:k]
+    found = dict(
+        engine.map_reduce(rows_at_positions, _train_offsets(engine), positions, combine=concat)
+    )
+    return np.array([found[int(p)] for p in positions])
+
+
+def init_kmeans_plusplus(engine: Engine, k: int, rs: np.random.RandomState) -> np.ndarray:
+    """scikit-learn's greedy k-means++ (``n_local_trials = 2 + log k``), distributed."""
+    n = engine.n_rows
+    if n <= _EXACT_CHOICE_MAX_ROWS:
+        first = int(rs.choice(n, p=np.full(n, 1.0 / n)))
+    else:
+        first = min(int(rs.random_sample() * n), n - 1)
+    found = engine.map_reduce(
+        rows_at_positions, _train_offsets(engine), np.array([first]), combine=concat
+    )
+    centers = np.array([found[0][1]])
+    trials = 2 + int(np.log(k))
+    last = max(i for i, size in enumerate(engine.partition_sizes) if size > 0)
+    per_part = engine.map_reduce(candidate_potentials, centers, centers, combine=concat)
+    current = [v[0] for _, v in sorted(per_part, key=lambda t: t[0])]
+    potential = float(tree_reduce(current))
+    for _ in range(1, k):
+        targets = rs.uniform(size=trials) * potential
+        offsets = np.concatenate([[0.0], np.cumsum(current)])[:-1]
+        picked = dict(
+            engine.map_reduce(pick_by_potential, centers, offsets, targets, last, combine=concat)
+        )
+        candidates = np.array([picked[j] for j in range(trials)])
+        per_part = engine.map_reduce(candidate_potentials, centers, candidates, combine=concat)
+        vectors = [v for _, v in sorted(per_part, key=lambda t: t[0])]
+        totals = tree_reduce(vectors)
+        best = int(np.argmin(totals))
+        potential = float(totals[best])
+        current = [v[best] for v in vectors]
+        centers = np.vstack([centers, candidates[best]])
+    return centers
+
+
+def init_kmeans_parallel(
+    engine: Engine, k: int, seed: int, rounds: int = 5, oversampling: float = 2.0
+) -> np.ndarray:
+    """k-means|| seeding (see module docstring)."""
+    from sklearn.cluster import KMeans as _LocalKMeans
+
+    sample = engine.map_reduce(smallest_keys, seed, 0, k, combine=_keep_smallest(k))
+    reserve = np.array([row for _, _, row in sample])
+    centers = reserve[:1]
+    ell = oversampling * k
+    for r in range(1, rounds + 1):
+        phi = engine.map_reduce(cost, centers)
+        if phi <= 0:
+            break
+        chosen = engine.map_reduce(oversample, centers, phi, ell, seed, r, combine=concat)
+        if chosen:
+            chosen.sort(key=lambda t: t[0])
+            centers = np.vstack([centers, np.array([row for _, row in chosen])])
+    candidates = np.unique(np.vstack([centers, reserve]), axis=0)
+    if len(candidates) <= k:
+        return _pad(candidates, reserve, k)
+    weights = engine.map_reduce(closest_counts, candidates)
+    keep = weights > 0
+    candidates, weights = candidates[keep], weights[keep]
+    if len(candidates) <= k:
+        return _pad(candidates, reserve, k)
+    local = _LocalKMeans(n_clusters=k, n_init=1, random_state=seed % (2**32), max_iter=300)
+    local.fit(candidates, sample_weight=weights)
+    return local.cluster_centers_
+
+
+def _pad(candidates: np.ndarray, reserve: np.ndarray, k: int) -> np.ndarray:
+    rows = list(candidates)
+    for row in reserve:
+        if len(rows) >= k:
+            break
+        rows.append(row)
+    while len(rows) < k:  # fewer distinct rows than clusters: duplicate (as scikit-learn warns)
+        rows.append(rows[len(rows) % len(candidates)])
+    return np.array(rows[:k])
+
+
+def lloyd(engine: Engine, centers: np.ndarray, max_iter: int, tol_abs: float) -> KMeansSolution:
+    """Lloyd iterations from ``centers`` until the centre shift is within ``tol_abs``."""
+    centers = np.array(centers, dtype=np.float64)
+    k = len(centers)
+    n_iter = 0
+    for n_iter in range(1, max_iter + 1):
+        sums, counts, _ = engine.map_reduce(lloyd_step, centers)
+        new = np.empty_like(centers)
+        filled = counts > 0
+        new[filled] = sums[filled] / counts[filled][:, None]
+        empty = np.nonzero(~filled)[0]
+        if len(empty):
+            far = engine.map_reduce(
+                farthest_rows, centers, len(empty), combine=_keep_farthest(len(empty))
+            )
+            for j, (_, _, row) in zip(empty, far, strict=False):
+                new[j] = row
+        shift = float(((new - centers) ** 2).sum())
+        centers = new
+        if shift <= tol_abs:
+            break
+    _, _, inertia = engine.map_reduce(lloyd_step, centers)
+    assert k == len(centers)
+    return KMeansSolution(centers=centers, inertia=float(inertia), n_iter=n_iter)
+
+
+def fit_kmeans(
+    engine: Engine,
+    n_clusters: int,
+    init: str | np.ndarray = "k-means||",
+    n_init: int = 1,
+    max_iter: int = 300,
+    tol: float = 1e-4,
+    random_state: int | None = None,
+) -> KMeansSolution:
+    """Best of ``n_init`` seedings + Lloyd runs (lowest inertia; the first on ties)."""
+    rs = np.random.RandomState(random_state)
+    tol_abs = tolerance(engine, tol)
+    best: KMeansSolution | None = None
+    for _ in range(n_init):
+        if isinstance(init, np.ndarray):
+            start = init
+        elif init == "k-means++":
+            start = init_kmeans_plusplus(engine, n_clusters, rs)
+        elif init == "random":
+            start = init_random(engine, n_clusters, rs)
+        else:
+            start = init_kmeans_parallel(
+                engine, n_clusters, int(rs.randint(np.iinfo(np.int32).max))
+            )
+        solution = lloyd(engine, start, max_iter, tol_abs)
+        if best is None or solution.inertia < best.inertia:
+            best = solution
+    assert best is not None
+    return best

@@ -1,0 +1,145 @@
+"""The backend abstraction: one class per engine, one contract for all.
+
+A backend owns its engine's lifecycle (start or connect; close only what it
+started), reads a :class:`~distml.data.Dataset` into partitions cached where the
+data is processed, and fits, predicts and evaluates there. Fitting dispatches on
+the estimator's ``solver``: ``native`` runs distml's engine-neutral algorithms
+through the backend's :class:`~distml.algorithms.engine.Engine`; library solvers
+(scikit-learn, dask-ml, MLlib) are entries in the backend's ``solvers`` table.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+
+from distml.algorithms import metrics
+from distml.algorithms.engine import Engine, concat
+from distml.data.dataset import Dataset
+from distml.data.split import Split
+from distml.data.writer import write_partition_predictions
+from distml.errors import ModelError
+from distml.models.base import DistmlEstimator
+
+log = logging.getLogger(__name__)
+
+SolverFn = Callable[["Backend", DistmlEstimator, Engine], None]
+
+
+@dataclass
+class LoadedData:
+    """A dataset read by a backend: training partitions and, with a split, test partitions."""
+
+    train: Engine
+    test: Engine | None
+    dataset: Dataset
+    read_seconds: float
+
+
+class Backend(ABC):
+    """Base class of every engine's backend; use it as a context manager."""
+
+    name: ClassVar[str]
+    default_solver: ClassVar[str] = "native"
+    solvers: ClassVar[dict[str, SolverFn]] = {}
+
+    def __init__(self) -> None:
+        self._started = False
+        self._stopped = False
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def __enter__(self) -> Backend:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        """Start or connect to the engine (idempotent)."""
+        if not self._started:
+            self._start()
+            self._started = True
+
+    def stop(self) -> None:
+        """Release what this backend started; safe to call twice."""
+        if self._started and not self._stopped:
+            self._stopped = True
+            self._stop()
+
+    def _start(self) -> None:  # pragma: no cover - trivial default
+        pass
+
+    def _stop(self) -> None:  # pragma: no cover - trivial default
+        pass
+
+    @property
+    def description(self) -> str:
+        """The backend as written in ``metrics.json`` (name plus address/parallelism)."""
+        return self.name
+
+    # -- data ------------------------------------------------------------------------------
+    @abstractmethod
+    def load(self, dataset: Dataset, split: Split | None = None, keep_source: bool = False) -> LoadedData:
+        """Read the dataset into cached partitions (test rows keep their input columns
+        when ``keep_source``; without a split every row does)."""
+
+    # -- fitting ---------------------------------------------------------------------------
+    def resolve_solver(self, estimator: DistmlEstimator) -> str:
+        solver = estimator.solver  # type: ignore[attr-defined]
+        if solver == "auto":
+            return self.default_solver
+        if solver != "native" and solver not in self.solvers:
+            available = ", ".join(["native", *self.solvers])
+            raise ModelError(
+                f"solver '{solver}' is not available on the {self.name} backend; "
+                f"choose one of auto, {available}"
+            )
+        return solver
+
+    def fit(self, estimator: DistmlEstimator, data: LoadedData) -> DistmlEstimator:
+        """Fit ``estimator`` on the training partitions; records ``fit_info_``."""
+        estimator.validate()
+        solver = self.resolve_solver(estimator)
+        started = time.perf_counter()
+        if solver == "native":
+            estimator.fit_engine(data.train)
+        else:
+            self.solvers[solver](self, estimator, data.train)
+        seconds = time.perf_counter() - started
+        estimator.set_feature_info(data.dataset.features, data.dataset.feature_dtypes())
+        estimator.fit_info_ = {
+            "backend": self.description,
+            "solver": solver,
+            "rows": data.train.n_rows,
+            "partitions": data.train.num_partitions,
+            "fit_seconds": seconds,
+            "train": data.dataset.uri,
+            "label": data.dataset.label,
+            "fitted_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+        log.info("fitted %s with solver %s in %.3fs", estimator.model_type, solver, seconds)
+        return estimator
+
+    # -- evaluation and prediction ---------------------------------------------------------
+    def evaluate(self, model: DistmlEstimator, engine: Engine, has_labels: bool = True) -> dict[str, Any]:
+        """The task's metrics on ``engine``'s rows, computed on the workers."""
+        if model.task == "regression":
+            return metrics.regression_metrics(engine, model)
+        if model.task == "classification":
+            return metrics.classification_metrics(engine, model)
+        return metrics.clustering_metrics(engine, model, has_labels)
+
+    def write_predictions(self, model: DistmlEstimator, engine: Engine, out_dir: str) -> list[str]:
+        """Each partition writes ``part-NNNNN.parquet`` into ``out_dir`` where it lives."""
+        return engine.map_reduce(write_partition_predictions, model, out_dir, combine=concat)
+
+    def sample(self, engine: Engine, m: int = 2000) -> tuple[np.ndarray, np.ndarray]:
+        """A small uniform sample of rows for plots."""
+        return metrics.sample_rows(engine, m)

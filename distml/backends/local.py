@@ -1,0 +1,174 @@
+"""The local backend: this machine's cores, threads over in-process partitions.
+
+Partitions are read in parallel threads (pyarrow and numpy release the GIL)
+and cached in memory when they fit; otherwise each pass re-reads them
+(streaming), which linear regression and k-means support. ``solver: sklearn``
+gathers the partitions and calls scikit-learn itself.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+import psutil
+from threadpoolctl import threadpool_limits
+
+from distml.algorithms.engine import Engine, Partition, add, tree_reduce
+from distml.backends.base import Backend, LoadedData
+from distml.data.dataset import Dataset, PartitionSpec
+from distml.data.reader import load_partition
+from distml.data.split import Split
+from distml.models.base import DistmlEstimator
+from distml.models.sklearn_solver import fit_with_sklearn
+
+# Cache in memory while the data takes at most this fraction of available memory.
+CACHE_MEMORY_FRACTION = 0.5
+
+
+class LocalEngine(Engine):
+    """Partitions in this process, mapped by a thread pool, reduced in tree order."""
+
+    def __init__(
+        self,
+        pool: ThreadPoolExecutor,
+        threads: int,
+        sizes: list[int],
+        n_features: int,
+        cached: list[Partition] | None,
+        loader: Callable[[int], Partition] | None = None,
+    ) -> None:
+        self._pool = pool
+        self._threads = threads
+        self._sizes = sizes
+        self._n_features = n_features
+        self._cached = cached
+        self._loader = loader
+
+    @property
+    def partition_sizes(self) -> list[int]:
+        return self._sizes
+
+    @property
+    def n_features(self) -> int:
+        return self._n_features
+
+    @property
+    def can_cache(self) -> bool:
+        return self._cached is not None
+
+    def map_reduce(self, fn, *broadcast, combine=add):  # type: ignore[no-untyped-def]
+        if self._cached is not None:
+            cached = self._cached
+
+            def run(i: int) -> Any:
+                return fn(cached[i], *broadcast)
+        else:
+            loader = self._loader
+            assert loader is not None
+
+            def run(i: int) -> Any:
+                return fn(loader(i), *broadcast)
+
+        indices = range(len(self._sizes))
+        if self._threads == 1:
+            results = [run(i) for i in indices]
+        else:
+            with threadpool_limits(limits=1, user_api="blas"):
+                results = list(self._pool.map(run, indices))
+        return tree_reduce(results, combine)
+
+    def partitions(self) -> list[Partition]:
+        """All partitions in order (cached, or read now)."""
+        if self._cached is not None:
+            return self._cached
+        assert self._loader is not None
+        return list(self._pool.map(self._loader, range(len(self._sizes))))
+
+
+def _fit_sklearn(backend: Backend, estimator: DistmlEstimator, engine: Engine) -> None:
+    parts = engine.partitions()  # type: ignore[attr-defined]
+    X = np.concatenate([p.X for p in parts])
+    y = None if parts[0].y is None else np.concatenate([p.y for p in parts])
+    fit_with_sklearn(estimator, X, y)
+
+
+class LocalBackend(Backend):
+    """Runs on this machine with ``threads`` worker threads (default: every core)."""
+
+    name = "local"
+    solvers = {"sklearn": _fit_sklearn}
+
+    def __init__(self, threads: int | None = None, memory_limit: int | None = None) -> None:
+        super().__init__()
+        self.threads = threads or os.cpu_count() or 1
+        self.memory_limit = memory_limit
+        self._pool: ThreadPoolExecutor | None = None
+
+    @property
+    def description(self) -> str:
+        return f"local[{self.threads}]"
+
+    def _start(self) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="distml")
+
+    def _stop(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+
+    def _memory_budget(self) -> float:
+        if self.memory_limit is not None:
+            return float(self.memory_limit)
+        return psutil.virtual_memory().available * CACHE_MEMORY_FRACTION
+
+    def load(self, dataset: Dataset, split: Split | None = None, keep_source: bool = False) -> LoadedData:
+        self.start()
+        assert self._pool is not None
+        started = time.perf_counter()
+        specs = dataset.partitions
+        n_total = dataset.num_rows
+        estimated = n_total * (len(dataset.features) + 2) * 8.0
+
+        def read(spec: PartitionSpec) -> tuple[Partition, Partition | None]:
+            return load_partition(
+                dataset.uri, spec, dataset.features, dataset.label, split, n_total, keep_source
+            )
+
+        d = len(dataset.features)
+        if estimated <= self._memory_budget():
+            pairs = list(self._pool.map(read, specs))
+            train = [p[0] for p in pairs]
+            engine = LocalEngine(self._pool, self.threads, [p.n_rows for p in train], d, train)
+            test = None
+            if split is not None:
+                tests = [p[1] for p in pairs]
+                test = LocalEngine(self._pool, self.threads, [p.n_rows for p in tests], d, tests)
+            return LoadedData(engine, test, dataset, time.perf_counter() - started)
+
+        # streaming: nothing cached, each pass re-reads; sizes follow from the split alone
+        def sizes(which: int) -> list[int]:
+            if split is None:
+                return [s.num_rows for s in specs]
+            out = []
+            for s in specs:
+                ids = np.arange(s.row_offset, s.row_offset + s.num_rows)
+                test_rows = int(split.test_mask(n_total, ids).sum())
+                out.append(test_rows if which else s.num_rows - test_rows)
+            return out
+
+        def loader(which: int) -> Callable[[int], Partition]:
+            def load_one(i: int) -> Partition:
+                pair = read(specs[i])
+                return pair[which] if which == 0 or pair[1] is None else pair[1]
+
+            return load_one
+
+        engine = LocalEngine(self._pool, self.threads, sizes(0), d, None, loader(0))
+        test = None if split is None else LocalEngine(self._pool, self.threads, sizes(1), d, None, loader(1))
+        return LoadedData(engine, test, dataset, time.perf_counter() - started)
+

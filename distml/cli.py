@@ -1,0 +1,167 @@
+"""The ``distml`` command line: parse, call the library, print.
+
+Exit codes: 0 success; 2 bad input (one line on stderr, no traceback unless
+``--debug``); 1 an internal error.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import traceback
+from pathlib import Path
+from typing import Any
+
+import click
+import numpy as np
+from rich.console import Console
+
+from distml.errors import DistmlError
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+class DistmlGroup(click.Group):
+    """Turns :class:`DistmlError` into one line and exit code 2; other errors into exit code 1."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        debug = bool(ctx.params.get("debug"))
+        try:
+            return super().invoke(ctx)
+        except DistmlError as exc:
+            if debug:
+                traceback.print_exc()
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(2)
+        except (click.ClickException, click.exceptions.Exit, click.Abort, SystemExit):
+            raise
+        except Exception as exc:  # noqa: BLE001 - the last line of defence
+            if debug:
+                traceback.print_exc()
+            click.echo(f"internal error: {type(exc).__name__}: {exc} (rerun with --debug)", err=True)
+            sys.exit(1)
+
+
+@click.group(cls=DistmlGroup)
+@click.option("--debug", is_flag=True, help="Show tracebacks and debug logs.")
+@click.version_option(package_name="distml")
+def main(debug: bool) -> None:
+    """distml: train linear, logistic and k-means models on local, Dask or Spark engines."""
+    logging.basicConfig(
+        level=logging.DEBUG if debug else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+
+
+# -- run ------------------------------------------------------------------------------------------
+@main.command()
+@click.argument("job", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--backend", "backend", help="Override the spec's backend (local[N], dask, spark, URL).")
+@click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE", help="Override a spec value.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Run folder to write.")
+def run(job: Path, backend: str | None, overrides: tuple[str, ...], out: Path | None) -> None:
+    """Run a job spec and write its run folder."""
+    from distml.jobs import load_spec, run_job
+
+    spec = load_spec(job, list(overrides), backend)
+    with console.status(f"[bold]{spec.name}[/]: starting", spinner="dots") as status:
+        result = run_job(spec, out, progress=lambda m: status.update(f"[bold]{spec.name}[/]: {m}"))
+    print_result(result)
+
+
+def print_result(result: Any) -> None:
+    """A short human summary of a run: metrics and the fitted parameters."""
+    s = result.summary
+    console.print(f"[bold]{s['job']}[/] ({s['task']}, {s['backend']}, solver {s['solver']}): "
+                  f"{s['rows_train']} training rows, {s['rows_test']} test rows, "
+                  f"fit {s['fit_seconds']:.3f}s")
+    metrics = s["metrics"]
+    for name, value in metrics.items():
+        if isinstance(value, float):
+            console.print(f"  {name}: {value:.6g}")
+    model = s["model"]
+    if s["task"] == "regression":
+        console.print(f"  coefficients: {np.array2string(np.asarray(model['coef']), precision=6)}")
+        console.print(f"  intercept: {model['intercept']:.6g}")
+    elif s["task"] == "classification":
+        console.print(f"  classes: {model['classes']}")
+    else:
+        console.print(f"  cluster centres:\n{np.array2string(np.asarray(model['cluster_centers']), precision=4)}")
+        labels = _small_prediction_column(result.predictions)
+        if labels is not None:
+            console.print(f"  labels: {labels}")
+    console.print(f"  run folder: {result.out}")
+
+
+def _small_prediction_column(files: list[str], limit: int = 50) -> list[Any] | None:
+    import pyarrow.parquet as pq
+
+    if not files:
+        return None
+    values: list[Any] = []
+    for path in sorted(files):
+        values.extend(pq.read_table(path, columns=["prediction"]).column(0).to_pylist())
+        if len(values) > limit:
+            return None
+    return values
+
+
+# -- data -----------------------------------------------------------------------------------------
+@main.group()
+def data() -> None:
+    """Create datasets: synthetic partitioned Parquet and the seed examples."""
+
+
+@data.command("generate")
+@click.argument("kind", type=click.Choice(["regression", "classification", "blobs"]))
+@click.option("--rows", type=float, required=True, help="Number of rows (1e6 style accepted).")
+@click.option("--features", type=int, default=20, show_default=True)
+@click.option("--partitions", type=int, default=4, show_default=True, help="Parquet files to write.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--classes", type=int, default=2, show_default=True, help="classification only")
+@click.option("--centers", type=int, default=5, show_default=True, help="blobs only")
+@click.option("--overwrite", is_flag=True, help="Replace an existing folder.")
+def data_generate(kind: str, rows: float, features: int, partitions: int, out: Path, seed: int,
+                  classes: int, centers: int, overwrite: bool) -> None:
+    """Generate a synthetic dataset as partitioned Parquet (bounded memory)."""
+    from distml.data.generate import Recipe, generate
+
+    if rows != int(rows):
+        raise click.BadParameter(f"{rows} is not a whole number", param_hint="--rows")
+    recipe = Recipe(kind=kind, rows=int(rows), features=features, partitions=partitions, seed=seed,
+                    classes=classes, centers=centers)
+    with console.status(f"writing {int(rows):,} rows into {partitions} files"):
+        path = generate(recipe, out, overwrite=overwrite)
+    console.print(f"wrote {int(rows):,} rows x {features} features in {partitions} files to {path}")
+
+
+@data.command("examples")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True)
+def data_examples(out: Path) -> None:
+    """Write the seed's examples 1-3 as Parquet (out/example1 ... example3)."""
+    from distml.data.examples import write_examples
+
+    for path in write_examples(out):
+        console.print(f"wrote {path}")
+
+
+# -- demo -----------------------------------------------------------------------------------------
+@main.command()
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("distml-demo"),
+              show_default=True, help="Folder for the example data and run folders.")
+@click.option("--backend", default="local", show_default=True)
+def demo(out: Path, backend: str) -> None:
+    """Run the seed's examples 1-3 end to end and print their results."""
+    from distml.demo import demo_specs
+    from distml.jobs import run_job
+
+    for spec in demo_specs(out, backend):
+        with console.status(f"running {spec.name}"):
+            result = run_job(spec, out / "runs" / spec.name)
+        print_result(result)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

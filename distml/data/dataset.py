@@ -1,0 +1,296 @@
+"""A description of partitioned Parquet data: where it is, which columns matter.
+
+A :class:`Dataset` holds no data. Opening one reads only the Parquet footers
+(schemas, row counts), validates everything a job will rely on, and lists the
+partitions that backends read on their workers. Partitions are numbered in a
+fixed order (sorted file paths, then row groups), so every engine assigns the
+same global row numbers to the same rows.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.dataset as pads
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from distml.errors import DataError, did_you_mean
+
+PARQUET_SUFFIXES = (".parquet", ".parq", ".pq")
+# Files larger than this many rows are split into several partitions by row group.
+MAX_PARTITION_ROWS = 1 << 21
+
+
+@dataclass(frozen=True)
+class PartitionSpec:
+    """One unit of parallel work: a file (or some of its row groups)."""
+
+    index: int
+    path: str
+    num_rows: int
+    row_offset: int
+    row_groups: tuple[int, ...] | None = None
+    partition_values: dict[str, Any] = field(default_factory=dict)
+
+
+def _is_numeric(dtype: pa.DataType) -> bool:
+    return pa.types.is_integer(dtype) or pa.types.is_floating(dtype) or pa.types.is_boolean(dtype)
+
+
+def _filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
+    if "://" in uri and not uri.startswith("file://"):
+        try:
+            return pafs.FileSystem.from_uri(uri)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError) as exc:
+            raise DataError(f"{uri}: cannot open this location ({exc})") from None
+    path = uri[len("file://") :] if uri.startswith("file://") else uri
+    return pafs.LocalFileSystem(), os.path.abspath(path)
+
+
+def filesystem_for(uri: str) -> pafs.FileSystem:
+    """The pyarrow filesystem that serves ``uri`` (workers call this to read partitions)."""
+    return _filesystem(uri)[0]
+
+
+class Dataset:
+    """Partitioned Parquet data for a job: path, label, features and partition filters.
+
+    Parameters
+    ----------
+    path:
+        A folder of Parquet files (hive-style ``key=value`` sub-folders or plain
+        multi-file), a single Parquet file, or any URL pyarrow understands.
+    label:
+        The target column; ``None`` for clustering without ground truth.
+    features:
+        Feature columns; default: every column but the label and the partition keys.
+    filters:
+        Partition filters in pyarrow's DNF form, e.g. ``[("year", ">=", 2024)]``;
+        they may name partition keys only, so row numbering stays known up front.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        label: str | None = None,
+        features: list[str] | None = None,
+        filters: list[Any] | None = None,
+    ) -> None:
+        self.uri = str(path)
+        self.label = label
+        self.filters = filters
+        self.filesystem, self.root = _filesystem(self.uri)
+        files, partitioning_keys = self._discover()
+        self.schema = self._unify_schemas(files)
+        self.partition_keys = partitioning_keys
+        self.features = self._resolve_features(features)
+        self.partitions = self._plan_partitions(files)
+        self.num_rows = sum(p.num_rows for p in self.partitions)
+        if self.num_rows == 0:
+            raise DataError(f"{self.uri}: the dataset has no rows" + self._filter_note())
+
+    # -- discovery -------------------------------------------------------------------------
+    def _discover(self) -> tuple[list[pads.ParquetFileFragment], list[str]]:
+        info = self.filesystem.get_file_info(self.root)
+        if info.type == pafs.FileType.NotFound:
+            raise DataError(f"{self.uri}: no such file or directory")
+        if info.type == pafs.FileType.File:
+            source: Any = [self.root]
+        else:
+            selector = pafs.FileSelector(self.root, recursive=True)
+            source = sorted(
+                i.path
+                for i in self.filesystem.get_file_info(selector)
+                if i.type == pafs.FileType.File
+                and i.path.endswith(PARQUET_SUFFIXES)
+                and not any(
+                    part.startswith((".", "_"))
+                    for part in os.path.relpath(i.path, self.root).split(os.sep)
+                )
+            )
+            if not source:
+                raise DataError(f"{self.uri}: no Parquet files (*.parquet) in this folder")
+        try:
+            dataset = pads.dataset(
+                source,
+                filesystem=self.filesystem,
+                format="parquet",
+                partitioning="hive",
+                partition_base_dir=self.root if info.type == pafs.FileType.Directory else None,
+            )
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise DataError(f"{self.uri}: cannot read Parquet metadata ({exc})") from None
+        keys = self._hive_keys(source) if info.type == pafs.FileType.Directory else []
+        expression = None
+        if self.filters:
+            expression = self._filter_expression(keys)
+        fragments = list(dataset.get_fragments(filter=expression))
+        return sorted(fragments, key=lambda f: f.path), keys
+
+    def _hive_keys(self, files: list[str]) -> list[str]:
+        keys: list[str] = []
+        for path in files:
+            rel = os.path.relpath(path, self.root)
+            for part in rel.split(os.sep)[:-1]:
+                if "=" in part:
+                    key = part.split("=", 1)[0]
+                    if key not in keys:
+                        keys.append(key)
+        return keys
+
+    def _filter_expression(self, keys: list[str]) -> pads.Expression:
+        try:
+            expression = pq.filters_to_expression(self.filters)
+        except (TypeError, ValueError) as exc:
+            raise DataError(f"{self.uri}: invalid filters {self.filters!r} ({exc})") from None
+        for name in _filter_columns(self.filters):
+            if name not in keys:
+                raise DataError(
+                    f"{self.uri}: filter column '{name}' is not a partition key "
+                    f"(partition keys: {', '.join(keys) or 'none'})"
+                )
+        return expression
+
+    def _unify_schemas(self, fragments: list[pads.ParquetFileFragment]) -> pa.Schema:
+        if not fragments:
+            raise DataError(f"{self.uri}: the dataset has no rows" + self._filter_note())
+        reference: pa.Schema | None = None
+        reference_path = ""
+        for fragment in fragments:
+            try:
+                schema = fragment.physical_schema
+            except (pa.ArrowInvalid, OSError) as exc:
+                raise DataError(f"{fragment.path}: not a readable Parquet file ({exc})") from None
+            if reference is None:
+                reference, reference_path = schema, fragment.path
+                continue
+            if not schema.equals(reference):
+                raise DataError(
+                    _schema_difference(fragment.path, schema, reference_path, reference)
+                )
+        assert reference is not None
+        for key, value in pads.get_partition_keys(fragments[0].partition_expression).items():
+            if key not in reference.names:
+                reference = reference.append(pa.field(key, pa.scalar(value).type))
+        return reference
+
+    def _resolve_features(self, features: list[str] | None) -> list[str]:
+        names = self.schema.names
+        if self.label is not None and self.label not in names:
+            raise DataError(
+                f"{self.uri}: label column '{self.label}' not found"
+                f"{did_you_mean(self.label, names)}; columns: {', '.join(names)}"
+            )
+        if features is None:
+            features = [n for n in names if n != self.label and n not in self.partition_keys]
+            non_numeric = [n for n in features if not _is_numeric(self.schema.field(n).type)]
+            if non_numeric:
+                column = non_numeric[0]
+                raise DataError(
+                    f"{self.uri}: column '{column}' is not numeric "
+                    f"({self.schema.field(column).type}); list numeric `features` explicitly "
+                    "or encode it"
+                )
+        else:
+            if not features:
+                raise DataError(f"{self.uri}: `features` is an empty list")
+            for column in features:
+                if column not in names:
+                    raise DataError(
+                        f"{self.uri}: feature column '{column}' not found"
+                        f"{did_you_mean(column, names)}; columns: {', '.join(names)}"
+                    )
+                if column == self.label:
+                    raise DataError(f"{self.uri}: column '{column}' is both label and feature")
+                if not _is_numeric(self.schema.field(column).type):
+                    raise DataError(
+                        f"{self.uri}: feature column '{column}' is not numeric "
+                        f"({self.schema.field(column).type})"
+                    )
+        if not features:
+            raise DataError(f"{self.uri}: no feature columns besides the label '{self.label}'")
+        return list(features)
+
+    def _plan_partitions(self, fragments: list[pads.ParquetFileFragment]) -> list[PartitionSpec]:
+        partitions: list[PartitionSpec] = []
+        offset = 0
+        for fragment in fragments:
+            metadata = fragment.metadata
+            values = pads.get_partition_keys(fragment.partition_expression)
+            groups = [metadata.row_group(i).num_rows for i in range(metadata.num_row_groups)]
+            for chunk in _chunk_row_groups(groups, MAX_PARTITION_ROWS):
+                rows = sum(groups[i] for i in chunk)
+                whole_file = len(chunk) == len(groups)
+                if rows == 0:
+                    continue
+                partitions.append(
+                    PartitionSpec(
+                        index=len(partitions),
+                        path=fragment.path,
+                        num_rows=rows,
+                        row_offset=offset,
+                        row_groups=None if whole_file else tuple(chunk),
+                        partition_values=dict(values),
+                    )
+                )
+                offset += rows
+        return partitions
+
+    def _filter_note(self) -> str:
+        return f" after filters {self.filters!r}" if self.filters else ""
+
+    # -- public helpers --------------------------------------------------------------------
+    @property
+    def columns(self) -> list[str]:
+        """Every column of the data, partition keys included."""
+        return list(self.schema.names)
+
+    def feature_dtypes(self) -> dict[str, str]:
+        """Arrow type names of the feature columns (kept in saved models)."""
+        return {name: str(self.schema.field(name).type) for name in self.features}
+
+    def with_columns(self, label: str | None, features: list[str] | None) -> Dataset:
+        """The same files with another label/feature selection (re-validated)."""
+        return Dataset(self.uri, label=label, features=features, filters=self.filters)
+
+    def __repr__(self) -> str:
+        return (
+            f"Dataset({self.uri!r}, label={self.label!r}, features={len(self.features)}, "
+            f"rows={self.num_rows}, partitions={len(self.partitions)})"
+        )
+
+
+def _chunk_row_groups(groups: list[int], max_rows: int) -> list[list[int]]:
+    chunks: list[list[int]] = [[]]
+    rows = 0
+    for i, n in enumerate(groups):
+        if chunks[-1] and rows + n > max_rows:
+            chunks.append([])
+            rows = 0
+        chunks[-1].append(i)
+        rows += n
+    return chunks if chunks[0] else [list(range(len(groups)))]
+
+
+def _filter_columns(filters: list[Any]) -> list[str]:
+    clauses = filters if filters and isinstance(filters[0], list) else [filters]
+    return [term[0] for clause in clauses for term in clause]
+
+
+def _schema_difference(path: str, schema: pa.Schema, ref_path: str, ref: pa.Schema) -> str:
+    for name in ref.names:
+        if name not in schema.names:
+            return f"{path}: column '{name}' is missing (present in {ref_path})"
+        if not schema.field(name).type.equals(ref.field(name).type):
+            return (
+                f"{path}: column '{name}' has type {schema.field(name).type}, "
+                f"but {ref.field(name).type} in {ref_path}"
+            )
+    extra = [n for n in schema.names if n not in ref.names]
+    if extra:
+        return f"{path}: extra column '{extra[0]}' (not in {ref_path})"
+    return f"{path}: schema differs from {ref_path}"

@@ -1,0 +1,103 @@
+"""Reading one partition into numpy arrays, on whichever worker runs it.
+
+Every backend calls :func:`load_partition` where the data is read (a local
+thread, a Dask worker, a Spark executor), so validation messages, the
+train/test split and the float64 feature matrix are the same everywhere.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from distml.algorithms.engine import Partition
+from distml.data.dataset import PartitionSpec, filesystem_for
+from distml.data.split import Split
+from distml.errors import DataError
+
+
+def read_table(uri: str, part: PartitionSpec, columns: list[str] | None) -> pa.Table:
+    """Rows of one partition; ``columns=None`` reads every column, partition keys included."""
+    keys = part.partition_values
+    file_columns = None if columns is None else [c for c in columns if c not in keys]
+    try:
+        parquet = pq.ParquetFile(part.path, filesystem=filesystem_for(uri))
+        if part.row_groups is None:
+            table = parquet.read(columns=file_columns)
+        else:
+            table = parquet.read_row_groups(list(part.row_groups), columns=file_columns)
+    except (OSError, pa.ArrowInvalid) as exc:
+        raise DataError(f"{part.path}: cannot read ({exc})") from None
+    for key, value in keys.items():
+        if columns is None or key in columns:
+            table = table.append_column(key, pa.array([value] * table.num_rows))
+    return table
+
+
+def feature_matrix(table: pa.Table, features: list[str], path: str) -> np.ndarray:
+    """Features as a float64 matrix (Fortran order: one contiguous copy per column)."""
+    X = np.empty((table.num_rows, len(features)), dtype=np.float64, order="F")
+    for j, name in enumerate(features):
+        column = table.column(name).to_numpy()
+        X[:, j] = column
+        if not np.isfinite(X[:, j]).all():
+            bad = int((~np.isfinite(X[:, j])).sum())
+            raise DataError(
+                f"{path}: column '{name}' has {bad} missing, NaN or infinite value(s); "
+                "impute or drop them before training"
+            )
+    return X
+
+
+def label_vector(table: pa.Table, label: str, path: str) -> np.ndarray:
+    column = table.column(label)
+    if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+        if column.null_count:
+            raise DataError(f"{path}: label column '{label}' has {column.null_count} missing value(s)")
+        return np.asarray(column.to_pylist(), dtype=str)
+    y = column.to_numpy()
+    if y.dtype.kind == "f" and not np.isfinite(y).all():
+        bad = int((~np.isfinite(y)).sum())
+        raise DataError(f"{path}: label column '{label}' has {bad} missing, NaN or infinite value(s)")
+    return y
+
+
+def load_partition(
+    uri: str,
+    part: PartitionSpec,
+    features: list[str],
+    label: str | None,
+    split: Split | None = None,
+    n_total: int = 0,
+    keep_source: bool = False,
+) -> tuple[Partition, Partition | None]:
+    """Read a partition and split it: ``(train, test)``; ``test`` is None without a split.
+
+    With ``keep_source`` the test part (or the whole partition, without a split)
+    keeps every input column for writing predictions.
+    """
+    wanted = features + ([label] if label is not None else [])
+    table = read_table(uri, part, None if keep_source else wanted)
+    row_ids = np.arange(part.row_offset, part.row_offset + part.num_rows, dtype=np.int64)
+    X = feature_matrix(table, features, part.path)
+    y = label_vector(table, label, part.path) if label is not None else None
+    if split is None:
+        source = table if keep_source else None
+        return Partition(X, y, row_ids, part.index, source), None
+    test = split.test_mask(n_total, row_ids)
+    train = ~test
+
+    def take(mask: np.ndarray, with_source: bool) -> Partition:
+        source: Any = table.filter(pa.array(mask)) if with_source else None
+        return Partition(
+            np.asfortranarray(X[mask]),
+            None if y is None else y[mask],
+            row_ids[mask],
+            part.index,
+            source,
+        )
+
+    return take(train, False), take(test, keep_source)

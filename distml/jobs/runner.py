@@ -1,0 +1,163 @@
+"""Running a job spec end to end: data → backend → fit → evaluate → run folder.
+
+The run folder (``metrics.json``, ``model/``, ``predictions/``, PNG plots) is
+built in a hidden sibling and renamed into place only when everything
+succeeded, so a failed run leaves no half-written folder behind.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from distml.atomic import atomic_dir
+from distml.backends import Backend, get_backend
+from distml.data.dataset import Dataset
+from distml.data.examples import EXAMPLES, write_example
+from distml.data.generate import Recipe, generate
+from distml.data.split import Split
+from distml.jobs import plots
+from distml.jobs.spec import JobSpec, build_estimator
+from distml.models.base import DistmlEstimator
+
+log = logging.getLogger(__name__)
+Progress = Callable[[str], None]
+
+
+@dataclass
+class RunResult:
+    """What a run produced (also on disk in ``out``)."""
+
+    out: Path
+    summary: dict[str, Any]
+    model: DistmlEstimator
+    predictions: list[str] = field(default_factory=list)
+    plots: list[str] = field(default_factory=list)
+
+
+def ensure_data(spec: JobSpec) -> str:
+    """The training data path, generated first when missing and the spec says how."""
+    train = spec.resolve(spec.data.train)
+    assert train is not None
+    recipe = spec.data.generate
+    if recipe is None or "://" in train or Path(train).exists():
+        return train
+    log.info("generating %s data into %s", recipe.kind, train)
+    if recipe.kind in EXAMPLES:
+        write_example(recipe.kind, train)
+    else:
+        generate(Recipe(**recipe.model_dump()), train)
+    return train
+
+
+def default_out(spec: JobSpec) -> Path:
+    return Path("runs") / f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def run_job(
+    spec: JobSpec,
+    out: str | Path | None = None,
+    backend: Backend | None = None,
+    progress: Progress | None = None,
+) -> RunResult:
+    """Run ``spec`` and write its run folder to ``out`` (default ``runs/NAME-TIME``)."""
+    say = progress or (lambda message: log.info(message))
+    estimator = build_estimator(spec)
+    task = estimator.task
+    train_path = ensure_data(spec)
+    dataset = Dataset(train_path, spec.data.label, spec.data.features, spec.data.filters)
+    test_path = spec.resolve(spec.data.test)
+    test_dataset = (
+        Dataset(test_path, spec.data.label, dataset.features, spec.data.filters) if test_path else None
+    )
+    split_spec = spec.effective_split(task)
+    split = Split(split_spec.test_size, split_spec.seed) if split_spec else None
+    out_path = Path(out) if out is not None else default_out(spec)
+    owned = backend is None
+    engine_backend = backend or get_backend(spec.backend.name, **spec.backend.options())
+    try:
+        engine_backend.start()
+        say(f"reading {dataset.num_rows:,} rows in {len(dataset.partitions)} partition(s)")
+        keep = spec.output.predictions
+        loaded = engine_backend.load(dataset, split, keep_source=keep and test_dataset is None)
+        evaluation = loaded.test
+        if test_dataset is not None:
+            evaluation = engine_backend.load(test_dataset, None, keep_source=keep).train
+        if evaluation is None:
+            evaluation = loaded.train
+        say(f"fitting {spec.model.type} on {loaded.train.n_rows:,} rows ({engine_backend.description})")
+        engine_backend.fit(estimator, loaded)
+        say("evaluating and writing the run folder")
+        with atomic_dir(out_path) as tmp:
+            metrics = engine_backend.evaluate(estimator, evaluation, has_labels=dataset.label is not None)
+            estimator.save(tmp / "model")
+            predictions: list[str] = []
+            if spec.output.predictions:
+                (tmp / "predictions").mkdir()
+                predictions = engine_backend.write_predictions(estimator, evaluation, str(tmp / "predictions"))
+            pngs = _plots(engine_backend, estimator, evaluation, metrics, dataset, tmp) if spec.output.plots else []
+            summary = {
+                "job": spec.name,
+                "task": task,
+                "backend": engine_backend.description,
+                "solver": estimator.fit_info_["solver"],
+                "rows_train": loaded.train.n_rows,
+                "rows_test": evaluation.n_rows if evaluation is not loaded.train else 0,
+                "read_seconds": loaded.read_seconds,
+                "fit_seconds": estimator.fit_info_["fit_seconds"],
+                "metrics": metrics,
+                "model": model_summary(estimator),
+            }
+            (tmp / "metrics.json").write_text(json.dumps(summary, indent=2, default=_plain))
+        final = out_path.resolve()
+        return RunResult(
+            out=final,
+            summary=summary,
+            model=estimator,
+            predictions=[str(final / "predictions" / Path(p).name) for p in predictions],
+            plots=[str(final / Path(p).name) for p in pngs],
+        )
+    finally:
+        if owned:
+            engine_backend.stop()
+
+
+def model_summary(model: DistmlEstimator) -> dict[str, Any]:
+    """The fitted parameters that fit on a screen (coefficients, classes, centres)."""
+    if model.task == "regression":
+        return {"coef": np.asarray(model.coef_).tolist(), "intercept": float(model.intercept_)}
+    if model.task == "classification":
+        return {
+            "classes": np.asarray(model.classes_).tolist(),
+            "coef": np.asarray(model.coef_).tolist(),
+            "intercept": np.asarray(model.intercept_).tolist(),
+            "n_iter": model.n_iter_,
+        }
+    return {"cluster_centers": np.asarray(model.cluster_centers_).tolist(), "n_iter": model.n_iter_}
+
+
+def _plots(backend: Backend, model: DistmlEstimator, engine, metrics, dataset: Dataset, out: Path) -> list[Path]:  # type: ignore[no-untyped-def]
+    if model.task == "classification":
+        return [plots.confusion_matrix(metrics["confusion_matrix"], out / "confusion_matrix.png")]
+    X, y = backend.sample(engine)
+    if len(X) == 0:
+        return []
+    if model.task == "regression":
+        return [plots.predicted_vs_actual(y.astype(float), model.predict(X), out / "predicted_vs_actual.png")]
+    labels = model.predict(X)
+    return [plots.clusters(X, labels, np.asarray(model.cluster_centers_), dataset.features, out / "clusters.png")]
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return str(value)

@@ -1,0 +1,110 @@
+"""K-means clustering."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from sklearn.base import ClusterMixin
+
+from distml.algorithms.engine import Engine
+from distml.algorithms.kmeans import fit_kmeans
+from distml.errors import DataError, ModelError
+from distml.models.base import DistmlEstimator
+
+INITS = ("k-means||", "k-means++", "random")
+
+
+class KMeans(ClusterMixin, DistmlEstimator):
+    """K-means with scikit-learn's parameters.
+
+    ``init`` defaults to ``"k-means||"`` (scalable: a fixed number of passes
+    whatever ``n_clusters``); ``"k-means++"`` reproduces scikit-learn's seeding
+    exactly (same ``random_state`` → same centres) at two passes per cluster.
+    ``n_init="auto"`` means 1 run for k-means||/k-means++ and 10 for ``"random"``.
+    """
+
+    model_type = "kmeans"
+    task = "clustering"
+    supervised = False
+    _array_attributes = ("cluster_centers_",)
+    _scalar_attributes = ("inertia_", "n_iter_")
+
+    def __init__(
+        self,
+        *,
+        n_clusters: int = 8,
+        init: str | np.ndarray = "k-means||",
+        n_init: int | str = "auto",
+        max_iter: int = 300,
+        tol: float = 1e-4,
+        random_state: int | None = None,
+        solver: str = "auto",
+    ):
+        self.n_clusters = n_clusters
+        self.init = init
+        self.n_init = n_init
+        self.max_iter = max_iter
+        self.tol = tol
+        self.random_state = random_state
+        self.solver = solver
+
+    def _validate_params(self) -> None:
+        super()._validate_params()
+        if not isinstance(self.n_clusters, int) or self.n_clusters < 1:
+            raise ModelError(f"n_clusters must be an integer >= 1, got {self.n_clusters!r}")
+        if isinstance(self.init, str):
+            if self.init not in INITS:
+                raise ModelError(f"init must be one of {', '.join(INITS)} or an array")
+        elif np.asarray(self.init).shape[0] != self.n_clusters:
+            raise ModelError(f"init has {np.asarray(self.init).shape[0]} rows, need n_clusters")
+        if self.n_init != "auto" and (not isinstance(self.n_init, int) or self.n_init < 1):
+            raise ModelError(f"n_init must be 'auto' or an integer >= 1, got {self.n_init!r}")
+        if not isinstance(self.max_iter, int) or self.max_iter < 1:
+            raise ModelError(f"max_iter must be an integer >= 1, got {self.max_iter!r}")
+
+    def _effective_n_init(self) -> int:
+        if not isinstance(self.init, str):
+            return 1
+        if self.n_init == "auto":
+            return 10 if self.init == "random" else 1
+        return int(self.n_init)
+
+    def fit_engine(self, engine: Engine) -> KMeans:
+        self._validate_params()
+        if engine.n_rows < self.n_clusters:
+            raise DataError(
+                f"n_clusters={self.n_clusters} is larger than the number of rows ({engine.n_rows})"
+            )
+        init = self.init if isinstance(self.init, str) else np.asarray(self.init, dtype=float)
+        solution = fit_kmeans(
+            engine,
+            int(self.n_clusters),
+            init=init,
+            n_init=self._effective_n_init(),
+            max_iter=int(self.max_iter),
+            tol=float(self.tol),
+            random_state=self.random_state,
+        )
+        self.cluster_centers_ = solution.centers
+        self.inertia_ = solution.inertia
+        self.n_iter_ = solution.n_iter
+        return self
+
+    def fit(self, X: Any, y: Any = None) -> KMeans:
+        super().fit(X, None)
+        self.labels_ = self.predict(X)
+        return self
+
+    def transform(self, X: Any) -> np.ndarray:
+        X_arr = self._prepare(X)
+        centers = np.asarray(self.cluster_centers_)
+        d2 = (X_arr**2).sum(1)[:, None] - 2 * X_arr @ centers.T + (centers**2).sum(1)
+        return np.sqrt(np.maximum(d2, 0.0))
+
+    def predict(self, X: Any) -> np.ndarray:
+        return self.transform(X).argmin(axis=1)
+
+    def score(self, X: Any, y: Any = None, sample_weight: Any = None) -> float:
+        """Opposite of the inertia of ``X`` (scikit-learn's convention)."""
+        return -float((self.transform(X).min(axis=1) ** 2).sum())
