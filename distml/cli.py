@@ -39,7 +39,9 @@ class DistmlGroup(click.Group):
         except Exception as exc:  # noqa: BLE001 - the last line of defence
             if debug:
                 traceback.print_exc()
-            click.echo(f"internal error: {type(exc).__name__}: {exc} (rerun with --debug)", err=True)
+            click.echo(
+                f"internal error: {type(exc).__name__}: {exc} (rerun with --debug)", err=True
+            )
             sys.exit(1)
 
 
@@ -57,9 +59,15 @@ def main(debug: bool) -> None:
 # -- run ------------------------------------------------------------------------------------------
 @main.command()
 @click.argument("job", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--backend", "backend", help="Override the spec's backend (local[N], dask, spark, URL).")
-@click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE", help="Override a spec value.")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Run folder to write.")
+@click.option(
+    "--backend", "backend", help="Override the spec's backend (local[N], dask, spark, URL)."
+)
+@click.option(
+    "--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE", help="Override a spec value."
+)
+@click.option(
+    "--out", type=click.Path(file_okay=False, path_type=Path), help="Run folder to write."
+)
 def run(job: Path, backend: str | None, overrides: tuple[str, ...], out: Path | None) -> None:
     """Run a job spec and write its run folder."""
     from distml.jobs import load_spec, run_job
@@ -73,9 +81,11 @@ def run(job: Path, backend: str | None, overrides: tuple[str, ...], out: Path | 
 def print_result(result: Any) -> None:
     """A short human summary of a run: metrics and the fitted parameters."""
     s = result.summary
-    console.print(f"[bold]{s['job']}[/] ({s['task']}, {s['backend']}, solver {s['solver']}): "
-                  f"{s['rows_train']} training rows, {s['rows_test']} test rows, "
-                  f"fit {s['fit_seconds']:.3f}s")
+    console.print(
+        f"[bold]{s['job']}[/] ({s['task']}, {s['backend']}, solver {s['solver']}): "
+        f"{s['rows_train']} training rows, {s['rows_test']} test rows, "
+        f"fit {s['fit_seconds']:.3f}s"
+    )
     metrics = s["metrics"]
     for name, value in metrics.items():
         if isinstance(value, float):
@@ -87,7 +97,9 @@ def print_result(result: Any) -> None:
     elif s["task"] == "classification":
         console.print(f"  classes: {model['classes']}")
     else:
-        console.print(f"  cluster centres:\n{np.array2string(np.asarray(model['cluster_centers']), precision=4)}")
+        console.print(
+            f"  cluster centres:\n{np.array2string(np.asarray(model['cluster_centers']), precision=4)}"
+        )
         labels = _small_prediction_column(result.predictions)
         if labels is not None:
             console.print(f"  labels: {labels}")
@@ -117,21 +129,39 @@ def data() -> None:
 @click.argument("kind", type=click.Choice(["regression", "classification", "blobs"]))
 @click.option("--rows", type=float, required=True, help="Number of rows (1e6 style accepted).")
 @click.option("--features", type=int, default=20, show_default=True)
-@click.option("--partitions", type=int, default=4, show_default=True, help="Parquet files to write.")
+@click.option(
+    "--partitions", type=int, default=4, show_default=True, help="Parquet files to write."
+)
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--classes", type=int, default=2, show_default=True, help="classification only")
 @click.option("--centers", type=int, default=5, show_default=True, help="blobs only")
 @click.option("--overwrite", is_flag=True, help="Replace an existing folder.")
-def data_generate(kind: str, rows: float, features: int, partitions: int, out: Path, seed: int,
-                  classes: int, centers: int, overwrite: bool) -> None:
+def data_generate(
+    kind: str,
+    rows: float,
+    features: int,
+    partitions: int,
+    out: Path,
+    seed: int,
+    classes: int,
+    centers: int,
+    overwrite: bool,
+) -> None:
     """Generate a synthetic dataset as partitioned Parquet (bounded memory)."""
     from distml.data.generate import Recipe, generate
 
     if rows != int(rows):
         raise click.BadParameter(f"{rows} is not a whole number", param_hint="--rows")
-    recipe = Recipe(kind=kind, rows=int(rows), features=features, partitions=partitions, seed=seed,
-                    classes=classes, centers=centers)
+    recipe = Recipe(
+        kind=kind,
+        rows=int(rows),
+        features=features,
+        partitions=partitions,
+        seed=seed,
+        classes=classes,
+        centers=centers,
+    )
     with console.status(f"writing {int(rows):,} rows into {partitions} files"):
         path = generate(recipe, out, overwrite=overwrite)
     console.print(f"wrote {int(rows):,} rows x {features} features in {partitions} files to {path}")
@@ -149,8 +179,13 @@ def data_examples(out: Path) -> None:
 
 # -- demo -----------------------------------------------------------------------------------------
 @main.command()
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("distml-demo"),
-              show_default=True, help="Folder for the example data and run folders.")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("distml-demo"),
+    show_default=True,
+    help="Folder for the example data and run folders.",
+)
 @click.option("--backend", default="local", show_default=True)
 def demo(out: Path, backend: str) -> None:
     """Run the seed's examples 1-3 end to end and print their results."""

@@ -267,7 +267,8 @@ def lloyd(engine: Engine, centers: np.ndarray, max_iter: int, tol_abs: float) ->
     centers = np.array(centers, dtype=np.float64)
     k = len(centers)
     n_iter = 0
-    for n_iter in range(1, max_iter + 1):
+    for iteration in range(1, max_iter + 1):
+        n_iter = iteration
         sums, counts, _ = engine.map_reduce(lloyd_step, centers)
         new = np.empty_like(centers)
         filled = counts > 0

@@ -21,7 +21,13 @@ def _regression_sums(part: Partition, model: Any) -> tuple[float, float, float, 
         return 0.0, 0.0, 0.0, 0.0, 0.0
     y = part.y.astype(np.float64)
     residual = y - model.predict(part.X)
-    return float(len(y)), float(residual @ residual), float(np.abs(residual).sum()), float(y.sum()), float(y @ y)
+    return (
+        float(len(y)),
+        float(residual @ residual),
+        float(np.abs(residual).sum()),
+        float(y.sum()),
+        float(y @ y),
+    )
 
 
 def regression_metrics(engine: Engine, model: Any) -> dict[str, float]:
@@ -77,7 +83,10 @@ def classification_metrics(engine: Engine, model: Any) -> dict[str, Any]:
         "recall": float(summary[1]),
         "f1": float(summary[2]),
         "report": report,
-        "confusion_matrix": {"labels": [_plain(v) for v in labels], "counts": cm.astype(int).tolist()},
+        "confusion_matrix": {
+            "labels": [_plain(v) for v in labels],
+            "counts": cm.astype(int).tolist(),
+        },
     }
 
 
@@ -102,7 +111,9 @@ def _add_optional(a, b):
 def clustering_metrics(engine: Engine, model: Any, has_labels: bool) -> dict[str, float]:
     """``inertia``; with ground-truth labels also ``adjusted_rand``."""
     truth = find_classes(engine) if has_labels else None
-    inertia, table = engine.map_reduce(_inertia_and_contingency, model, truth, combine=_add_optional)
+    inertia, table = engine.map_reduce(
+        _inertia_and_contingency, model, truth, combine=_add_optional
+    )
     metrics = {"inertia": inertia}
     if table is not None:
         metrics["adjusted_rand"] = adjusted_rand_from_contingency(table)

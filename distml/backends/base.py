@@ -73,11 +73,11 @@ class Backend(ABC):
             self._stopped = True
             self._stop()
 
-    def _start(self) -> None:  # pragma: no cover - trivial default
-        pass
+    def _start(self) -> None:  # noqa: B027 - engines without a lifecycle keep the default
+        """Start the engine (override)."""
 
-    def _stop(self) -> None:  # pragma: no cover - trivial default
-        pass
+    def _stop(self) -> None:  # noqa: B027
+        """Stop what ``_start`` started (override)."""
 
     @property
     def description(self) -> str:
@@ -86,7 +86,9 @@ class Backend(ABC):
 
     # -- data ------------------------------------------------------------------------------
     @abstractmethod
-    def load(self, dataset: Dataset, split: Split | None = None, keep_source: bool = False) -> LoadedData:
+    def load(
+        self, dataset: Dataset, split: Split | None = None, keep_source: bool = False
+    ) -> LoadedData:
         """Read the dataset into cached partitions (test rows keep their input columns
         when ``keep_source``; without a split every row does)."""
 
@@ -128,7 +130,9 @@ class Backend(ABC):
         return estimator
 
     # -- evaluation and prediction ---------------------------------------------------------
-    def evaluate(self, model: DistmlEstimator, engine: Engine, has_labels: bool = True) -> dict[str, Any]:
+    def evaluate(
+        self, model: DistmlEstimator, engine: Engine, has_labels: bool = True
+    ) -> dict[str, Any]:
         """The task's metrics on ``engine``'s rows, computed on the workers."""
         if model.task == "regression":
             return metrics.regression_metrics(engine, model)

@@ -126,7 +126,9 @@ class LocalBackend(Backend):
             return float(self.memory_limit)
         return psutil.virtual_memory().available * CACHE_MEMORY_FRACTION
 
-    def load(self, dataset: Dataset, split: Split | None = None, keep_source: bool = False) -> LoadedData:
+    def load(
+        self, dataset: Dataset, split: Split | None = None, keep_source: bool = False
+    ) -> LoadedData:
         self.start()
         assert self._pool is not None
         started = time.perf_counter()
@@ -169,6 +171,9 @@ class LocalBackend(Backend):
             return load_one
 
         engine = LocalEngine(self._pool, self.threads, sizes(0), d, None, loader(0))
-        test = None if split is None else LocalEngine(self._pool, self.threads, sizes(1), d, None, loader(1))
+        test = (
+            None
+            if split is None
+            else LocalEngine(self._pool, self.threads, sizes(1), d, None, loader(1))
+        )
         return LoadedData(engine, test, dataset, time.perf_counter() - started)
-

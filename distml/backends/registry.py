@@ -72,9 +72,11 @@ def get_backend(name: str = "local", **options: Any) -> Backend:
         module = importlib.import_module(entry.module)
     except ModuleNotFoundError as exc:
         if exc.name == entry.module:
-            raise BackendError(f"the {key} backend is not available in this version of distml") from None
+            raise BackendError(
+                f"the {key} backend is not available in this version of distml"
+            ) from None
         raise BackendError(
-            f"the {key} backend needs {exc.name}: pip install \"distml[{entry.extra}]\""
+            f'the {key} backend needs {exc.name}: pip install "distml[{entry.extra}]"'
         ) from None
     cls = getattr(module, entry.cls)
     merged = {k: v for k, v in {**parsed, **options}.items() if v is not None}
@@ -82,4 +84,3 @@ def get_backend(name: str = "local", **options: Any) -> Backend:
         return cls(**merged)
     except TypeError as exc:
         raise BackendError(f"backend '{name}': invalid option ({exc})") from None
-

@@ -5,4 +5,12 @@ from distml.data.examples import write_example, write_examples
 from distml.data.generate import Recipe, generate
 from distml.data.split import Split
 
-__all__ = ["Dataset", "PartitionSpec", "Recipe", "Split", "generate", "write_example", "write_examples"]
+__all__ = [
+    "Dataset",
+    "PartitionSpec",
+    "Recipe",
+    "Split",
+    "generate",
+    "write_example",
+    "write_examples",
+]

@@ -107,8 +107,9 @@ def _schema(recipe: Recipe) -> pa.Schema:
     return pa.schema(fields + [pa.field(LABEL, label_type)])
 
 
-def generate(recipe: Recipe, out: str | os.PathLike[str], overwrite: bool = False,
-             threads: int | None = None) -> Path:
+def generate(
+    recipe: Recipe, out: str | os.PathLike[str], overwrite: bool = False, threads: int | None = None
+) -> Path:
     """Write the dataset into the folder ``out`` (atomically) and return it."""
     recipe.validate()
     out = Path(out)
@@ -119,9 +120,20 @@ def generate(recipe: Recipe, out: str | os.PathLike[str], overwrite: bool = Fals
         sizes = np.diff(np.linspace(0, recipe.rows, recipe.partitions + 1).astype(np.int64))
         workers = threads or min(os.cpu_count() or 1, recipe.partitions)
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            list(pool.map(lambda p: _write_partition(recipe, truth, tmp, p, int(sizes[p])),
-                          range(recipe.partitions)))
-        meta = {"kind": recipe.kind, "rows": recipe.rows, "features": recipe.features,
-                "partitions": recipe.partitions, "seed": recipe.seed, "label": LABEL, **truth}
+            list(
+                pool.map(
+                    lambda p: _write_partition(recipe, truth, tmp, p, int(sizes[p])),
+                    range(recipe.partitions),
+                )
+            )
+        meta = {
+            "kind": recipe.kind,
+            "rows": recipe.rows,
+            "features": recipe.features,
+            "partitions": recipe.partitions,
+            "seed": recipe.seed,
+            "label": LABEL,
+            **truth,
+        }
         (tmp / "_truth.json").write_text(json.dumps(meta, indent=2))
     return out

@@ -56,12 +56,16 @@ def label_vector(table: pa.Table, label: str, path: str) -> np.ndarray:
     column = table.column(label)
     if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
         if column.null_count:
-            raise DataError(f"{path}: label column '{label}' has {column.null_count} missing value(s)")
+            raise DataError(
+                f"{path}: label column '{label}' has {column.null_count} missing value(s)"
+            )
         return np.asarray(column.to_pylist(), dtype=str)
     y = column.to_numpy()
     if y.dtype.kind == "f" and not np.isfinite(y).all():
         bad = int((~np.isfinite(y)).sum())
-        raise DataError(f"{path}: label column '{label}' has {bad} missing, NaN or infinite value(s)")
+        raise DataError(
+            f"{path}: label column '{label}' has {bad} missing, NaN or infinite value(s)"
+        )
     return y
 
 

@@ -42,7 +42,9 @@ def confusion_matrix(confusion: dict[str, Any], path: Path) -> Path:
     return _save(fig, path)
 
 
-def clusters(X: np.ndarray, labels: np.ndarray, centers: np.ndarray, names: list[str], path: Path) -> Path:
+def clusters(
+    X: np.ndarray, labels: np.ndarray, centers: np.ndarray, names: list[str], path: Path
+) -> Path:
     """The seed's plot: points coloured by cluster, red × at the centres (first two features)."""
     fig, ax = plt.subplots(figsize=(6, 5))
     second = 1 if X.shape[1] > 1 else 0

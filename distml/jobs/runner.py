@@ -75,7 +75,9 @@ def run_job(
     dataset = Dataset(train_path, spec.data.label, spec.data.features, spec.data.filters)
     test_path = spec.resolve(spec.data.test)
     test_dataset = (
-        Dataset(test_path, spec.data.label, dataset.features, spec.data.filters) if test_path else None
+        Dataset(test_path, spec.data.label, dataset.features, spec.data.filters)
+        if test_path
+        else None
     )
     split_spec = spec.effective_split(task)
     split = Split(split_spec.test_size, split_spec.seed) if split_spec else None
@@ -92,17 +94,27 @@ def run_job(
             evaluation = engine_backend.load(test_dataset, None, keep_source=keep).train
         if evaluation is None:
             evaluation = loaded.train
-        say(f"fitting {spec.model.type} on {loaded.train.n_rows:,} rows ({engine_backend.description})")
+        say(
+            f"fitting {spec.model.type} on {loaded.train.n_rows:,} rows ({engine_backend.description})"
+        )
         engine_backend.fit(estimator, loaded)
         say("evaluating and writing the run folder")
         with atomic_dir(out_path) as tmp:
-            metrics = engine_backend.evaluate(estimator, evaluation, has_labels=dataset.label is not None)
+            metrics = engine_backend.evaluate(
+                estimator, evaluation, has_labels=dataset.label is not None
+            )
             estimator.save(tmp / "model")
             predictions: list[str] = []
             if spec.output.predictions:
                 (tmp / "predictions").mkdir()
-                predictions = engine_backend.write_predictions(estimator, evaluation, str(tmp / "predictions"))
-            pngs = _plots(engine_backend, estimator, evaluation, metrics, dataset, tmp) if spec.output.plots else []
+                predictions = engine_backend.write_predictions(
+                    estimator, evaluation, str(tmp / "predictions")
+                )
+            pngs = (
+                _plots(engine_backend, estimator, evaluation, metrics, dataset, tmp)
+                if spec.output.plots
+                else []
+            )
             summary = {
                 "job": spec.name,
                 "task": task,
@@ -143,16 +155,26 @@ def model_summary(model: DistmlEstimator) -> dict[str, Any]:
     return {"cluster_centers": np.asarray(model.cluster_centers_).tolist(), "n_iter": model.n_iter_}
 
 
-def _plots(backend: Backend, model: DistmlEstimator, engine, metrics, dataset: Dataset, out: Path) -> list[Path]:  # type: ignore[no-untyped-def]
+def _plots(
+    backend: Backend, model: DistmlEstimator, engine, metrics, dataset: Dataset, out: Path
+) -> list[Path]:  # type: ignore[no-untyped-def]
     if model.task == "classification":
         return [plots.confusion_matrix(metrics["confusion_matrix"], out / "confusion_matrix.png")]
     X, y = backend.sample(engine)
     if len(X) == 0:
         return []
     if model.task == "regression":
-        return [plots.predicted_vs_actual(y.astype(float), model.predict(X), out / "predicted_vs_actual.png")]
+        return [
+            plots.predicted_vs_actual(
+                y.astype(float), model.predict(X), out / "predicted_vs_actual.png"
+            )
+        ]
     labels = model.predict(X)
-    return [plots.clusters(X, labels, np.asarray(model.cluster_centers_), dataset.features, out / "clusters.png")]
+    return [
+        plots.clusters(
+            X, labels, np.asarray(model.cluster_centers_), dataset.features, out / "clusters.png"
+        )
+    ]
 
 
 def _plain(value: Any) -> Any:

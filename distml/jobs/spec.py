@@ -104,7 +104,9 @@ class JobSpec(_Strict):
         return SplitSpec() if task != "clustering" else None
 
 
-def load_spec(path: str | Path, overrides: list[str] | None = None, backend: str | None = None) -> JobSpec:
+def load_spec(
+    path: str | Path, overrides: list[str] | None = None, backend: str | None = None
+) -> JobSpec:
     """Read, override (``key.path=value``) and validate a job spec file."""
     path = Path(path)
     if not path.is_file():
@@ -113,7 +115,9 @@ def load_spec(path: str | Path, overrides: list[str] | None = None, backend: str
         raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
         raise SpecError(f"{path}: invalid YAML ({str(exc).splitlines()[0]})") from None
-    return parse_spec(raw, source=str(path), base_dir=path.parent, overrides=overrides, backend=backend)
+    return parse_spec(
+        raw, source=str(path), base_dir=path.parent, overrides=overrides, backend=backend
+    )
 
 
 def parse_spec(
@@ -218,7 +222,9 @@ def _fields_at(loc: list[str]) -> list[str]:
             return []
         annotation = field.annotation
         candidates = [annotation, *getattr(annotation, "__args__", ())]
-        model = next((c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None)
+        model = next(
+            (c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None
+        )
         if model is None:
             return []
     return [name for name, f in model.model_fields.items() if not f.exclude]

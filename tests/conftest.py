@@ -1,0 +1,36 @@
+"""Shared fixtures: small Parquet datasets written per test, expensive engines per session."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def write_parts(folder: Path, frame: pd.DataFrame, n_files: int) -> Path:
+    """Write ``frame`` as ``n_files`` Parquet files in row order."""
+    folder.mkdir(parents=True, exist_ok=True)
+    bounds = np.linspace(0, len(frame), n_files + 1).astype(int)
+    for i, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:], strict=True)):
+        pq.write_table(pa.Table.from_pandas(frame.iloc[lo:hi], preserve_index=False), folder / f"part-{i:05d}.parquet")
+    return folder
+
+
+def regression_frame(n: int = 2000, d: int = 5, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, d)) * np.arange(1, d + 1) + 3.0
+    y = X @ rng.normal(size=d) + 2.0 + rng.normal(size=n)
+    frame = pd.DataFrame(X, columns=[f"x{j}" for j in range(d)])
+    frame["y"] = y
+    return frame
+
+
+@pytest.fixture
+def regression_dir(tmp_path: Path) -> Path:
+    return write_parts(tmp_path / "regression", regression_frame(), 4)

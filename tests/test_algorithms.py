@@ -1,0 +1,147 @@
+"""Native algorithms against scikit-learn, over 1, 4 and 16 partitions."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn import cluster, linear_model
+from sklearn.datasets import make_blobs
+from sklearn.metrics import adjusted_rand_score
+
+from distml.algorithms.engine import InMemoryEngine, tree_reduce
+from distml.algorithms.kmeans import fit_kmeans
+from distml.algorithms.linear import fit_linear
+from distml.algorithms.logistic import fit_logistic
+from distml.errors import ConvergenceWarning, DataError
+
+
+def _regression(n=3000, d=6, seed=0, offset=5.0):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, d)) * np.linspace(0.5, 4, d) + offset
+    y = X @ rng.normal(size=d) + 3.0 + rng.normal(size=n)
+    return X, y
+
+
+def _rel(a, b):
+    return np.max(np.abs(np.asarray(a) - np.asarray(b))) / max(np.max(np.abs(b)), 1e-300)
+
+
+def test_tree_reduce_pairs_in_a_fixed_order() -> None:
+    order = tree_reduce([[0], [1], [2], [3], [4]], combine=lambda a, b: [a, b])
+    assert order == [[[[0], [1]], [[2], [3]]], [4]]
+
+
+@pytest.mark.parametrize("fit_intercept", [True, False])
+@pytest.mark.parametrize("collinear", [False, True])
+def test_linear_regression_matches_sklearn(fit_intercept: bool, collinear: bool) -> None:
+    X, y = _regression()
+    if collinear:
+        X = np.column_stack([X, X[:, 0] - 2 * X[:, 1], np.full(len(X), 7.0)])
+    reference = linear_model.LinearRegression(fit_intercept=fit_intercept).fit(X, y)
+    for parts in (1, 4, 16):
+        solution = fit_linear(InMemoryEngine.from_arrays(X, y, parts), fit_intercept)
+        assert _rel(solution.coef, reference.coef_) < 1e-8
+        assert abs(solution.intercept - reference.intercept_) <= 1e-8 * max(1.0, abs(reference.intercept_))
+        assert solution.rank == reference.rank_
+
+
+def test_linear_regression_is_partitioning_independent() -> None:
+    X, y = _regression(n=5000, d=8, seed=3, offset=100.0)
+    models = [fit_linear(InMemoryEngine.from_arrays(X, y, p)) for p in (1, 4, 16)]
+    for other in models[1:]:
+        assert _rel(other.coef, models[0].coef) < 1e-10
+        assert abs(other.intercept - models[0].intercept) < 1e-10 * abs(models[0].intercept)
+
+
+def test_ridge_matches_sklearn_ridge() -> None:
+    X, y = _regression()
+    reference = linear_model.Ridge(alpha=25.0).fit(X, y)
+    solution = fit_linear(InMemoryEngine.from_arrays(X, y, 4), True, alpha=25.0)
+    assert _rel(solution.coef, reference.coef_) < 1e-8
+
+
+def _logistic_objective(X, y, coef, intercept, C=1.0):
+    classes = np.unique(y)
+    scores = X @ np.atleast_2d(coef).T + intercept
+    if len(classes) == 2:
+        z = scores[:, 0]
+        t = (y == classes[1]).astype(float)
+        loss = np.sum(np.logaddexp(0, z) - t * z)
+    else:
+        from scipy.special import logsumexp
+
+        idx = np.searchsorted(classes, y)
+        loss = np.sum(logsumexp(scores, axis=1) - scores[np.arange(len(y)), idx])
+    return 0.5 * np.sum(np.asarray(coef) ** 2) + C * loss
+
+
+@pytest.mark.parametrize("n_classes", [2, 3])
+@pytest.mark.parametrize("C", [0.05, 1.0])
+def test_logistic_regression_matches_sklearn_lbfgs(n_classes: int, C: float) -> None:
+    rng = np.random.default_rng(n_classes)
+    X = rng.normal(size=(4000, 5))
+    scores = X @ rng.normal(size=(5, n_classes)) + rng.gumbel(size=(4000, n_classes))
+    y = scores.argmax(axis=1)
+    reference = linear_model.LogisticRegression(C=C).fit(X, y)
+    ref_objective = _logistic_objective(X, y, reference.coef_, reference.intercept_, C)
+    for parts in (1, 4, 16):
+        solution = fit_logistic(InMemoryEngine.from_arrays(X, y, parts), C=C)
+        objective = _logistic_objective(X, y, solution.coef, solution.intercept, C)
+        assert abs(objective - ref_objective) <= 1e-6 * ref_objective
+        predicted = solution.classes[
+            (X @ solution.coef.T + solution.intercept).argmax(axis=1)
+            if n_classes > 2
+            else (X @ solution.coef[0] + solution.intercept[0] > 0).astype(int)
+        ]
+        assert np.array_equal(predicted, reference.predict(X))
+
+
+def test_logistic_regression_warns_at_max_iter() -> None:
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(500, 4)) * 1000
+    y = (X[:, 0] + rng.normal(size=500) > 0).astype(int)
+    with pytest.warns(ConvergenceWarning, match="did not converge in max_iter=2"):
+        solution = fit_logistic(InMemoryEngine.from_arrays(X, y), max_iter=2)
+    assert solution.n_iter == 2 and not solution.converged
+
+
+def test_logistic_regression_with_a_single_class_is_an_error() -> None:
+    X = np.random.default_rng(0).normal(size=(10, 2))
+    with pytest.raises(DataError, match=r"single class \(1\)"):
+        fit_logistic(InMemoryEngine.from_arrays(X, np.ones(10, dtype=int)))
+
+
+@pytest.mark.parametrize("init", ["k-means||", "k-means++", "random"])
+def test_kmeans_inertia_no_worse_than_sklearn_and_recovers_blobs(init: str) -> None:
+    X, truth = make_blobs(n_samples=6000, centers=6, n_features=4, cluster_std=0.6, random_state=3)
+    n_init = 3
+    reference = cluster.KMeans(6, init="k-means++" if init == "k-means||" else init, n_init=n_init, random_state=0).fit(X)
+    for parts in (1, 4, 16):
+        solution = fit_kmeans(InMemoryEngine.from_arrays(X, None, parts), 6, init=init, n_init=n_init, random_state=0)
+        assert solution.inertia <= 1.001 * reference.inertia_
+        labels = ((X[:, None, :] - solution.centers[None]) ** 2).sum(-1).argmin(1)
+        assert adjusted_rand_score(truth, labels) == 1.0
+
+
+def test_kmeans_parallel_init_is_partitioning_independent() -> None:
+    X, _ = make_blobs(n_samples=3000, centers=4, n_features=3, random_state=1)
+    runs = [fit_kmeans(InMemoryEngine.from_arrays(X, None, p), 4, random_state=5) for p in (1, 3, 16)]
+    for other in runs[1:]:
+        np.testing.assert_allclose(other.centers, runs[0].centers, rtol=1e-10)
+        assert abs(other.inertia - runs[0].inertia) <= 1e-9 * runs[0].inertia
+
+
+def test_kmeans_plusplus_reproduces_sklearn_centres() -> None:
+    X, _ = make_blobs(n_samples=2000, centers=5, n_features=3, cluster_std=2.5, random_state=9)
+    reference = cluster.KMeans(5, init="k-means++", n_init=2, random_state=4).fit(X)
+    solution = fit_kmeans(InMemoryEngine.from_arrays(X, None, 5), 5, init="k-means++", n_init=2, random_state=4)
+    np.testing.assert_allclose(solution.centers, reference.cluster_centers_, rtol=1e-9, atol=1e-9)
+    assert abs(solution.inertia - reference.inertia_) <= 1e-9 * reference.inertia_
+
+
+def test_kmeans_reseeds_empty_clusters_deterministically() -> None:
+    X = np.vstack([np.zeros((50, 2)), np.full((50, 2), 10.0), [[100.0, 100.0]]])
+    start = np.array([[0.0, 0.0], [10.0, 10.0], [-1000.0, -1000.0]])  # third centre attracts nothing
+    solution = fit_kmeans(InMemoryEngine.from_arrays(X, None, 4), 3, init=start, random_state=0)
+    assert sorted(map(tuple, np.round(solution.centers, 6))) == [(0.0, 0.0), (10.0, 10.0), (100.0, 100.0)]
+    assert solution.inertia == pytest.approx(0.0, abs=1e-9)

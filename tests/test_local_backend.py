@@ -1,0 +1,136 @@
+"""The local backend and the registry: caching, streaming, predictions, solvers."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from sklearn.cluster import KMeans as SkKMeans
+from sklearn.metrics import adjusted_rand_score
+
+import distml
+from distml.backends import get_backend, parse_backend
+from distml.data.generate import Recipe, generate
+from distml.errors import BackendError, DataError, ModelError
+
+
+@pytest.fixture(scope="module")
+def blobs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return generate(Recipe("blobs", rows=20_000, features=4, partitions=5, seed=3, centers=4),
+                    tmp_path_factory.mktemp("blobs") / "b")
+
+
+@pytest.fixture(scope="module")
+def regression(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return generate(Recipe("regression", rows=30_000, features=6, partitions=6, seed=1),
+                    tmp_path_factory.mktemp("reg") / "r")
+
+
+@pytest.mark.parametrize(("name", "expected"), [
+    ("local", ("local", {"threads": None})),
+    ("local[4]", ("local", {"threads": 4})),
+    ("local[*]", ("local", {"threads": None})),
+    ("dask://10.0.0.1:8786", ("dask", {"address": "dask://10.0.0.1:8786"})),
+    ("tls://h:8786", ("dask", {"address": "tls://h:8786"})),
+    ("spark://h:7077", ("spark", {"master": "spark://h:7077"})),
+    ("yarn", ("spark", {"master": "yarn"})),
+    ("k8s://https://api:443", ("spark", {"master": "k8s://https://api:443"})),
+])
+def test_registry_resolves_names_and_urls(name: str, expected) -> None:
+    assert parse_backend(name) == expected
+
+
+def test_registry_errors() -> None:
+    with pytest.raises(BackendError, match=r"unknown URL scheme 'http://'"):
+        parse_backend("http://x")
+    with pytest.raises(BackendError, match=r"unknown backend 'lokal' \(did you mean 'local'\?\)"):
+        parse_backend("lokal")
+
+
+def test_generated_data_recovers_the_true_coefficients(regression: Path) -> None:
+    truth = json.loads((regression / "_truth.json").read_text())
+    ds = distml.Dataset(regression, label="y")
+    with get_backend("local[2]") as backend:
+        model = backend.fit(distml.LinearRegression(), backend.load(ds))
+    np.testing.assert_allclose(model.coef_, truth["coef"], atol=0.03)
+    assert model.fit_info_["rows"] == 30_000 and model.fit_info_["backend"] == "local[2]"
+
+
+def test_generation_is_deterministic(tmp_path: Path) -> None:
+    a = generate(Recipe("classification", rows=500, features=3, partitions=2, seed=9, classes=3), tmp_path / "a")
+    b = generate(Recipe("classification", rows=500, features=3, partitions=2, seed=9, classes=3), tmp_path / "b")
+    for name in ("part-00000.parquet", "part-00001.parquet"):
+        assert pq.read_table(a / name).equals(pq.read_table(b / name))
+    assert set(pq.read_table(a).column("y").to_pylist()) == {0, 1, 2}
+
+
+def test_streaming_gives_the_cached_model(regression: Path, blobs: Path) -> None:
+    ds = distml.Dataset(regression, label="y")
+    with get_backend("local[2]") as cached, get_backend("local[2]", memory_limit=1) as streaming:
+        split = distml.Split(0.2, 42)
+        a, b = cached.load(ds, split), streaming.load(ds, split)
+        assert a.train.can_cache and not b.train.can_cache
+        assert a.train.partition_sizes == b.train.partition_sizes
+        lin_a = cached.fit(distml.LinearRegression(), a)
+        lin_b = streaming.fit(distml.LinearRegression(), b)
+        np.testing.assert_allclose(lin_b.coef_, lin_a.coef_, rtol=1e-12)
+        assert cached.evaluate(lin_a, a.test) == streaming.evaluate(lin_b, b.test)
+        km = distml.Dataset(blobs, label="y")
+        k_a = cached.fit(distml.KMeans(n_clusters=4, random_state=0), cached.load(km))
+        k_b = streaming.fit(distml.KMeans(n_clusters=4, random_state=0), streaming.load(km))
+        np.testing.assert_allclose(k_b.cluster_centers_, k_a.cluster_centers_, rtol=1e-12)
+        with pytest.raises(DataError, match=r"logistic regression needs the training data cached in memory"):
+            streaming.fit(distml.LogisticRegression(), streaming.load(km))
+
+
+def test_kmeans_on_blobs_matches_sklearn_and_truth(blobs: Path) -> None:
+    ds = distml.Dataset(blobs, label="y")
+    frame = pq.read_table(blobs).to_pandas()
+    X = frame[ds.features].to_numpy()
+    reference = SkKMeans(4, n_init=1, random_state=0).fit(X)
+    with get_backend("local") as backend:
+        data = backend.load(ds)
+        model = backend.fit(distml.KMeans(n_clusters=4, random_state=0), data)
+        metrics = backend.evaluate(model, data.train)
+    assert model.inertia_ <= 1.001 * reference.inertia_
+    assert metrics["adjusted_rand"] == pytest.approx(adjusted_rand_score(frame["y"], model.predict(X)), abs=1e-12)
+    assert metrics["adjusted_rand"] > 0.99  # generated blobs (std 1) overlap a little
+
+
+def test_predictions_are_written_per_partition(regression: Path, tmp_path: Path) -> None:
+    ds = distml.Dataset(regression, label="y")
+    with get_backend("local[2]") as backend:
+        data = backend.load(ds, distml.Split(0.25, 0), keep_source=True)
+        model = backend.fit(distml.LinearRegression(), data)
+        files = backend.write_predictions(model, data.test, str(tmp_path))
+    assert [Path(f).name for f in files] == [f"part-{i:05d}.parquet" for i in range(6)]
+    table = pq.read_table(tmp_path).to_pandas()
+    assert len(table) == data.test.n_rows
+    np.testing.assert_allclose(table["prediction"], model.predict(table[ds.features].to_numpy()))
+
+
+def test_unavailable_solver_is_named(regression: Path) -> None:
+    ds = distml.Dataset(regression, label="y")
+    with get_backend("local") as backend, pytest.raises(ModelError, match="solver 'mllib' is not available on the local backend"):
+        backend.fit(distml.LinearRegression(solver="mllib"), backend.load(ds))
+
+
+def test_sklearn_solver_on_the_local_backend(regression: Path) -> None:
+    ds = distml.Dataset(regression, label="y")
+    with get_backend("local") as backend:
+        data = backend.load(ds)
+        native = backend.fit(distml.LinearRegression(), data)
+        library = backend.fit(distml.LinearRegression(solver="sklearn"), data)
+    np.testing.assert_allclose(library.coef_, native.coef_, rtol=1e-8)
+    assert library.fit_info_["solver"] == "sklearn"
+
+
+def test_stop_is_safe_twice() -> None:
+    backend = get_backend("local[1]")
+    backend.start()
+    backend.stop()
+    backend.stop()
+    assert backend._pool is None

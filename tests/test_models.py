@@ -1,0 +1,128 @@
+"""Estimators: scikit-learn conventions, portable save/load, input checks."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn import linear_model
+from sklearn.datasets import make_blobs
+
+import distml
+from distml.errors import DataError, ModelError, NotFittedError
+
+
+def _frame(n=300, seed=0):
+    rng = np.random.default_rng(seed)
+    X = pd.DataFrame(rng.normal(size=(n, 3)), columns=["a", "b", "c"])
+    y = (X["a"] - X["b"] + rng.normal(size=n) > 0).astype(int)
+    return X, y
+
+
+def test_params_follow_sklearn_conventions() -> None:
+    model = distml.LogisticRegression(C=0.5, max_iter=50)
+    assert model.get_params()["C"] == 0.5
+    model.set_params(C=2.0)
+    assert model.C == 2.0
+    assert distml.KMeans(n_clusters=3).get_params()["init"] == "k-means||"
+
+
+@pytest.mark.parametrize(
+    ("model", "message"),
+    [
+        (distml.LinearRegression(alpha=-1), "alpha must be a number >= 0, got -1"),
+        (distml.LogisticRegression(C=0), "C must be a number > 0, got 0"),
+        (distml.LogisticRegression(penalty="l1"), "penalty must be 'l2' or null, got 'l1'"),
+        (distml.KMeans(n_clusters=0), "n_clusters must be an integer >= 1, got 0"),
+        (distml.KMeans(init="kmeans"), "init must be one of"),
+        (distml.LinearRegression(solver="magic"), "unknown solver 'magic'"),
+    ],
+)
+def test_invalid_params_are_reported_at_fit(model, message: str) -> None:
+    X, y = _frame()
+    with pytest.raises(ModelError, match=message):
+        model.fit(X, y)
+
+
+def test_save_and_load_roundtrip_without_pickle(tmp_path: Path) -> None:
+    X, y = _frame()
+    model = distml.LogisticRegression(C=0.3).fit(X, y)
+    model.save(tmp_path / "model")
+    meta = json.loads((tmp_path / "model" / "model.json").read_text())
+    assert meta["type"] == "logistic_regression" and meta["features"] == ["a", "b", "c"]
+    with np.load(tmp_path / "model" / "arrays.npz", allow_pickle=False) as arrays:
+        assert set(arrays.files) == {"coef_", "intercept_", "classes_"}
+    loaded = distml.load_model(tmp_path / "model")
+    assert isinstance(loaded, distml.LogisticRegression) and loaded.C == 0.3
+    np.testing.assert_array_equal(loaded.predict_proba(X), model.predict_proba(X))
+    assert loaded.n_iter_ == model.n_iter_
+
+
+def test_kmeans_with_array_init_roundtrips(tmp_path: Path) -> None:
+    X, _ = make_blobs(300, centers=3, random_state=0)
+    init = X[:3].copy()
+    model = distml.KMeans(n_clusters=3, init=init).fit(X)
+    model.save(tmp_path / "m")
+    loaded = distml.load_model(tmp_path / "m")
+    np.testing.assert_array_equal(loaded.init, init)
+    np.testing.assert_array_equal(loaded.predict(X), model.labels_)
+
+
+def test_load_model_rejects_a_folder_without_metadata(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match=r"not a distml model folder \(model.json missing\)"):
+        distml.load_model(tmp_path)
+
+
+def test_predict_with_different_columns_is_a_clear_error() -> None:
+    X, y = _frame()
+    model = distml.LinearRegression().fit(X, y.astype(float))
+    with pytest.raises(ModelError, match=r"missing 'c'; unexpected 'd'"):
+        model.predict(X.rename(columns={"c": "d"}))
+    reordered = X[["c", "a", "b"]]
+    np.testing.assert_allclose(model.predict(reordered), model.predict(X))
+    with pytest.raises(ModelError, match="X has 2 features, the model was fitted with 3"):
+        model.predict(X.to_numpy()[:, :2])
+
+
+def test_unfitted_model() -> None:
+    with pytest.raises(NotFittedError, match="LinearRegression is not fitted yet"):
+        distml.LinearRegression().predict(np.zeros((2, 2)))
+
+
+def test_nan_input_is_a_data_error() -> None:
+    X = np.array([[1.0, np.nan], [2.0, 3.0]])
+    with pytest.raises(DataError, match="column 1 contains NaN"):
+        distml.LinearRegression().fit(X, np.array([1.0, 2.0]))
+
+
+def test_kmeans_more_clusters_than_rows() -> None:
+    with pytest.raises(DataError, match=r"n_clusters=8 is larger than the number of rows \(6\)"):
+        distml.KMeans(n_clusters=8).fit(np.arange(12.0).reshape(6, 2))
+
+
+def test_zero_variance_column_gets_sklearns_zero_coefficient() -> None:
+    X, y = _frame()
+    X["const"] = 4.0
+    ours = distml.LinearRegression().fit(X, y.astype(float))
+    theirs = linear_model.LinearRegression().fit(X, y.astype(float))
+    np.testing.assert_allclose(ours.coef_, theirs.coef_, rtol=1e-8, atol=1e-12)
+    assert ours.coef_[-1] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_sklearn_solver_gives_the_same_model_as_native() -> None:
+    X, y = _frame()
+    native = distml.LogisticRegression().fit(X, y)
+    library = distml.LogisticRegression(solver="sklearn").fit(X, y)
+    np.testing.assert_allclose(library.coef_, native.coef_, rtol=1e-6)
+    assert library.score(X, y) == native.score(X, y)
+
+
+def test_string_labels_for_classification() -> None:
+    X, y = _frame()
+    labels = np.where(y == 1, "spam", "ham")
+    model = distml.LogisticRegression().fit(X, labels)
+    assert model.classes_.tolist() == ["ham", "spam"]
+    assert set(model.predict(X)) <= {"ham", "spam"}
