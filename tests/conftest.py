@@ -18,7 +18,10 @@ def write_parts(folder: Path, frame: pd.DataFrame, n_files: int) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     bounds = np.linspace(0, len(frame), n_files + 1).astype(int)
     for i, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:], strict=True)):
-        pq.write_table(pa.Table.from_pandas(frame.iloc[lo:hi], preserve_index=False), folder / f"part-{i:05d}.parquet")
+        pq.write_table(
+            pa.Table.from_pandas(frame.iloc[lo:hi], preserve_index=False),
+            folder / f"part-{i:05d}.parquet",
+        )
     return folder
 
 

@@ -41,7 +41,9 @@ def test_linear_regression_matches_sklearn(fit_intercept: bool, collinear: bool)
     for parts in (1, 4, 16):
         solution = fit_linear(InMemoryEngine.from_arrays(X, y, parts), fit_intercept)
         assert _rel(solution.coef, reference.coef_) < 1e-8
-        assert abs(solution.intercept - reference.intercept_) <= 1e-8 * max(1.0, abs(reference.intercept_))
+        assert abs(solution.intercept - reference.intercept_) <= 1e-8 * max(
+            1.0, abs(reference.intercept_)
+        )
         assert solution.rank == reference.rank_
 
 
@@ -115,9 +117,13 @@ def test_logistic_regression_with_a_single_class_is_an_error() -> None:
 def test_kmeans_inertia_no_worse_than_sklearn_and_recovers_blobs(init: str) -> None:
     X, truth = make_blobs(n_samples=6000, centers=6, n_features=4, cluster_std=0.6, random_state=3)
     n_init = 3
-    reference = cluster.KMeans(6, init="k-means++" if init == "k-means||" else init, n_init=n_init, random_state=0).fit(X)
+    reference = cluster.KMeans(
+        6, init="k-means++" if init == "k-means||" else init, n_init=n_init, random_state=0
+    ).fit(X)
     for parts in (1, 4, 16):
-        solution = fit_kmeans(InMemoryEngine.from_arrays(X, None, parts), 6, init=init, n_init=n_init, random_state=0)
+        solution = fit_kmeans(
+            InMemoryEngine.from_arrays(X, None, parts), 6, init=init, n_init=n_init, random_state=0
+        )
         assert solution.inertia <= 1.001 * reference.inertia_
         labels = ((X[:, None, :] - solution.centers[None]) ** 2).sum(-1).argmin(1)
         assert adjusted_rand_score(truth, labels) == 1.0
@@ -125,7 +131,9 @@ def test_kmeans_inertia_no_worse_than_sklearn_and_recovers_blobs(init: str) -> N
 
 def test_kmeans_parallel_init_is_partitioning_independent() -> None:
     X, _ = make_blobs(n_samples=3000, centers=4, n_features=3, random_state=1)
-    runs = [fit_kmeans(InMemoryEngine.from_arrays(X, None, p), 4, random_state=5) for p in (1, 3, 16)]
+    runs = [
+        fit_kmeans(InMemoryEngine.from_arrays(X, None, p), 4, random_state=5) for p in (1, 3, 16)
+    ]
     for other in runs[1:]:
         np.testing.assert_allclose(other.centers, runs[0].centers, rtol=1e-10)
         assert abs(other.inertia - runs[0].inertia) <= 1e-9 * runs[0].inertia
@@ -134,14 +142,22 @@ def test_kmeans_parallel_init_is_partitioning_independent() -> None:
 def test_kmeans_plusplus_reproduces_sklearn_centres() -> None:
     X, _ = make_blobs(n_samples=2000, centers=5, n_features=3, cluster_std=2.5, random_state=9)
     reference = cluster.KMeans(5, init="k-means++", n_init=2, random_state=4).fit(X)
-    solution = fit_kmeans(InMemoryEngine.from_arrays(X, None, 5), 5, init="k-means++", n_init=2, random_state=4)
+    solution = fit_kmeans(
+        InMemoryEngine.from_arrays(X, None, 5), 5, init="k-means++", n_init=2, random_state=4
+    )
     np.testing.assert_allclose(solution.centers, reference.cluster_centers_, rtol=1e-9, atol=1e-9)
     assert abs(solution.inertia - reference.inertia_) <= 1e-9 * reference.inertia_
 
 
 def test_kmeans_reseeds_empty_clusters_deterministically() -> None:
     X = np.vstack([np.zeros((50, 2)), np.full((50, 2), 10.0), [[100.0, 100.0]]])
-    start = np.array([[0.0, 0.0], [10.0, 10.0], [-1000.0, -1000.0]])  # third centre attracts nothing
+    start = np.array(
+        [[0.0, 0.0], [10.0, 10.0], [-1000.0, -1000.0]]
+    )  # third centre attracts nothing
     solution = fit_kmeans(InMemoryEngine.from_arrays(X, None, 4), 3, init=start, random_state=0)
-    assert sorted(map(tuple, np.round(solution.centers, 6))) == [(0.0, 0.0), (10.0, 10.0), (100.0, 100.0)]
+    assert sorted(map(tuple, np.round(solution.centers, 6))) == [
+        (0.0, 0.0),
+        (10.0, 10.0),
+        (100.0, 100.0),
+    ]
     assert solution.inertia == pytest.approx(0.0, abs=1e-9)

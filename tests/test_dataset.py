@@ -82,8 +82,13 @@ def test_disagreeing_schemas_name_the_file(tmp_path: Path) -> None:
     frame = regression_frame(20)
     write_parts(tmp_path / "d", frame, 1)
     other = frame.astype({"x1": "float32"})
-    pq.write_table(pa.Table.from_pandas(other, preserve_index=False), tmp_path / "d" / "part-00001.parquet")
-    with pytest.raises(DataError, match=r"part-00001.parquet: column 'x1' has type float, but double in .*part-00000.parquet"):
+    pq.write_table(
+        pa.Table.from_pandas(other, preserve_index=False), tmp_path / "d" / "part-00001.parquet"
+    )
+    with pytest.raises(
+        DataError,
+        match=r"part-00001.parquet: column 'x1' has type float, but double in .*part-00000.parquet",
+    ):
         Dataset(tmp_path / "d", label="y")
 
 
@@ -98,13 +103,18 @@ def test_filter_on_a_non_partition_column(regression_dir: Path) -> None:
         Dataset(regression_dir, label="y", filters=[("x0", ">", 1.0)])
 
 
-def test_large_files_split_into_row_group_partitions(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_large_files_split_into_row_group_partitions(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import distml.data.dataset as dataset_module
 
     monkeypatch.setattr(dataset_module, "MAX_PARTITION_ROWS", 100)
     (tmp_path / "d").mkdir()
-    pq.write_table(pa.Table.from_pandas(regression_frame(1000), preserve_index=False),
-                   tmp_path / "d" / "one.parquet", row_group_size=100)
+    pq.write_table(
+        pa.Table.from_pandas(regression_frame(1000), preserve_index=False),
+        tmp_path / "d" / "one.parquet",
+        row_group_size=100,
+    )
     ds = Dataset(tmp_path / "d", label="y")
     assert len(ds.partitions) == 10
     assert [p.row_groups for p in ds.partitions][:2] == [(0,), (1,)]
@@ -118,7 +128,9 @@ def test_nan_in_features_is_reported_with_file_and_column(tmp_path: Path) -> Non
     frame.loc[3, "x2"] = np.nan
     write_parts(tmp_path / "d", frame, 1)
     ds = Dataset(tmp_path / "d", label="y")
-    with pytest.raises(DataError, match=r"part-00000.parquet: column 'x2' has 1 missing, NaN or infinite"):
+    with pytest.raises(
+        DataError, match=r"part-00000.parquet: column 'x2' has 1 missing, NaN or infinite"
+    ):
         load_partition(ds.uri, ds.partitions[0], ds.features, ds.label)
     frame = regression_frame(50)
     frame.loc[7, "x0"] = np.inf

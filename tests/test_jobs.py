@@ -57,11 +57,15 @@ def test_example2_equals_the_seeds_sklearn_output(tmp_path: Path) -> None:
     X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.2, random_state=42)
     reference = LogisticRegression().fit(X_train, y_train)
     result = _seed_job("logistic_regression", tmp_path)
-    assert result.summary["metrics"]["accuracy"] == accuracy_score(y_test, reference.predict(X_test))
+    assert result.summary["metrics"]["accuracy"] == accuracy_score(
+        y_test, reference.predict(X_test)
+    )
     np.testing.assert_allclose(result.model.coef_, reference.coef_, rtol=1e-6)
     predictions = pq.read_table(result.out / "predictions").to_pandas()
     assert predictions["prediction"].tolist() == reference.predict(X_test).tolist()
-    np.testing.assert_allclose(np.stack(predictions["probability"]), reference.predict_proba(X_test), rtol=1e-6)
+    np.testing.assert_allclose(
+        np.stack(predictions["probability"]), reference.predict_proba(X_test), rtol=1e-6
+    )
     assert (result.out / "confusion_matrix.png").exists()
 
 
@@ -88,11 +92,17 @@ def test_large_specs_validate_and_generate_the_announced_data() -> None:
     for name in ("linear_regression", "logistic_regression", "kmeans"):
         spec = load_spec(REPO / "jobs" / f"{name}_large.yaml")
         assert spec.data.generate.rows == 1_000_000 and spec.data.generate.partitions == 16
-        assert spec.resolve(spec.data.train) == str((REPO / "data").resolve() / Path(spec.data.train).name)
+        assert spec.resolve(spec.data.train) == str(
+            (REPO / "data").resolve() / Path(spec.data.train).name
+        )
 
 
 def _minimal(**changes):
-    spec = {"name": "t", "model": {"type": "linear_regression"}, "data": {"train": "d", "label": "y"}}
+    spec = {
+        "name": "t",
+        "model": {"type": "linear_regression"},
+        "data": {"train": "d", "label": "y"},
+    }
     spec.update(changes)
     return spec
 
@@ -101,10 +111,22 @@ def _minimal(**changes):
     ("raw", "message"),
     [
         (_minimal(modle={}), r"unknown key 'modle' \(did you mean 'model'\?\)"),
-        (_minimal(model={"type": "linear_regression", "parms": {}}), r"unknown key 'parms' in model \(did you mean 'params'\?\)"),
-        (_minimal(model={"type": "linear_regresion"}), r"model.type: unknown model type 'linear_regresion' \(did you mean 'linear_regression'\?\)"),
-        (_minimal(model={"type": "linear_regression", "params": {"fit_intercep": True}}), r"unknown parameter 'fit_intercep' .*did you mean 'fit_intercept'"),
-        (_minimal(model={"type": "logistic_regression", "params": {"C": -1}}), r"model: C must be a number > 0, got -1"),
+        (
+            _minimal(model={"type": "linear_regression", "parms": {}}),
+            r"unknown key 'parms' in model \(did you mean 'params'\?\)",
+        ),
+        (
+            _minimal(model={"type": "linear_regresion"}),
+            r"model.type: unknown model type 'linear_regresion' \(did you mean 'linear_regression'\?\)",
+        ),
+        (
+            _minimal(model={"type": "linear_regression", "params": {"fit_intercep": True}}),
+            r"unknown parameter 'fit_intercep' .*did you mean 'fit_intercept'",
+        ),
+        (
+            _minimal(model={"type": "logistic_regression", "params": {"C": -1}}),
+            r"model: C must be a number > 0, got -1",
+        ),
         (_minimal(split={"test_size": "big"}), r"split.test_size: .*got 'big'"),
         ({"name": "t", "model": {"type": "kmeans"}}, r"data: required key is missing"),
         (_minimal(data={"train": "d"}), r"data.label is required for linear_regression"),
@@ -120,8 +142,14 @@ def test_spec_errors_are_one_clear_line(raw, message: str) -> None:
 
 def test_overrides_and_relative_paths(tmp_path: Path) -> None:
     (tmp_path / "specs").mkdir()
-    (tmp_path / "specs" / "job.yaml").write_text(yaml.safe_dump(_minimal(data={"train": "../data/d", "label": "y"})))
-    spec = load_spec(tmp_path / "specs" / "job.yaml", ["model.params.alpha=2.5", "split.seed=7"], backend="local[1]")
+    (tmp_path / "specs" / "job.yaml").write_text(
+        yaml.safe_dump(_minimal(data={"train": "../data/d", "label": "y"}))
+    )
+    spec = load_spec(
+        tmp_path / "specs" / "job.yaml",
+        ["model.params.alpha=2.5", "split.seed=7"],
+        backend="local[1]",
+    )
     assert spec.model.params == {"alpha": 2.5}
     assert spec.split.seed == 7 and spec.backend.name == "local[1]"
     assert spec.resolve(spec.data.train) == str((tmp_path / "data" / "d").resolve())
@@ -137,7 +165,9 @@ def test_a_failed_run_leaves_no_run_folder(tmp_path: Path) -> None:
     assert [p.name for p in tmp_path.iterdir()] == []
 
 
-def test_failure_while_writing_keeps_the_previous_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_failure_while_writing_keeps_the_previous_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     first = _seed_job("linear_regression", tmp_path)
     before = (first.out / "metrics.json").read_text()
 
@@ -154,8 +184,17 @@ def test_failure_while_writing_keeps_the_previous_run(tmp_path: Path, monkeypatc
 # -- command line ---------------------------------------------------------------------------------
 def test_cli_run_prints_the_results(tmp_path: Path) -> None:
     out = tmp_path / "run"
-    result = CliRunner().invoke(main, ["run", str(REPO / "jobs" / "linear_regression.yaml"),
-                                       "--set", f"data.train={tmp_path / 'ex1'}", "--out", str(out)])
+    result = CliRunner().invoke(
+        main,
+        [
+            "run",
+            str(REPO / "jobs" / "linear_regression.yaml"),
+            "--set",
+            f"data.train={tmp_path / 'ex1'}",
+            "--out",
+            str(out),
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "mse: 2.04082" in result.output and "intercept: -0.314286" in result.output
     assert json.loads((out / "metrics.json").read_text())["job"] == "linear-regression"
@@ -172,25 +211,61 @@ def test_cli_bad_input_exits_2_with_one_line(tmp_path: Path) -> None:
 
 
 def test_cli_unknown_backend_and_missing_spec(tmp_path: Path) -> None:
-    result = CliRunner().invoke(main, ["run", str(REPO / "jobs" / "kmeans.yaml"), "--backend", "sparkk",
-                                       "--set", f"data.train={tmp_path / 'd'}", "--out", str(tmp_path / "o")])
-    assert result.exit_code == 2 and "unknown backend 'sparkk' (did you mean 'spark'?)" in result.output
+    result = CliRunner().invoke(
+        main,
+        [
+            "run",
+            str(REPO / "jobs" / "kmeans.yaml"),
+            "--backend",
+            "sparkk",
+            "--set",
+            f"data.train={tmp_path / 'd'}",
+            "--out",
+            str(tmp_path / "o"),
+        ],
+    )
+    assert (
+        result.exit_code == 2
+        and "unknown backend 'sparkk' (did you mean 'spark'?)" in result.output
+    )
     result = CliRunner().invoke(main, ["run", str(tmp_path / "nope.yaml")])
     assert result.exit_code == 2 and "nope.yaml: job spec not found" in result.output
 
 
 def test_cli_data_generate_and_examples(tmp_path: Path) -> None:
     runner = CliRunner()
-    result = runner.invoke(main, ["data", "generate", "regression", "--rows", "1e3", "--features", "3",
-                                  "--partitions", "3", "--out", str(tmp_path / "g"), "--seed", "5"])
+    result = runner.invoke(
+        main,
+        [
+            "data",
+            "generate",
+            "regression",
+            "--rows",
+            "1e3",
+            "--features",
+            "3",
+            "--partitions",
+            "3",
+            "--out",
+            str(tmp_path / "g"),
+            "--seed",
+            "5",
+        ],
+    )
     assert result.exit_code == 0, result.output
     ds = distml.Dataset(tmp_path / "g", label="y")
     assert (ds.num_rows, len(ds.partitions), ds.features) == (1000, 3, ["x0", "x1", "x2"])
-    again = runner.invoke(main, ["data", "generate", "regression", "--rows", "1e3", "--out", str(tmp_path / "g")])
+    again = runner.invoke(
+        main, ["data", "generate", "regression", "--rows", "1e3", "--out", str(tmp_path / "g")]
+    )
     assert again.exit_code == 2 and "folder exists and is not empty" in again.output
     result = runner.invoke(main, ["data", "examples", "--out", str(tmp_path / "ex")])
     assert result.exit_code == 0
-    assert sorted(p.name for p in (tmp_path / "ex").iterdir()) == ["example1", "example2", "example3"]
+    assert sorted(p.name for p in (tmp_path / "ex").iterdir()) == [
+        "example1",
+        "example2",
+        "example3",
+    ]
 
 
 def test_cli_demo_prints_the_three_examples(tmp_path: Path) -> None:

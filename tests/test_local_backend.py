@@ -19,26 +19,33 @@ from distml.errors import BackendError, DataError, ModelError
 
 @pytest.fixture(scope="module")
 def blobs(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return generate(Recipe("blobs", rows=20_000, features=4, partitions=5, seed=3, centers=4),
-                    tmp_path_factory.mktemp("blobs") / "b")
+    return generate(
+        Recipe("blobs", rows=20_000, features=4, partitions=5, seed=3, centers=4),
+        tmp_path_factory.mktemp("blobs") / "b",
+    )
 
 
 @pytest.fixture(scope="module")
 def regression(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return generate(Recipe("regression", rows=30_000, features=6, partitions=6, seed=1),
-                    tmp_path_factory.mktemp("reg") / "r")
+    return generate(
+        Recipe("regression", rows=30_000, features=6, partitions=6, seed=1),
+        tmp_path_factory.mktemp("reg") / "r",
+    )
 
 
-@pytest.mark.parametrize(("name", "expected"), [
-    ("local", ("local", {"threads": None})),
-    ("local[4]", ("local", {"threads": 4})),
-    ("local[*]", ("local", {"threads": None})),
-    ("dask://10.0.0.1:8786", ("dask", {"address": "dask://10.0.0.1:8786"})),
-    ("tls://h:8786", ("dask", {"address": "tls://h:8786"})),
-    ("spark://h:7077", ("spark", {"master": "spark://h:7077"})),
-    ("yarn", ("spark", {"master": "yarn"})),
-    ("k8s://https://api:443", ("spark", {"master": "k8s://https://api:443"})),
-])
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("local", ("local", {"threads": None})),
+        ("local[4]", ("local", {"threads": 4})),
+        ("local[*]", ("local", {"threads": None})),
+        ("dask://10.0.0.1:8786", ("dask", {"address": "dask://10.0.0.1:8786"})),
+        ("tls://h:8786", ("dask", {"address": "tls://h:8786"})),
+        ("spark://h:7077", ("spark", {"master": "spark://h:7077"})),
+        ("yarn", ("spark", {"master": "yarn"})),
+        ("k8s://https://api:443", ("spark", {"master": "k8s://https://api:443"})),
+    ],
+)
 def test_registry_resolves_names_and_urls(name: str, expected) -> None:
     assert parse_backend(name) == expected
 
@@ -60,8 +67,14 @@ def test_generated_data_recovers_the_true_coefficients(regression: Path) -> None
 
 
 def test_generation_is_deterministic(tmp_path: Path) -> None:
-    a = generate(Recipe("classification", rows=500, features=3, partitions=2, seed=9, classes=3), tmp_path / "a")
-    b = generate(Recipe("classification", rows=500, features=3, partitions=2, seed=9, classes=3), tmp_path / "b")
+    a = generate(
+        Recipe("classification", rows=500, features=3, partitions=2, seed=9, classes=3),
+        tmp_path / "a",
+    )
+    b = generate(
+        Recipe("classification", rows=500, features=3, partitions=2, seed=9, classes=3),
+        tmp_path / "b",
+    )
     for name in ("part-00000.parquet", "part-00001.parquet"):
         assert pq.read_table(a / name).equals(pq.read_table(b / name))
     assert set(pq.read_table(a).column("y").to_pylist()) == {0, 1, 2}
@@ -82,7 +95,9 @@ def test_streaming_gives_the_cached_model(regression: Path, blobs: Path) -> None
         k_a = cached.fit(distml.KMeans(n_clusters=4, random_state=0), cached.load(km))
         k_b = streaming.fit(distml.KMeans(n_clusters=4, random_state=0), streaming.load(km))
         np.testing.assert_allclose(k_b.cluster_centers_, k_a.cluster_centers_, rtol=1e-12)
-        with pytest.raises(DataError, match=r"logistic regression needs the training data cached in memory"):
+        with pytest.raises(
+            DataError, match=r"logistic regression needs the training data cached in memory"
+        ):
             streaming.fit(distml.LogisticRegression(), streaming.load(km))
 
 
@@ -96,7 +111,9 @@ def test_kmeans_on_blobs_matches_sklearn_and_truth(blobs: Path) -> None:
         model = backend.fit(distml.KMeans(n_clusters=4, random_state=0), data)
         metrics = backend.evaluate(model, data.train)
     assert model.inertia_ <= 1.001 * reference.inertia_
-    assert metrics["adjusted_rand"] == pytest.approx(adjusted_rand_score(frame["y"], model.predict(X)), abs=1e-12)
+    assert metrics["adjusted_rand"] == pytest.approx(
+        adjusted_rand_score(frame["y"], model.predict(X)), abs=1e-12
+    )
     assert metrics["adjusted_rand"] > 0.99  # generated blobs (std 1) overlap a little
 
 
@@ -114,7 +131,10 @@ def test_predictions_are_written_per_partition(regression: Path, tmp_path: Path)
 
 def test_unavailable_solver_is_named(regression: Path) -> None:
     ds = distml.Dataset(regression, label="y")
-    with get_backend("local") as backend, pytest.raises(ModelError, match="solver 'mllib' is not available on the local backend"):
+    with (
+        get_backend("local") as backend,
+        pytest.raises(ModelError, match="solver 'mllib' is not available on the local backend"),
+    ):
         backend.fit(distml.LinearRegression(solver="mllib"), backend.load(ds))
 
 

@@ -25,7 +25,9 @@ def test_mask_is_the_same_whatever_the_partitioning(monkeypatch: pytest.MonkeyPa
         monkeypatch.setattr(split_module, "EXACT_SPLIT_MAX_ROWS", limit)
         split = Split(0.25, 7)
         whole = split.test_mask(5000, np.arange(5000))
-        pieces = np.concatenate([split.test_mask(5000, ids) for ids in np.array_split(np.arange(5000), 13)])
+        pieces = np.concatenate(
+            [split.test_mask(5000, ids) for ids in np.array_split(np.arange(5000), 13)]
+        )
         assert np.array_equal(whole, pieces)
 
 

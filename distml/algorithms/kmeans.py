@@ -1,7 +1,7 @@
 """K-means over the engine interface: k-means|| or k-means++ seeding, then Lloyd.
 
-* ``init="k-means||"`` (Bahmani et al., as in Spark MLlib): a few oversampling
-  rounds pick ~2k candidates per round with probability proportional to their
+* ``init="k-means||"`` (Bahmani et al., as in Spark MLlib): two oversampling
+  rounds (MLlib's default ``initSteps``) pick ~2k candidates per round with probability proportional to their
   squared distance; the candidates, weighted by how many rows they attract, are
   reduced to k centres by k-means++ on the driver. Row draws are keyed by global
   row number, so the result does not depend on the partitioning.
@@ -31,6 +31,10 @@ _EXACT_CHOICE_MAX_ROWS = 10_000_000
 
 
 # -- per-partition functions (module level so every engine can ship them) ---------------------
+# Rows per block when computing distances: keeps the (block x k) temporaries in cache.
+BLOCK_ROWS = 8192
+
+
 def _squared_distances(X: np.ndarray, centers: np.ndarray) -> np.ndarray:
     D = X @ centers.T
     D *= -2.0
@@ -40,8 +44,20 @@ def _squared_distances(X: np.ndarray, centers: np.ndarray) -> np.ndarray:
     return D
 
 
+def _nearest(X: np.ndarray, centers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Squared distance to, and index of, each row's closest centre (block by block)."""
+    n = X.shape[0]
+    dist = np.empty(n)
+    label = np.empty(n, dtype=np.intp)
+    for lo in range(0, n, BLOCK_ROWS):
+        D = _squared_distances(X[lo : lo + BLOCK_ROWS], centers)
+        label[lo : lo + BLOCK_ROWS] = D.argmin(axis=1)
+        dist[lo : lo + BLOCK_ROWS] = D[np.arange(D.shape[0]), label[lo : lo + BLOCK_ROWS]]
+    return dist, label
+
+
 def _closest(X: np.ndarray, centers: np.ndarray) -> np.ndarray:
-    return _squared_distances(X, centers).min(axis=1)
+    return _nearest(X, centers)[0]
 
 
 def column_sums(part: Partition) -> tuple[float, np.ndarray, np.ndarray]:
@@ -56,9 +72,8 @@ def lloyd_step(part: Partition, centers: np.ndarray) -> tuple[np.ndarray, np.nda
     n = X.shape[0]
     if n == 0:
         return np.zeros((k, d)), np.zeros(k), 0.0
-    D = _squared_distances(X, centers)
-    labels = D.argmin(axis=1)
-    inertia = float(D[np.arange(n), labels].sum())
+    dist, labels = _nearest(X, centers)
+    inertia = float(dist.sum())
     counts = np.bincount(labels, minlength=k).astype(np.float64)
     onehot = scipy.sparse.csr_matrix((np.ones(n), (labels, np.arange(n))), shape=(k, n))
     return np.asarray(onehot @ X), counts, inertia
@@ -123,7 +138,7 @@ def oversample(
 def closest_counts(part: Partition, candidates: np.ndarray) -> np.ndarray:
     if part.n_rows == 0:
         return np.zeros(len(candidates))
-    labels = _squared_distances(part.X, candidates).argmin(axis=1)
+    labels = _nearest(part.X, candidates)[1]
     return np.bincount(labels, minlength=len(candidates)).astype(np.float64)
 
 
@@ -153,9 +168,12 @@ def candidate_potentials(
     if part.n_rows == 0:
         return [(part.index, np.zeros(len(candidates)))]
     closest = _closest(part.X, centers)
-    D = _squared_distances(part.X, candidates)
-    np.minimum(D, closest[:, None], out=D)
-    return [(part.index, D.sum(axis=0))]
+    total = np.zeros(len(candidates))
+    for lo in range(0, part.n_rows, BLOCK_ROWS):
+        D = _squared_distances(part.X[lo : lo + BLOCK_ROWS], candidates)
+        np.minimum(D, closest[lo : lo + BLOCK_ROWS, None], out=D)
+        total += D.sum(axis=0)
+    return [(part.index, total)]
 
 
 # -- drivers ----------------------------------------------------------------------------------
@@ -221,7 +239,7 @@ def init_kmeans_plusplus(engine: Engine, k: int, rs: np.random.RandomState) -> n
 
 
 def init_kmeans_parallel(
-    engine: Engine, k: int, seed: int, rounds: int = 5, oversampling: float = 2.0
+    engine: Engine, k: int, seed: int, rounds: int = 2, oversampling: float = 2.0
 ) -> np.ndarray:
     """k-means|| seeding (see module docstring)."""
     from sklearn.cluster import KMeans as _LocalKMeans
