@@ -154,3 +154,13 @@ def test_stop_is_safe_twice() -> None:
     backend.stop()
     backend.stop()
     assert backend._pool is None
+
+
+def test_memory_limit_strings() -> None:
+    from distml.backends.local import parse_bytes
+
+    assert parse_bytes("512MB") == 512 * 10**6
+    assert parse_bytes("2GiB") == 2 * 2**30
+    assert get_backend("local", memory_limit="1kb").memory_limit == 1000
+    with pytest.raises(BackendError, match=r"memory_limit: cannot parse 'lots'"):
+        get_backend("local", memory_limit="lots")

@@ -9,6 +9,7 @@ gathers the partitions and calls scikit-learn itself.
 from __future__ import annotations
 
 import os
+import re
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -23,6 +24,7 @@ from distml.backends.base import Backend, LoadedData
 from distml.data.dataset import Dataset, PartitionSpec
 from distml.data.reader import load_partition
 from distml.data.split import Split
+from distml.errors import BackendError
 from distml.models.base import DistmlEstimator
 from distml.models.sklearn_solver import fit_with_sklearn
 
@@ -97,16 +99,40 @@ def _fit_sklearn(backend: Backend, estimator: DistmlEstimator, engine: Engine) -
     fit_with_sklearn(estimator, X, y)
 
 
+_UNITS = {
+    "": 1,
+    "b": 1,
+    "kb": 10**3,
+    "mb": 10**6,
+    "gb": 10**9,
+    "tb": 10**12,
+    "kib": 2**10,
+    "mib": 2**20,
+    "gib": 2**30,
+    "tib": 2**40,
+}
+
+
+def parse_bytes(value: int | str) -> int:
+    """``512MB``, ``2GiB`` or a plain number of bytes."""
+    if isinstance(value, int):
+        return value
+    match = re.fullmatch(r"\s*([0-9.]+)\s*([a-zA-Z]*)\s*", str(value))
+    if not match or match.group(2).lower() not in _UNITS:
+        raise BackendError(f"memory_limit: cannot parse {value!r} (use e.g. 512MB or 2GiB)")
+    return int(float(match.group(1)) * _UNITS[match.group(2).lower()])
+
+
 class LocalBackend(Backend):
     """Runs on this machine with ``threads`` worker threads (default: every core)."""
 
     name = "local"
     solvers = {"sklearn": _fit_sklearn}
 
-    def __init__(self, threads: int | None = None, memory_limit: int | None = None) -> None:
+    def __init__(self, threads: int | None = None, memory_limit: int | str | None = None) -> None:
         super().__init__()
         self.threads = threads or os.cpu_count() or 1
-        self.memory_limit = memory_limit
+        self.memory_limit = None if memory_limit is None else parse_bytes(memory_limit)
         self._pool: ThreadPoolExecutor | None = None
 
     @property
