@@ -274,3 +274,40 @@ def test_cli_demo_prints_the_three_examples(tmp_path: Path) -> None:
     assert "mse: 2.04082" in result.output
     assert "accuracy: 0" in result.output
     assert "labels: [1, 0, 1, 0, 0, 0]" in result.output
+
+
+def test_undefined_metrics_are_json_null(tmp_path: Path) -> None:
+    result = _seed_job("linear_regression", tmp_path)  # one test row: R² is undefined
+    text = (result.out / "metrics.json").read_text()
+    assert "NaN" not in text
+    assert json.loads(text)["metrics"]["r2"] is None
+
+
+def test_cli_internal_error_exits_1(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def crash(*args, **kwargs):
+        raise ZeroDivisionError("boom")
+
+    monkeypatch.setattr("distml.jobs.run_job", crash)
+    result = CliRunner().invoke(main, ["run", str(REPO / "jobs" / "kmeans.yaml")])
+    assert result.exit_code == 1
+    assert "internal error: ZeroDivisionError: boom (rerun with --debug)" in result.output
+
+
+@pytest.mark.parametrize("backend", ["dask", "spark://127.0.0.1:7077"])
+def test_engines_not_built_yet_fail_clearly(tmp_path: Path, backend: str) -> None:
+    result = CliRunner().invoke(
+        main,
+        [
+            "run",
+            str(REPO / "jobs" / "kmeans.yaml"),
+            "--backend",
+            backend,
+            "--set",
+            f"data.train={tmp_path / 'd'}",
+            "--out",
+            str(tmp_path / "o"),
+        ],
+    )
+    assert result.exit_code == 2
+    assert "backend is not available in this version of distml" in result.output
+    assert not (tmp_path / "o").exists()

@@ -127,7 +127,8 @@ def run_job(
                 "metrics": metrics,
                 "model": model_summary(estimator),
             }
-            (tmp / "metrics.json").write_text(json.dumps(summary, indent=2, default=_plain))
+            text = json.dumps(_finite_or_null(summary), indent=2, default=_plain, allow_nan=False)
+            (tmp / "metrics.json").write_text(text)
         final = out_path.resolve()
         return RunResult(
             out=final,
@@ -175,6 +176,17 @@ def _plots(
             X, labels, np.asarray(model.cluster_centers_), dataset.features, out / "clusters.png"
         )
     ]
+
+
+def _finite_or_null(value: Any) -> Any:
+    """Undefined metrics (NaN, e.g. R² of one row) become JSON ``null``, keeping the file valid."""
+    if isinstance(value, dict):
+        return {k: _finite_or_null(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite_or_null(v) for v in value]
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value
 
 
 def _plain(value: Any) -> Any:
