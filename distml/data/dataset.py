@@ -253,10 +253,6 @@ class Dataset:
         """Arrow type names of the feature columns (kept in saved models)."""
         return {name: str(self.schema.field(name).type) for name in self.features}
 
-    def with_columns(self, label: str | None, features: list[str] | None) -> Dataset:
-        """The same files with another label/feature selection (re-validated)."""
-        return Dataset(self.uri, label=label, features=features, filters=self.filters)
-
     def __repr__(self) -> str:
         return (
             f"Dataset({self.uri!r}, label={self.label!r}, features={len(self.features)}, "
