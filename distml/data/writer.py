@@ -29,6 +29,7 @@ def write_partition_predictions(part: Partition, model: Any, out_dir: str) -> li
         return []
     prediction = model.predict(part.X) if part.n_rows else np.zeros(0)
     probability = model.predict_proba(part.X) if hasattr(model, "predict_proba") else None
+    os.makedirs(out_dir, exist_ok=True)  # on the worker's machine, which may not be the client's
     path = os.path.join(out_dir, f"part-{part.index:05d}.parquet")
     pq.write_table(prediction_table(part.source, prediction, probability), path)
     return [path]

@@ -1,0 +1,270 @@
+"""The Dask backend: a dask.distributed cluster, started here or reached by address.
+
+Partitions are read *on the workers* (``client.map`` of the shared partition
+reader) and stay there as futures, one per Parquet file or row-group chunk; X
+and y live in one object, so they can never disagree. ``map_reduce`` maps a
+function over those futures and combines the results on the workers in
+:func:`~distml.algorithms.engine.tree_reduce`'s pairing order, so only the small
+statistics reach the client and the model equals every other engine's. If a
+worker dies, the scheduler re-runs the reads of its partitions from their
+lineage and the fit goes on.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import warnings
+from typing import Any
+
+import numpy as np
+from distributed import Client, LocalCluster
+
+from distml.algorithms.engine import Engine, Partition, add
+from distml.algorithms.logistic import find_classes
+from distml.backends.base import Backend, LoadedData
+from distml.data.dataset import Dataset, PartitionSpec
+from distml.data.reader import load_partition
+from distml.data.split import Split
+from distml.errors import BackendError, ModelError
+from distml.models.base import DistmlEstimator
+
+log = logging.getLogger(__name__)
+
+
+def _apply(part: Partition, fn: Any, broadcast: tuple[Any, ...]) -> Any:
+    return fn(part, *broadcast)
+
+
+def _pick(pair: tuple[Partition, Partition | None], which: int) -> Partition:
+    part = pair[which]
+    assert part is not None
+    return part
+
+
+def _n_rows(part: Partition) -> int:
+    return part.n_rows
+
+
+def _X(part: Partition) -> np.ndarray:
+    return part.X
+
+
+def _y(part: Partition) -> np.ndarray:
+    assert part.y is not None
+    return part.y
+
+
+class DaskEngine(Engine):
+    """Partitions as futures on the workers; reductions run on the workers too."""
+
+    def __init__(self, client: Client, parts: list[Any], sizes: list[int], n_features: int) -> None:
+        self.client = client
+        self.parts = parts
+        self._sizes = sizes
+        self._n_features = n_features
+
+    @property
+    def partition_sizes(self) -> list[int]:
+        return self._sizes
+
+    @property
+    def n_features(self) -> int:
+        return self._n_features
+
+    def map_reduce(self, fn, *broadcast, combine=add):  # type: ignore[no-untyped-def]
+        level = self.client.map(_apply, self.parts, fn=fn, broadcast=broadcast, pure=False)
+        while len(level) > 1:  # the same pairing as tree_reduce, but as tasks on the workers
+            nxt = [
+                self.client.submit(combine, level[i], level[i + 1], pure=False)
+                for i in range(0, len(level) - 1, 2)
+            ]
+            if len(level) % 2:
+                nxt.append(level[-1])
+            level = nxt
+        return level[0].result()
+
+
+def _fit_dask_ml(backend: Backend, estimator: DistmlEstimator, engine: Engine) -> None:
+    """``solver: dask-ml``: dask-ml on dask arrays built from the cached partitions."""
+    assert isinstance(engine, DaskEngine)
+    with engine.client.as_current(), warnings.catch_warnings():
+        # dask-ml 2025.1 still sets a deprecated dask config key; not the user's concern
+        warnings.filterwarnings("ignore", category=FutureWarning, module="dask")
+        warnings.filterwarnings("ignore", category=DeprecationWarning, module="dask_glm")
+        _fit_with_dask_ml(estimator, engine)
+
+
+def _fit_with_dask_ml(estimator: DistmlEstimator, engine: DaskEngine) -> None:
+    import dask.array as da
+    from dask_ml import cluster, linear_model
+
+    client, d = engine.client, engine.n_features
+    blocks = client.map(_X, engine.parts)
+    X = da.concatenate(
+        [da.from_delayed(b, shape=(n, d), dtype=float) for b, n in zip(blocks, engine.partition_sizes, strict=True)]
+    )
+    params = estimator.get_params()
+    if estimator.model_type == "kmeans":
+        init = params["init"] if isinstance(params["init"], str) else np.asarray(params["init"])
+        model = cluster.KMeans(
+            n_clusters=params["n_clusters"],
+            init="k-means||" if isinstance(init, str) and init == "k-means++" else init,
+            max_iter=params["max_iter"],
+            tol=params["tol"],
+            random_state=params["random_state"],
+        ).fit(X)
+        estimator.cluster_centers_ = np.asarray(model.cluster_centers_)
+        estimator.inertia_ = float(model.inertia_)
+        estimator.n_iter_ = int(getattr(model, "n_iter_", 0))
+        return
+    y_blocks = client.map(_y, engine.parts)
+    y = da.concatenate(
+        [da.from_delayed(b, shape=(n,), dtype=float) for b, n in zip(y_blocks, engine.partition_sizes, strict=True)]
+    )
+    if estimator.model_type == "linear_regression":
+        if params["alpha"] > 0:
+            raise ModelError("solver 'dask-ml' has no ridge term; use solver native for alpha > 0")
+        model = linear_model.LinearRegression(fit_intercept=params["fit_intercept"], solver="lbfgs")
+        model.fit(X, y)
+        estimator.coef_ = np.asarray(model.coef_, dtype=float)
+        estimator.intercept_ = float(model.intercept_)
+        estimator.rank_ = d
+        estimator.singular_ = np.zeros(0)
+        return
+    classes = find_classes(engine)
+    if len(classes) != 2:
+        raise ModelError(
+            f"solver 'dask-ml' fits binary logistic regression only; the label has {len(classes)} "
+            "classes (use solver native for multinomial)"
+        )
+    model = linear_model.LogisticRegression(
+        C=params["C"] if params["penalty"] == "l2" else 1e12,
+        fit_intercept=params["fit_intercept"],
+        tol=params["tol"],
+        max_iter=params["max_iter"],
+        solver="lbfgs",
+    )
+    model.fit(X, (y == classes[1]).astype(int))
+    estimator.coef_ = np.asarray(model.coef_, dtype=float).reshape(1, -1)
+    estimator.intercept_ = np.atleast_1d(np.asarray(model.intercept_, dtype=float))
+    estimator.classes_ = classes
+    estimator.n_iter_ = int(params["max_iter"])
+
+
+def _scheduler_address(address: str) -> str:
+    return "tcp://" + address[len("dask://") :] if address.startswith("dask://") else address
+
+
+class DaskBackend(Backend):
+    """Dask on a ``LocalCluster`` of worker processes, or on an existing scheduler.
+
+    Parameters
+    ----------
+    address:
+        ``dask://host:port``, ``tcp://…`` or ``tls://…`` of a running scheduler (never
+        closed by distml); without it a ``LocalCluster`` is started and closed here.
+    workers, threads:
+        Worker processes (default: one per core) and threads per worker (default 1).
+    memory_limit:
+        Per-worker memory limit of the LocalCluster (e.g. ``"2GB"``).
+    dashboard:
+        Serve the dashboard (off by default); its link is logged.
+    timeout:
+        Seconds to wait for a scheduler before failing.
+    """
+
+    name = "dask"
+    solvers = {"dask-ml": _fit_dask_ml}
+
+    def __init__(
+        self,
+        address: str | None = None,
+        workers: int | None = None,
+        threads: int | None = None,
+        memory_limit: str | int | None = None,
+        dashboard: bool = False,
+        timeout: float = 10.0,
+    ) -> None:
+        super().__init__()
+        self.address = address
+        self.workers = workers or os.cpu_count() or 1
+        self.threads = threads or 1
+        self.memory_limit = memory_limit
+        self.dashboard = dashboard
+        self.timeout = timeout
+        self.client: Client | None = None
+        self.cluster: LocalCluster | None = None
+
+    @property
+    def description(self) -> str:
+        if self.address:
+            return f"dask({self.address})"
+        return f"dask(LocalCluster {self.workers}x{self.threads})"
+
+    def _start(self) -> None:
+        if self.address:
+            address = _scheduler_address(self.address)
+            try:
+                self.client = Client(address, timeout=f"{self.timeout}s", set_as_default=False)
+            except (OSError, TimeoutError) as exc:
+                raise BackendError(
+                    f"dask scheduler {self.address} did not answer within {self.timeout:g}s ({exc})"
+                ) from None
+        else:
+            options: dict[str, Any] = {}
+            if self.memory_limit is not None:
+                options["memory_limit"] = self.memory_limit
+            self.cluster = LocalCluster(
+                n_workers=self.workers,
+                threads_per_worker=self.threads,
+                processes=True,
+                dashboard_address=":0",
+                scheduler_kwargs={"dashboard": self.dashboard},
+                silence_logs=logging.ERROR,
+                **options,
+            )
+            self.client = Client(self.cluster, set_as_default=False)
+        if self.dashboard and self.client.dashboard_link:
+            log.warning("dask dashboard: %s", self.client.dashboard_link)
+
+    def _stop(self) -> None:
+        if self.client is not None:
+            self.client.close()
+        if self.cluster is not None:  # only what we started; an existing scheduler stays up
+            self.cluster.close()
+
+    def load(
+        self, dataset: Dataset, split: Split | None = None, keep_source: bool = False
+    ) -> LoadedData:
+        self.start()
+        assert self.client is not None
+        started = time.perf_counter()
+        specs: list[PartitionSpec] = dataset.partitions
+        pairs = self.client.map(
+            load_partition,
+            [dataset.uri] * len(specs),
+            specs,
+            features=dataset.features,
+            label=dataset.label,
+            split=split,
+            n_total=dataset.num_rows,
+            keep_source=keep_source,
+            pure=False,
+        )
+        train = self.client.map(_pick, pairs, which=0, pure=False)
+        test = self.client.map(_pick, pairs, which=1, pure=False) if split is not None else None
+        d = len(dataset.features)
+
+        def engine(parts: list[Any]) -> DaskEngine:
+            # gathering the sizes waits for every read; a worker's DataError re-raises here
+            sizes = self.client.gather(self.client.map(_n_rows, parts, pure=False))
+            return DaskEngine(self.client, parts, list(sizes), d)
+
+        return LoadedData(
+            engine(train),
+            engine(test) if test is not None else None,
+            dataset,
+            time.perf_counter() - started,
+        )

@@ -1,0 +1,199 @@
+"""The Dask backend on a real 2-worker LocalCluster: same models as local, workers write
+predictions, a lost worker's partitions are re-read, a dead address fails in bounded time."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from conftest import REPO
+
+pytest.importorskip("distributed", reason="the dask extra is not installed")
+from distributed import Client, LocalCluster  # noqa: E402
+
+import distml  # noqa: E402
+from distml.backends import get_backend  # noqa: E402
+from distml.data.generate import Recipe, generate  # noqa: E402
+from distml.errors import BackendError, DataError  # noqa: E402
+from distml.jobs import load_spec, run_job  # noqa: E402
+
+pytestmark = pytest.mark.dask
+
+
+def _cluster() -> LocalCluster:
+    return LocalCluster(
+        n_workers=2,
+        threads_per_worker=1,
+        processes=True,
+        dashboard_address=":0",
+        scheduler_kwargs={"dashboard": False},
+    )
+
+
+@pytest.fixture(scope="session")
+def dask_address():
+    with _cluster() as cluster:
+        yield cluster.scheduler_address
+
+
+@pytest.fixture(scope="module")
+def datasets(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("dask-data")
+    return {
+        kind: generate(
+            Recipe(
+                kind,
+                rows=40_000,
+                features=5,
+                partitions=6,
+                seed=2,
+                classes=3 if kind == "classification" else 2,
+            ),
+            root / kind,
+        )
+        for kind in ("regression", "classification", "blobs")
+    }
+
+
+MODELS = {
+    "regression": lambda solver="auto": distml.LinearRegression(solver=solver),
+    "classification": lambda solver="auto": distml.LogisticRegression(solver=solver),
+    "blobs": lambda solver="auto": distml.KMeans(n_clusters=5, random_state=0, solver=solver),
+}
+
+
+@pytest.mark.parametrize("kind", ["regression", "classification", "blobs"])
+def test_same_model_and_predictions_as_local(
+    kind: str, datasets, dask_address: str, tmp_path: Path
+) -> None:
+    ds = distml.Dataset(datasets[kind], label="y")
+    split = None if kind == "blobs" else distml.Split(0.2, 3)
+    with get_backend(dask_address) as dask_backend, get_backend("local") as local:
+        on_dask = dask_backend.load(ds, split, keep_source=True)
+        on_local = local.load(ds, split, keep_source=True)
+        assert on_dask.train.partition_sizes == on_local.train.partition_sizes
+        a = dask_backend.fit(MODELS[kind](), on_dask)
+        b = local.fit(MODELS[kind](), on_local)
+        evaluation = (on_dask.test, on_local.test) if split else (on_dask.train, on_local.train)
+        assert dask_backend.evaluate(a, evaluation[0]) == local.evaluate(b, evaluation[1])
+        files = dask_backend.write_predictions(a, evaluation[0], str(tmp_path / "dask"))
+        local.write_predictions(b, evaluation[1], str(tmp_path / "local"))
+    if kind == "regression":
+        np.testing.assert_allclose(a.coef_, b.coef_, rtol=1e-8)
+    elif kind == "classification":
+        np.testing.assert_allclose(a.coef_, b.coef_, rtol=1e-6)
+        assert a.objective_ == pytest.approx(b.objective_, rel=1e-6)
+    else:
+        assert a.inertia_ == pytest.approx(b.inertia_, rel=1e-9)
+    assert a.fit_info_["backend"].startswith("dask(tcp://")
+    assert len(files) == 6
+    ours, theirs = pq.read_table(tmp_path / "dask"), pq.read_table(tmp_path / "local")
+    assert ours.num_rows == evaluation[0].n_rows
+    assert ours.equals(theirs)
+
+
+def test_seed_jobs_run_unchanged_on_dask(dask_address: str, tmp_path: Path) -> None:
+    for name in ("linear_regression", "logistic_regression", "kmeans"):
+        spec_path = REPO / "jobs" / f"{name}.yaml"
+        data = [f"data.train={tmp_path / name}"]
+        on_dask = run_job(
+            load_spec(spec_path, data, backend=dask_address), tmp_path / "dask" / name
+        )
+        on_local = run_job(load_spec(spec_path, data), tmp_path / "local" / name)
+        written = [json.loads((r.out / "metrics.json").read_text()) for r in (on_dask, on_local)]
+        assert written[0]["metrics"] == written[1]["metrics"]
+        assert written[0]["model"] == written[1]["model"]
+        assert pq.read_table(on_dask.out / "predictions").equals(
+            pq.read_table(on_local.out / "predictions")
+        )
+
+
+def test_backend_starts_and_closes_its_own_local_cluster(tmp_path: Path) -> None:
+    spec = load_spec(
+        REPO / "jobs" / "kmeans.yaml",
+        [f"data.train={tmp_path / 'd'}", "backend.workers=2"],
+        backend="dask",
+    )
+    backend = get_backend(spec.backend.name, **spec.backend.options())
+    result = run_job(spec, tmp_path / "run", backend=backend)
+    assert result.summary["backend"] == "dask(LocalCluster 2x1)"
+    assert backend.cluster is not None and len(backend.cluster.workers) == 2
+    backend.stop()
+    assert backend.cluster.status.name == "closed"
+    backend.stop()  # safe twice
+
+
+def test_unreachable_scheduler_fails_in_bounded_time() -> None:
+    started = time.monotonic()
+    with pytest.raises(
+        BackendError, match=r"dask scheduler dask://127.0.0.1:9 did not answer within 2s"
+    ):
+        get_backend("dask://127.0.0.1:9", timeout=2).start()
+    assert time.monotonic() - started < 15
+
+
+def test_worker_errors_keep_their_class_and_message(tmp_path: Path, dask_address: str) -> None:
+    import pandas as pd
+    from conftest import write_parts
+
+    frame = pd.DataFrame({"a": [1.0, np.nan, 3.0], "y": [1.0, 2.0, 3.0]})
+    write_parts(tmp_path / "d", frame, 1)
+    with (
+        get_backend(dask_address) as backend,
+        pytest.raises(DataError, match=r"part-00000.parquet: column 'a' has 1 missing"),
+    ):
+        backend.load(distml.Dataset(tmp_path / "d", label="y"))
+
+
+def test_dask_ml_solver(datasets, dask_address: str) -> None:
+    with get_backend(dask_address) as backend:
+        reg = backend.load(distml.Dataset(datasets["regression"], label="y"))
+        native = backend.fit(MODELS["regression"](), reg)
+        library = backend.fit(MODELS["regression"]("dask-ml"), reg)
+        assert library.fit_info_["solver"] == "dask-ml"
+        np.testing.assert_allclose(library.coef_, native.coef_, rtol=1e-3)
+        blobs = backend.load(distml.Dataset(datasets["blobs"], label="y"))
+        km = backend.fit(MODELS["blobs"]("dask-ml"), blobs)
+        assert backend.evaluate(km, blobs.train)["adjusted_rand"] > 0.99
+        classes3 = backend.load(distml.Dataset(datasets["classification"], label="y"))
+        with pytest.raises(
+            distml.errors.ModelError,
+            match="binary logistic regression only; the label has 3 classes",
+        ):
+            backend.fit(MODELS["classification"]("dask-ml"), classes3)
+
+
+def test_killed_worker_does_not_change_the_model(tmp_path: Path) -> None:
+    path = generate(
+        Recipe("classification", rows=300_000, features=10, partitions=12, seed=4), tmp_path / "c"
+    )
+    ds = distml.Dataset(path, label="y")
+    model = lambda: distml.LogisticRegression(C=1e4, tol=1e-10, max_iter=500)  # noqa: E731
+    with _cluster() as cluster:
+        with get_backend(cluster.scheduler_address) as backend:
+            undisturbed = backend.fit(model(), backend.load(ds))
+        with Client(cluster, set_as_default=False) as client:
+            pids = list(client.run(os.getpid).values())
+        with get_backend(cluster.scheduler_address) as backend:
+            data = backend.load(ds)
+            result: dict = {}
+            fitting = threading.Thread(
+                target=lambda: result.update(model=backend.fit(model(), data))
+            )
+            fitting.start()
+            time.sleep(0.5)
+            assert fitting.is_alive(), "the fit finished before the worker could be killed"
+            os.kill(pids[0], signal.SIGKILL)
+            fitting.join(timeout=300)
+        with Client(cluster, set_as_default=False) as client:
+            assert pids[0] not in client.run(os.getpid).values()  # the worker really died
+    assert undisturbed.n_iter_ > 10
+    np.testing.assert_allclose(result["model"].coef_, undisturbed.coef_, rtol=1e-12)
+    assert result["model"].n_iter_ == undisturbed.n_iter_
