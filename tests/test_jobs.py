@@ -293,7 +293,7 @@ def test_cli_internal_error_exits_1(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert "internal error: ZeroDivisionError: boom (rerun with --debug)" in result.output
 
 
-@pytest.mark.parametrize("backend", ["dask", "spark://127.0.0.1:7077"])
+@pytest.mark.parametrize("backend", ["spark://127.0.0.1:7077"])
 def test_engines_not_built_yet_fail_clearly(tmp_path: Path, backend: str) -> None:
     result = CliRunner().invoke(
         main,

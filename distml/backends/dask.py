@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+import uuid
 import warnings
 from typing import Any
 
@@ -74,16 +75,26 @@ class DaskEngine(Engine):
         return self._n_features
 
     def map_reduce(self, fn, *broadcast, combine=add):  # type: ignore[no-untyped-def]
-        level = self.client.map(_apply, self.parts, fn=fn, broadcast=broadcast, pure=False)
-        while len(level) > 1:  # the same pairing as tree_reduce, but as tasks on the workers
-            nxt = [
-                self.client.submit(combine, level[i], level[i + 1], pure=False)
-                for i in range(0, len(level) - 1, 2)
-            ]
+        # One graph per pass: the map over the cached partitions, then tree_reduce's pairing
+        # as combine tasks on the workers; a single submission, one result back.
+        token = uuid.uuid4().hex
+        graph: dict[str, Any] = {}
+        level = []
+        for i, part in enumerate(self.parts):
+            key = f"distml-map-{token}-{i}"
+            graph[key] = (_apply, part, fn, broadcast)
+            level.append(key)
+        depth = 0
+        while len(level) > 1:
+            nxt = []
+            for i in range(0, len(level) - 1, 2):
+                key = f"distml-combine-{token}-{depth}-{i}"
+                graph[key] = (combine, level[i], level[i + 1])
+                nxt.append(key)
             if len(level) % 2:
                 nxt.append(level[-1])
-            level = nxt
-        return level[0].result()
+            level, depth = nxt, depth + 1
+        return self.client.get(graph, level[0], sync=True)
 
 
 def _fit_dask_ml(backend: Backend, estimator: DistmlEstimator, engine: Engine) -> None:
