@@ -16,6 +16,7 @@ import click
 import numpy as np
 from rich.console import Console
 
+from distml.display import progress_for
 from distml.errors import DistmlError
 
 console = Console()
@@ -73,8 +74,8 @@ def run(job: Path, backend: str | None, overrides: tuple[str, ...], out: Path | 
     from distml.jobs import load_spec, run_job
 
     spec = load_spec(job, list(overrides), backend)
-    with console.status(f"[bold]{spec.name}[/]: starting", spinner="dots") as status:
-        result = run_job(spec, out, progress=lambda m: status.update(f"[bold]{spec.name}[/]: {m}"))
+    with progress_for(err_console) as progress:
+        result = run_job(spec, out, progress=progress)
     print_result(result)
 
 
@@ -193,8 +194,8 @@ def demo(out: Path, backend: str) -> None:
     from distml.jobs import run_job
 
     for spec in demo_specs(out, backend):
-        with console.status(f"running {spec.name}"):
-            result = run_job(spec, out / "runs" / spec.name)
+        with progress_for(err_console) as progress:
+            result = run_job(spec, out / "runs" / spec.name, progress=progress)
         print_result(result)
 
 

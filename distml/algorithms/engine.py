@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from distml.progress import Progress
+
 
 @dataclass
 class Partition:
@@ -70,7 +72,13 @@ def tree_reduce(values: Sequence[Any], combine: Callable[[Any, Any], Any] = add)
 
 
 class Engine(ABC):
-    """Cached partitions plus ``map_reduce``: all an algorithm may use."""
+    """Cached partitions plus ``map_reduce``: all an algorithm may use.
+
+    Engines implement :meth:`_map_reduce`; :meth:`map_reduce` adds one step to
+    ``progress`` (a backend's :class:`~distml.progress.Progress`) per pass.
+    """
+
+    progress: Progress | None = None
 
     @property
     @abstractmethod
@@ -82,7 +90,6 @@ class Engine(ABC):
     def n_features(self) -> int:
         """Number of feature columns."""
 
-    @abstractmethod
     def map_reduce(
         self,
         fn: Callable[..., Any],
@@ -90,6 +97,16 @@ class Engine(ABC):
         combine: Callable[[Any, Any], Any] = add,
     ) -> Any:
         """``tree_reduce([fn(p, *broadcast) for p in partitions], combine)``, run where the data is."""
+        result = self._map_reduce(fn, broadcast, combine)
+        if self.progress is not None:
+            self.progress.step(detail=getattr(fn, "__name__", None))
+        return result
+
+    @abstractmethod
+    def _map_reduce(
+        self, fn: Callable[..., Any], broadcast: tuple[Any, ...], combine: Callable[[Any, Any], Any]
+    ) -> Any:
+        """One pass: ``fn`` over every partition, results combined in :func:`tree_reduce` order."""
 
     @property
     def n_rows(self) -> int:
@@ -140,5 +157,5 @@ class InMemoryEngine(Engine):
     def n_features(self) -> int:
         return self._n_features
 
-    def map_reduce(self, fn, *broadcast, combine=add):  # type: ignore[no-untyped-def]
+    def _map_reduce(self, fn, broadcast, combine):  # type: ignore[no-untyped-def]
         return tree_reduce([fn(p, *broadcast) for p in self.partitions], combine)

@@ -26,6 +26,7 @@ from distml.data.split import Split
 from distml.data.writer import write_partition_predictions
 from distml.errors import ModelError
 from distml.models.base import DistmlEstimator
+from distml.progress import Progress
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,8 @@ class Backend(ABC):
     def __init__(self) -> None:
         self._started = False
         self._stopped = False
+        #: Where reads and passes are reported; the CLI replaces it with a display.
+        self.progress = Progress()
 
     # -- lifecycle -------------------------------------------------------------------------
     def __enter__(self) -> Backend:
@@ -109,12 +112,14 @@ class Backend(ABC):
         """Fit ``estimator`` on the training partitions; records ``fit_info_``."""
         estimator.validate()
         solver = self.resolve_solver(estimator)
+        self.progress.start(f"fitting {estimator.model_type} ({solver})")
         started = time.perf_counter()
         if solver == "native":
             estimator.fit_engine(data.train)
         else:
             self.solvers[solver](self, estimator, data.train)
         seconds = time.perf_counter() - started
+        self.progress.finish()
         estimator.set_feature_info(data.dataset.features, data.dataset.feature_dtypes())
         estimator.fit_info_ = {
             "backend": self.description,
@@ -134,15 +139,22 @@ class Backend(ABC):
         self, model: DistmlEstimator, engine: Engine, has_labels: bool = True
     ) -> dict[str, Any]:
         """The task's metrics on ``engine``'s rows, computed on the workers."""
+        self.progress.start("evaluating")
         if model.task == "regression":
-            return metrics.regression_metrics(engine, model)
-        if model.task == "classification":
-            return metrics.classification_metrics(engine, model)
-        return metrics.clustering_metrics(engine, model, has_labels)
+            result = metrics.regression_metrics(engine, model)
+        elif model.task == "classification":
+            result = metrics.classification_metrics(engine, model)
+        else:
+            result = metrics.clustering_metrics(engine, model, has_labels)
+        self.progress.finish()
+        return result
 
     def write_predictions(self, model: DistmlEstimator, engine: Engine, out_dir: str) -> list[str]:
         """Each partition writes ``part-NNNNN.parquet`` into ``out_dir`` where it lives."""
-        return engine.map_reduce(write_partition_predictions, model, out_dir, combine=concat)
+        self.progress.start("writing predictions")
+        files = engine.map_reduce(write_partition_predictions, model, out_dir, combine=concat)
+        self.progress.finish()
+        return files
 
     def sample(self, engine: Engine, m: int = 2000) -> tuple[np.ndarray, np.ndarray]:
         """A small uniform sample of rows for plots."""

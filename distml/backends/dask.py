@@ -20,9 +20,9 @@ import warnings
 from typing import Any
 
 import numpy as np
-from distributed import Client, LocalCluster
+from distributed import Client, LocalCluster, as_completed
 
-from distml.algorithms.engine import Engine, Partition, add
+from distml.algorithms.engine import Engine, Partition
 from distml.algorithms.logistic import find_classes
 from distml.backends.base import Backend, LoadedData
 from distml.data.dataset import Dataset, PartitionSpec
@@ -74,7 +74,7 @@ class DaskEngine(Engine):
     def n_features(self) -> int:
         return self._n_features
 
-    def map_reduce(self, fn, *broadcast, combine=add):  # type: ignore[no-untyped-def]
+    def _map_reduce(self, fn, broadcast, combine):  # type: ignore[no-untyped-def]
         # One graph per pass: the map over the cached partitions, then tree_reduce's pairing
         # as combine tasks on the workers; a single submission, one result back.
         token = uuid.uuid4().hex
@@ -114,7 +114,10 @@ def _fit_with_dask_ml(estimator: DistmlEstimator, engine: DaskEngine) -> None:
     client, d = engine.client, engine.n_features
     blocks = client.map(_X, engine.parts)
     X = da.concatenate(
-        [da.from_delayed(b, shape=(n, d), dtype=float) for b, n in zip(blocks, engine.partition_sizes, strict=True)]
+        [
+            da.from_delayed(b, shape=(n, d), dtype=float)
+            for b, n in zip(blocks, engine.partition_sizes, strict=True)
+        ]
     )
     params = estimator.get_params()
     if estimator.model_type == "kmeans":
@@ -132,7 +135,10 @@ def _fit_with_dask_ml(estimator: DistmlEstimator, engine: DaskEngine) -> None:
         return
     y_blocks = client.map(_y, engine.parts)
     y = da.concatenate(
-        [da.from_delayed(b, shape=(n,), dtype=float) for b, n in zip(y_blocks, engine.partition_sizes, strict=True)]
+        [
+            da.from_delayed(b, shape=(n,), dtype=float)
+            for b, n in zip(y_blocks, engine.partition_sizes, strict=True)
+        ]
     )
     if estimator.model_type == "linear_regression":
         if params["alpha"] > 0:
@@ -238,7 +244,7 @@ class DaskBackend(Backend):
             )
             self.client = Client(self.cluster, set_as_default=False)
         if self.dashboard and self.client.dashboard_link:
-            log.warning("dask dashboard: %s", self.client.dashboard_link)
+            self.progress.message(f"dask dashboard: {self.client.dashboard_link}")
 
     def _stop(self) -> None:
         if self.client is not None:
@@ -268,14 +274,23 @@ class DaskBackend(Backend):
         test = self.client.map(_pick, pairs, which=1, pure=False) if split is not None else None
         d = len(dataset.features)
 
-        def engine(parts: list[Any]) -> DaskEngine:
-            # gathering the sizes waits for every read; a worker's DataError re-raises here
-            sizes = self.client.gather(self.client.map(_n_rows, parts, pure=False))
-            return DaskEngine(self.client, parts, list(sizes), d)
+        def engine(parts: list[Any], stage: str | None) -> DaskEngine:
+            # waiting for the sizes waits for every read; a worker's DataError re-raises here
+            futures = self.client.map(_n_rows, parts, pure=False)
+            if stage is not None:
+                self.progress.start(stage, total=len(futures))
+                with self.client.as_current():  # distml never sets a default client
+                    for _ in as_completed(futures):
+                        self.progress.step()
+                self.progress.finish()
+            sizes = self.client.gather(futures)
+            result = DaskEngine(self.client, parts, list(sizes), d)
+            result.progress = self.progress
+            return result
 
         return LoadedData(
-            engine(train),
-            engine(test) if test is not None else None,
+            engine(train, "reading"),
+            engine(test, None) if test is not None else None,
             dataset,
             time.perf_counter() - started,
         )

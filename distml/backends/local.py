@@ -19,7 +19,7 @@ import numpy as np
 import psutil
 from threadpoolctl import threadpool_limits
 
-from distml.algorithms.engine import Engine, Partition, add, tree_reduce
+from distml.algorithms.engine import Engine, Partition, tree_reduce
 from distml.backends.base import Backend, LoadedData
 from distml.data.dataset import Dataset, PartitionSpec
 from distml.data.reader import load_partition
@@ -63,7 +63,7 @@ class LocalEngine(Engine):
     def can_cache(self) -> bool:
         return self._cached is not None
 
-    def map_reduce(self, fn, *broadcast, combine=add):  # type: ignore[no-untyped-def]
+    def _map_reduce(self, fn, broadcast, combine):  # type: ignore[no-untyped-def]
         if self._cached is not None:
             cached = self._cached
 
@@ -169,13 +169,18 @@ class LocalBackend(Backend):
 
         d = len(dataset.features)
         if estimated <= self._memory_budget():
-            pairs = list(self._pool.map(read, specs))
+            self.progress.start("reading", total=len(specs))
+            pairs = []
+            for pair in self._pool.map(read, specs):  # in order, as they complete
+                pairs.append(pair)
+                self.progress.step()
+            self.progress.finish()
             train = [p[0] for p in pairs]
-            engine = LocalEngine(self._pool, self.threads, [p.n_rows for p in train], d, train)
+            engine = self._engine([p.n_rows for p in train], d, train)
             test = None
             if split is not None:
                 tests = [p[1] for p in pairs]
-                test = LocalEngine(self._pool, self.threads, [p.n_rows for p in tests], d, tests)
+                test = self._engine([p.n_rows for p in tests], d, tests)
             return LoadedData(engine, test, dataset, time.perf_counter() - started)
 
         # streaming: nothing cached, each pass re-reads; sizes follow from the split alone
@@ -196,10 +201,22 @@ class LocalBackend(Backend):
 
             return load_one
 
-        engine = LocalEngine(self._pool, self.threads, sizes(0), d, None, loader(0))
-        test = (
-            None
-            if split is None
-            else LocalEngine(self._pool, self.threads, sizes(1), d, None, loader(1))
+        self.progress.message(
+            f"streaming: {estimated / 1e9:.1f} GB of features exceed the memory budget "
+            f"({self._memory_budget() / 1e9:.1f} GB); every pass re-reads the files"
         )
+        engine = self._engine(sizes(0), d, None, loader(0))
+        test = None if split is None else self._engine(sizes(1), d, None, loader(1))
         return LoadedData(engine, test, dataset, time.perf_counter() - started)
+
+    def _engine(
+        self,
+        sizes: list[int],
+        n_features: int,
+        cached: list[Partition] | None,
+        loader: Callable[[int], Partition] | None = None,
+    ) -> LocalEngine:
+        assert self._pool is not None
+        engine = LocalEngine(self._pool, self.threads, sizes, n_features, cached, loader)
+        engine.progress = self.progress
+        return engine

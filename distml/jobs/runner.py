@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,9 +25,9 @@ from distml.data.split import Split
 from distml.jobs import plots
 from distml.jobs.spec import JobSpec, build_estimator
 from distml.models.base import DistmlEstimator
+from distml.progress import Progress
 
 log = logging.getLogger(__name__)
-Progress = Callable[[str], None]
 
 
 @dataclass
@@ -67,8 +66,10 @@ def run_job(
     backend: Backend | None = None,
     progress: Progress | None = None,
 ) -> RunResult:
-    """Run ``spec`` and write its run folder to ``out`` (default ``runs/NAME-TIME``)."""
-    say = progress or (lambda message: log.info(message))
+    """Run ``spec`` and write its run folder to ``out`` (default ``runs/NAME-TIME``).
+
+    ``progress`` receives the backend's reads and passes (default: log lines).
+    """
     estimator = build_estimator(spec)
     task = estimator.task
     train_path = ensure_data(spec)
@@ -84,9 +85,14 @@ def run_job(
     out_path = Path(out) if out is not None else default_out(spec)
     owned = backend is None
     engine_backend = backend or get_backend(spec.backend.name, **spec.backend.options())
+    if progress is not None:
+        engine_backend.progress = progress
     try:
         engine_backend.start()
-        say(f"reading {dataset.num_rows:,} rows in {len(dataset.partitions)} partition(s)")
+        engine_backend.progress.message(
+            f"{spec.name}: {dataset.num_rows:,} rows in {len(dataset.partitions)} partition(s) "
+            f"on {engine_backend.description}"
+        )
         keep = spec.output.predictions
         loaded = engine_backend.load(dataset, split, keep_source=keep and test_dataset is None)
         evaluation = loaded.test
@@ -94,11 +100,7 @@ def run_job(
             evaluation = engine_backend.load(test_dataset, None, keep_source=keep).train
         if evaluation is None:
             evaluation = loaded.train
-        say(
-            f"fitting {spec.model.type} on {loaded.train.n_rows:,} rows ({engine_backend.description})"
-        )
         engine_backend.fit(estimator, loaded)
-        say("evaluating and writing the run folder")
         with atomic_dir(out_path) as tmp:
             metrics = engine_backend.evaluate(
                 estimator, evaluation, has_labels=dataset.label is not None

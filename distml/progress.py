@@ -1,0 +1,74 @@
+"""Progress of a job's stages (reading partitions, a fit's passes), engine-neutral.
+
+Backends report to a :class:`Progress`: a stage starts (``reading`` with one step
+per partition, ``fitting`` with one step per ``map_reduce`` pass), steps happen,
+the stage ends. The library default logs through :mod:`logging`; the CLI swaps in
+a progress bar on a terminal or throttled plain lines otherwise.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+log = logging.getLogger("distml.progress")
+
+
+class Progress:
+    """A sink for progress events; this base class logs them (throttled)."""
+
+    #: Seconds between two log lines of the same stage (the last step is always logged).
+    interval = 1.0
+
+    def __init__(self) -> None:
+        self.stage_name: str | None = None
+        self.total: int | None = None
+        self.completed = 0
+        self._started = 0.0
+        self._last_report = 0.0
+
+    def start(self, stage: str, total: int | None = None) -> None:
+        """Begin ``stage`` (ending the current one); ``total`` steps if known."""
+        if self.stage_name is not None:
+            self.finish()
+        self.stage_name, self.total, self.completed = stage, total, 0
+        self._started = self._last_report = time.monotonic()
+        self.on_start()
+
+    def step(self, n: int = 1, detail: str | None = None) -> None:
+        """``n`` more steps of the current stage are done (ignored outside a stage)."""
+        if self.stage_name is None:
+            return
+        self.completed += n
+        now = time.monotonic()
+        if now - self._last_report >= self.interval or self.completed == self.total:
+            self._last_report = now
+            self.on_step(detail)
+
+    def finish(self) -> None:
+        """End the current stage (no-op when none is running)."""
+        if self.stage_name is not None:
+            self.on_finish(time.monotonic() - self._started)
+            self.stage_name = None
+
+    def message(self, text: str) -> None:
+        """A one-off line for the user (a dashboard link, a resumed checkpoint)."""
+        log.info("%s", text)
+
+    # -- what a display overrides ---------------------------------------------------------------
+    def on_start(self) -> None:
+        log.debug("%s: started", self.stage_name)
+
+    def on_step(self, detail: str | None) -> None:
+        log.info("%s", self.describe(detail))
+
+    def on_finish(self, seconds: float) -> None:
+        log.info("%s: done in %.2fs", self.stage_name, seconds)
+
+    def describe(self, detail: str | None = None) -> str:
+        """``reading: 12/16`` or ``fitting: pass 7 (lloyd_step)``."""
+        if self.total is not None:
+            text = f"{self.stage_name}: {self.completed}/{self.total}"
+        else:
+            text = f"{self.stage_name}: pass {self.completed}"
+        return f"{text} ({detail})" if detail else text
