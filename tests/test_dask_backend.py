@@ -197,3 +197,18 @@ def test_killed_worker_does_not_change_the_model(tmp_path: Path) -> None:
     assert undisturbed.n_iter_ > 10
     np.testing.assert_allclose(result["model"].coef_, undisturbed.coef_, rtol=1e-12)
     assert result["model"].n_iter_ == undisturbed.n_iter_
+
+
+def test_broadcast_values_are_opaque_to_the_task_graph(datasets, dask_address: str) -> None:
+    # A tuple starting with a callable, or a string shaped like a task key, must reach the
+    # function as given; embedded raw in a Dask task they would be run or substituted.
+    import operator
+
+    ds = distml.Dataset(datasets["regression"], label="y")
+    with get_backend(dask_address) as backend:
+        engine = backend.load(ds).train
+        doubled = engine.map_reduce(lambda part, f, args: f(part.n_rows, *args), operator.mul, (2,))
+        assert doubled == 2 * engine.n_rows
+        key = "distml-map-0"
+        echoed = engine.map_reduce(lambda part, text: [text], key, combine=lambda a, b: a + b)
+        assert echoed == [key] * engine.num_partitions

@@ -12,6 +12,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -39,6 +40,11 @@ class Partition:
     @property
     def n_rows(self) -> int:
         return int(self.X.shape[0])
+
+    @cached_property
+    def squared_norms(self) -> np.ndarray:
+        """``‖x‖²`` of every row, computed once where the partition lives (k-means reuses it)."""
+        return np.einsum("ij,ij->i", self.X, self.X)
 
 
 def add(a: Any, b: Any) -> Any:

@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import scipy.sparse
 
 from distml.algorithms.engine import Engine, Partition, concat, tree_reduce
 from distml.algorithms.random import row_keys, row_uniforms
@@ -35,55 +34,74 @@ _EXACT_CHOICE_MAX_ROWS = 10_000_000
 BLOCK_ROWS = 8192
 
 
-def _squared_distances(X: np.ndarray, centers: np.ndarray) -> np.ndarray:
+def _squared_distances(X: np.ndarray, x_norms: np.ndarray, centers: np.ndarray) -> np.ndarray:
+    """``‖x - c‖²`` for every row and centre, from the rows' precomputed ``‖x‖²``."""
     D = X @ centers.T
     D *= -2.0
     D += np.einsum("ij,ij->i", centers, centers)
-    D += np.einsum("ij,ij->i", X, X)[:, None]
+    D += x_norms[:, None]
     np.maximum(D, 0.0, out=D)
     return D
 
 
-def _nearest(X: np.ndarray, centers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _blocks(part: Partition):  # type: ignore[no-untyped-def]
+    """``(lo, hi, rows, their ‖x‖²)`` in blocks of :data:`BLOCK_ROWS` rows."""
+    norms = part.squared_norms
+    for lo in range(0, part.n_rows, BLOCK_ROWS):
+        hi = min(lo + BLOCK_ROWS, part.n_rows)
+        yield lo, hi, part.X[lo:hi], norms[lo:hi]
+
+
+def _nearest(part: Partition, centers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Squared distance to, and index of, each row's closest centre (block by block)."""
-    n = X.shape[0]
-    dist = np.empty(n)
-    label = np.empty(n, dtype=np.intp)
-    for lo in range(0, n, BLOCK_ROWS):
-        D = _squared_distances(X[lo : lo + BLOCK_ROWS], centers)
-        label[lo : lo + BLOCK_ROWS] = D.argmin(axis=1)
-        dist[lo : lo + BLOCK_ROWS] = D[np.arange(D.shape[0]), label[lo : lo + BLOCK_ROWS]]
+    dist = np.empty(part.n_rows)
+    label = np.empty(part.n_rows, dtype=np.intp)
+    for lo, hi, X, norms in _blocks(part):
+        D = _squared_distances(X, norms, centers)
+        label[lo:hi] = D.argmin(axis=1)
+        dist[lo:hi] = D[np.arange(hi - lo), label[lo:hi]]
     return dist, label
 
 
-def _closest(X: np.ndarray, centers: np.ndarray) -> np.ndarray:
-    return _nearest(X, centers)[0]
+def _closest(part: Partition, centers: np.ndarray) -> np.ndarray:
+    """Squared distance to each row's closest centre (no index needed: a cheaper sweep)."""
+    dist = np.empty(part.n_rows)
+    center_norms = np.einsum("ij,ij->i", centers, centers)[:, None]
+    for lo, hi, X, norms in _blocks(part):
+        D = centers @ X.T  # (k × block): the min runs along contiguous rows
+        D *= -2.0
+        D += center_norms
+        D += norms
+        np.maximum(D.min(axis=0), 0.0, out=dist[lo:hi])
+    return dist
 
 
-def column_sums(part: Partition) -> tuple[float, np.ndarray, np.ndarray]:
-    X = part.X
-    return float(X.shape[0]), X.sum(axis=0), np.einsum("ij,ij->j", X, X)
+def lloyd_step(part: Partition, centers: np.ndarray) -> tuple[np.ndarray, np.ndarray, float, float]:
+    """Per-cluster sums and counts, the inertia against ``centers``, and ``Σ‖x‖²``.
 
-
-def lloyd_step(part: Partition, centers: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
-    """Per-cluster sums, counts and the inertia of this partition against ``centers``."""
-    X = part.X
+    One sweep in cache-sized blocks: distances, nearest centre, then the block's
+    rows summed per cluster by a small dense one-hot product. ``Σ‖x‖²`` (with the
+    sums and counts) gives scikit-learn's variance-scaled tolerance without a pass.
+    """
     k, d = centers.shape
-    n = X.shape[0]
-    if n == 0:
-        return np.zeros((k, d)), np.zeros(k), 0.0
-    dist, labels = _nearest(X, centers)
-    inertia = float(dist.sum())
-    counts = np.bincount(labels, minlength=k).astype(np.float64)
-    onehot = scipy.sparse.csr_matrix((np.ones(n), (labels, np.arange(n))), shape=(k, n))
-    return np.asarray(onehot @ X), counts, inertia
+    sums = np.zeros((k, d))
+    counts = np.zeros(k)
+    inertia = 0.0
+    clusters = np.arange(k)[:, None]
+    for lo, hi, X, norms in _blocks(part):
+        D = _squared_distances(X, norms, centers)
+        labels = D.argmin(axis=1)
+        inertia += float(D[np.arange(hi - lo), labels].sum())
+        sums += (labels == clusters).astype(np.float64) @ X  # (k × block) one-hot
+        counts += np.bincount(labels, minlength=k)
+    return sums, counts, inertia, float(part.squared_norms.sum())
 
 
 def farthest_rows(part: Partition, centers: np.ndarray, m: int) -> list[tuple[float, int, Any]]:
     """The ``m`` rows farthest from their closest centre, as (distance, row id, row)."""
     if part.n_rows == 0:
         return []
-    dist = _closest(part.X, centers)
+    dist = _closest(part, centers)
     order = np.lexsort((part.row_ids, -dist))[:m]
     return [(float(dist[i]), int(part.row_ids[i]), part.X[i].copy()) for i in order]
 
@@ -109,7 +127,9 @@ def smallest_keys(part: Partition, seed: int, stream: int, m: int) -> list[tuple
     if part.n_rows == 0:
         return []
     keys = row_keys(seed, stream, part.row_ids)
-    order = np.argsort(keys, kind="stable")[:m]
+    # the m smallest in O(n), then ordered by (key, row id) like the combine step
+    chosen = np.argpartition(keys, m - 1)[:m] if m < part.n_rows else np.arange(part.n_rows)
+    order = chosen[np.lexsort((part.row_ids[chosen], keys[chosen]))]
     return [(int(keys[i]), int(part.row_ids[i]), part.X[i].copy()) for i in order]
 
 
@@ -121,7 +141,7 @@ def _keep_smallest(m: int):
 
 
 def cost(part: Partition, centers: np.ndarray) -> float:
-    return float(_closest(part.X, centers).sum()) if part.n_rows else 0.0
+    return float(_closest(part, centers).sum()) if part.n_rows else 0.0
 
 
 def oversample(
@@ -130,7 +150,7 @@ def oversample(
     """k-means|| sampling: keep each row with probability ``ell · d² / phi``."""
     if part.n_rows == 0:
         return []
-    prob = ell * _closest(part.X, centers) / phi
+    prob = ell * _closest(part, centers) / phi
     chosen = np.nonzero(row_uniforms(seed, stream, part.row_ids) < prob)[0]
     return [(int(part.row_ids[i]), part.X[i].copy()) for i in chosen]
 
@@ -138,7 +158,7 @@ def oversample(
 def closest_counts(part: Partition, candidates: np.ndarray) -> np.ndarray:
     if part.n_rows == 0:
         return np.zeros(len(candidates))
-    labels = _nearest(part.X, candidates)[1]
+    labels = _nearest(part, candidates)[1]
     return np.bincount(labels, minlength=len(candidates)).astype(np.float64)
 
 
@@ -151,7 +171,7 @@ def pick_by_potential(
     """
     if part.n_rows == 0:
         return []
-    cumulative = np.cumsum(_closest(part.X, centers)) + offsets[part.index]
+    cumulative = np.cumsum(_closest(part, centers)) + offsets[part.index]
     lo, hi = offsets[part.index], cumulative[-1]
     out = []
     for j, value in enumerate(targets):
@@ -167,11 +187,11 @@ def candidate_potentials(
     """Per candidate: Σ min(closest², d²(x, candidate)) over this partition."""
     if part.n_rows == 0:
         return [(part.index, np.zeros(len(candidates)))]
-    closest = _closest(part.X, centers)
+    closest = _closest(part, centers)
     total = np.zeros(len(candidates))
-    for lo in range(0, part.n_rows, BLOCK_ROWS):
-        D = _squared_distances(part.X[lo : lo + BLOCK_ROWS], candidates)
-        np.minimum(D, closest[lo : lo + BLOCK_ROWS, None], out=D)
+    for lo, hi, X, norms in _blocks(part):
+        D = _squared_distances(X, norms, candidates)
+        np.minimum(D, closest[lo:hi, None], out=D)
         total += D.sum(axis=0)
     return [(part.index, total)]
 
@@ -184,13 +204,12 @@ class KMeansSolution:
     n_iter: int
 
 
-def tolerance(engine: Engine, tol: float) -> float:
-    """scikit-learn's absolute tolerance: ``tol`` × mean per-feature variance."""
-    if tol == 0:
-        return 0.0
-    n, s, sq = engine.map_reduce(column_sums)
-    variance = np.maximum(sq / n - (s / n) ** 2, 0.0)
-    return float(np.mean(variance) * tol)
+def absolute_tolerance(tol: float, counts: np.ndarray, sums: np.ndarray, sq_norms: float) -> float:
+    """scikit-learn's tolerance: ``tol`` × the mean per-feature variance, from a Lloyd pass."""
+    n = float(counts.sum())
+    mean = sums.sum(axis=0) / n
+    variance_sum = max(sq_norms / n - float(mean @ mean), 0.0)
+    return tol * variance_sum / sums.shape[1]
 
 
 def _train_offsets(engine: Engine) -> np.ndarray:
@@ -280,14 +299,18 @@ def _pad(candidates: np.ndarray, reserve: np.ndarray, k: int) -> np.ndarray:
     return np.array(rows[:k])
 
 
-def lloyd(engine: Engine, centers: np.ndarray, max_iter: int, tol_abs: float) -> KMeansSolution:
-    """Lloyd iterations from ``centers`` until the centre shift is within ``tol_abs``."""
+def lloyd(engine: Engine, centers: np.ndarray, max_iter: int, tol: float) -> KMeansSolution:
+    """Lloyd iterations from ``centers`` until the squared centre shift is within
+    ``tol`` × the mean feature variance (scikit-learn's rule)."""
     centers = np.array(centers, dtype=np.float64)
     k = len(centers)
     n_iter = 0
+    tol_abs = 0.0
     for iteration in range(1, max_iter + 1):
         n_iter = iteration
-        sums, counts, _ = engine.map_reduce(lloyd_step, centers)
+        sums, counts, _, sq_norms = engine.map_reduce(lloyd_step, centers)
+        if iteration == 1:
+            tol_abs = absolute_tolerance(tol, counts, sums, sq_norms)
         new = np.empty_like(centers)
         filled = counts > 0
         new[filled] = sums[filled] / counts[filled][:, None]
@@ -302,7 +325,7 @@ def lloyd(engine: Engine, centers: np.ndarray, max_iter: int, tol_abs: float) ->
         centers = new
         if shift <= tol_abs:
             break
-    _, _, inertia = engine.map_reduce(lloyd_step, centers)
+    _, _, inertia, _ = engine.map_reduce(lloyd_step, centers)
     assert k == len(centers)
     return KMeansSolution(centers=centers, inertia=float(inertia), n_iter=n_iter)
 
@@ -318,7 +341,6 @@ def fit_kmeans(
 ) -> KMeansSolution:
     """Best of ``n_init`` seedings + Lloyd runs (lowest inertia; the first on ties)."""
     rs = np.random.RandomState(random_state)
-    tol_abs = tolerance(engine, tol)
     best: KMeansSolution | None = None
     for _ in range(n_init):
         if isinstance(init, np.ndarray):
@@ -331,7 +353,7 @@ def fit_kmeans(
             start = init_kmeans_parallel(
                 engine, n_clusters, int(rs.randint(np.iinfo(np.int32).max))
             )
-        solution = lloyd(engine, start, max_iter, tol_abs)
+        solution = lloyd(engine, start, max_iter, tol)
         if best is None or solution.inertia < best.inertia:
             best = solution
     assert best is not None

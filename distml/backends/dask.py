@@ -34,8 +34,20 @@ from distml.models.base import DistmlEstimator
 log = logging.getLogger(__name__)
 
 
-def _apply(part: Partition, fn: Any, broadcast: tuple[Any, ...]) -> Any:
-    return fn(part, *broadcast)
+class _Apply:
+    """``fn(partition, *broadcast)`` as one opaque callable.
+
+    Embedding ``broadcast`` in a task tuple would let Dask traverse it: a tuple
+    that starts with a callable would run as a nested task, a string equal to a
+    key would be replaced by that key's value.
+    """
+
+    def __init__(self, fn: Any, broadcast: tuple[Any, ...]) -> None:
+        self.fn = fn
+        self.broadcast = broadcast
+
+    def __call__(self, part: Partition) -> Any:
+        return self.fn(part, *self.broadcast)
 
 
 def _pick(pair: tuple[Partition, Partition | None], which: int) -> Partition:
@@ -79,10 +91,11 @@ class DaskEngine(Engine):
         # as combine tasks on the workers; a single submission, one result back.
         token = uuid.uuid4().hex
         graph: dict[str, Any] = {}
+        call = _Apply(fn, broadcast)
         level = []
         for i, part in enumerate(self.parts):
             key = f"distml-map-{token}-{i}"
-            graph[key] = (_apply, part, fn, broadcast)
+            graph[key] = (call, part)
             level.append(key)
         depth = 0
         while len(level) > 1:
