@@ -16,7 +16,7 @@ import click
 import numpy as np
 from rich.console import Console
 
-from distml.display import progress_for
+from distml.display import LineProgress, progress_for
 from distml.errors import DistmlError
 
 console = Console()
@@ -69,13 +69,19 @@ def main(debug: bool) -> None:
 @click.option(
     "--out", type=click.Path(file_okay=False, path_type=Path), help="Run folder to write."
 )
-def run(job: Path, backend: str | None, overrides: tuple[str, ...], out: Path | None) -> None:
+@click.option("--verbose", is_flag=True, help="Show TensorFlow's start-up logs (Keras jobs).")
+def run(
+    job: Path, backend: str | None, overrides: tuple[str, ...], out: Path | None, verbose: bool
+) -> None:
     """Run a job spec and write its run folder."""
     from distml.jobs import load_spec, run_job
+    from distml.jobs.spec import KERAS
 
     spec = load_spec(job, list(overrides), backend)
-    with progress_for(err_console) as progress:
-        result = run_job(spec, out, progress=progress)
+    # Keras draws its own per-epoch progress on stdout: a live bar beside it would garble both
+    display = LineProgress() if spec.model.type == KERAS else progress_for(err_console)
+    with display as progress:
+        result = run_job(spec, out, progress=progress, verbose=verbose)
     print_result(result)
 
 
@@ -123,7 +129,7 @@ def _small_prediction_column(files: list[str], limit: int = 50) -> list[Any] | N
 # -- data -----------------------------------------------------------------------------------------
 @main.group()
 def data() -> None:
-    """Create datasets: synthetic partitioned Parquet and the seed examples."""
+    """Create datasets: synthetic partitioned Parquet, the seed examples and MNIST."""
 
 
 @data.command("generate")
@@ -176,6 +182,27 @@ def data_examples(out: Path) -> None:
 
     for path in write_examples(out):
         console.print(f"wrote {path}")
+
+
+@data.command("mnist")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True)
+@click.option(
+    "--source",
+    default="keras",
+    show_default=True,
+    help="'keras' (keras.datasets.mnist, downloads once) or a folder of MNIST IDX files.",
+)
+@click.option(
+    "--partitions", type=int, default=4, show_default=True, help="Parquet files per split."
+)
+def data_mnist(out: Path, source: str, partitions: int) -> None:
+    """Write MNIST as partitioned Parquet: out/train and out/test (pixels, label, index)."""
+    from distml.data.mnist import write_mnist
+
+    with console.status(f"writing MNIST from {source}"):
+        path = write_mnist(out, source, partitions)
+    for split in ("train", "test"):
+        console.print(f"wrote {path / split}")
 
 
 # -- demo -----------------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ from distml.data.examples import EXAMPLES, write_example
 from distml.data.generate import Recipe, generate
 from distml.data.split import Split
 from distml.jobs import plots
-from distml.jobs.spec import JobSpec, build_estimator
+from distml.jobs.spec import KERAS, JobSpec, build_estimator
 from distml.models.base import DistmlEstimator
 from distml.progress import Progress
 
@@ -36,7 +36,7 @@ class RunResult:
 
     out: Path
     summary: dict[str, Any]
-    model: DistmlEstimator
+    model: Any  # a DistmlEstimator; a keras.Model for Keras jobs
     predictions: list[str] = field(default_factory=list)
     plots: list[str] = field(default_factory=list)
 
@@ -65,11 +65,18 @@ def run_job(
     out: str | Path | None = None,
     backend: Backend | None = None,
     progress: Progress | None = None,
+    verbose: bool = False,
 ) -> RunResult:
     """Run ``spec`` and write its run folder to ``out`` (default ``runs/NAME-TIME``).
 
-    ``progress`` receives the backend's reads and passes (default: log lines).
+    ``progress`` receives the backend's reads and passes (default: log lines);
+    ``verbose`` lets TensorFlow print its start-up logs (Keras jobs).
     """
+    if spec.model.type == KERAS:  # MirroredStrategy on this machine's devices, not a Backend
+        from distml.deep.train import run_keras_job
+
+        out_path = Path(out) if out is not None else default_out(spec)
+        return run_keras_job(spec, out_path, progress or Progress(), verbose=verbose)
     estimator = build_estimator(spec)
     task = estimator.task
     train_path = ensure_data(spec)

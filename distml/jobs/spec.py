@@ -15,8 +15,12 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from distml.deep.models import ARCHITECTURES as KERAS_ARCHITECTURES
+from distml.deep.models import PARAMS as KERAS_PARAMS
 from distml.errors import DistmlError, SpecError, did_you_mean
 from distml.models import model_class, model_types
+
+KERAS = "keras"  # model.type of Keras jobs, which distml.deep runs
 
 
 class _Strict(BaseModel):
@@ -76,6 +80,16 @@ class OutputSpec(_Strict):
     plots: bool = True
 
 
+class TrainSpec(_Strict):
+    """How a Keras job trains (``model.type: keras`` only)."""
+
+    epochs: int = Field(2, ge=1)
+    batch_size: int = Field(32, ge=1)  # per replica; the global batch is this x replicas
+    devices: int | None = Field(None, ge=1)  # None: all GPUs, else 2 logical CPU devices
+    shuffle_buffer: int = Field(10_000, ge=0)  # rows; 0 reads in file order
+    seed: int = 0
+
+
 class JobSpec(_Strict):
     name: str
     model: ModelSpec
@@ -83,6 +97,7 @@ class JobSpec(_Strict):
     split: SplitSpec | None = None
     backend: BackendSpec = Field(default_factory=BackendSpec)
     output: OutputSpec = Field(default_factory=OutputSpec)
+    train: TrainSpec | None = None  # Keras jobs; see distml.deep
 
     # set by load_spec, not part of the YAML
     base_dir: Path = Field(default_factory=Path.cwd, exclude=True)
@@ -157,6 +172,13 @@ def build_estimator(spec: JobSpec):  # type: ignore[no-untyped-def]
 
 def _validate_model(spec: JobSpec) -> None:
     source = spec.source
+    if spec.model.type == KERAS:
+        _validate_keras(spec)
+        return
+    if spec.train is not None:
+        raise SpecError(
+            f"{source}: train: only Keras jobs (model.type: {KERAS}) have a train section"
+        )
     if spec.model.type not in model_types():
         raise SpecError(
             f"{source}: model.type: unknown model type '{spec.model.type}'"
@@ -176,6 +198,59 @@ def _validate_model(spec: JobSpec) -> None:
         raise SpecError(f"{source}: model: {exc}") from None
     if cls.supervised and spec.data.label is None:
         raise SpecError(f"{source}: data.label is required for {spec.model.type}")
+
+
+def _validate_keras(spec: JobSpec) -> None:
+    """Keras jobs: MirroredStrategy on this machine, Parquet train and test folders."""
+    source = spec.source
+    if spec.model.solver not in ("auto", "mirrored"):
+        raise SpecError(
+            f"{source}: model.solver: Keras jobs train with 'mirrored' (or 'auto'), "
+            f"got '{spec.model.solver}'"
+        )
+    for key, value in spec.model.params.items():
+        if key not in KERAS_PARAMS:
+            raise SpecError(
+                f"{source}: model.params: unknown parameter '{key}' for {KERAS}"
+                f"{did_you_mean(key, KERAS_PARAMS)}; parameters: {', '.join(KERAS_PARAMS)}"
+            )
+        if key == "architecture" and value not in KERAS_ARCHITECTURES:
+            raise SpecError(
+                f"{source}: model.params.architecture: unknown architecture '{value}'"
+                f"{did_you_mean(value, KERAS_ARCHITECTURES)}; "
+                f"choose one of {', '.join(KERAS_ARCHITECTURES)}"
+            )
+        if key == "learning_rate" and (
+            isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0
+        ):
+            raise SpecError(
+                f"{source}: model.params.learning_rate must be a positive number, got {value!r}"
+            )
+    if not spec.backend.name.startswith("local"):
+        raise SpecError(
+            f"{source}: backend: Keras jobs run on the local backend (MirroredStrategy over "
+            f"this machine's devices), got '{spec.backend.name}'"
+        )
+    data = spec.data
+    for key, value in (
+        ("generate", data.generate),
+        ("filters", data.filters),
+        ("split", spec.split),
+    ):
+        if value is not None:
+            where = key if key == "split" else f"data.{key}"
+            raise SpecError(f"{source}: {where}: not supported for Keras jobs")
+    if data.test is None:
+        raise SpecError(
+            f"{source}: data.test is required for Keras jobs (`distml data mnist` writes train/ and test/)"
+        )
+    if data.label is None:
+        raise SpecError(f"{source}: data.label is required for Keras jobs")
+    if data.features is not None and len(data.features) != 1:
+        raise SpecError(
+            f"{source}: data.features: Keras jobs read one image column (e.g. [pixels]), "
+            f"got {data.features}"
+        )
 
 
 def _apply_override(raw: dict[str, Any], item: str, source: str) -> None:
