@@ -37,3 +37,16 @@ def regression_frame(n: int = 2000, d: int = 5, seed: int = 0) -> pd.DataFrame:
 @pytest.fixture
 def regression_dir(tmp_path: Path) -> Path:
     return write_parts(tmp_path / "regression", regression_frame(), 4)
+
+
+@pytest.fixture(scope="session")
+def spark_session():
+    """One local[2] SparkSession for the whole run, started the way distml starts it (quiet
+    JVM); every ``get_backend("spark")`` in the tests attaches to it and leaves it running."""
+    pytest.importorskip("pyspark", reason="the spark extra is not installed")
+    from distml.backends import get_backend
+
+    backend = get_backend("spark", master="local[2]", console_progress=False)
+    backend.start()
+    yield backend.spark
+    backend.stop()

@@ -291,23 +291,3 @@ def test_cli_internal_error_exits_1(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     result = CliRunner().invoke(main, ["run", str(REPO / "jobs" / "kmeans.yaml")])
     assert result.exit_code == 1
     assert "internal error: ZeroDivisionError: boom (rerun with --debug)" in result.output
-
-
-@pytest.mark.parametrize("backend", ["spark://127.0.0.1:7077"])
-def test_engines_not_built_yet_fail_clearly(tmp_path: Path, backend: str) -> None:
-    result = CliRunner().invoke(
-        main,
-        [
-            "run",
-            str(REPO / "jobs" / "kmeans.yaml"),
-            "--backend",
-            backend,
-            "--set",
-            f"data.train={tmp_path / 'd'}",
-            "--out",
-            str(tmp_path / "o"),
-        ],
-    )
-    assert result.exit_code == 2
-    assert "backend is not available in this version of distml" in result.output
-    assert not (tmp_path / "o").exists()

@@ -15,6 +15,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -90,10 +91,15 @@ class Backend(ABC):
     # -- data ------------------------------------------------------------------------------
     @abstractmethod
     def load(
-        self, dataset: Dataset, split: Split | None = None, keep_source: bool = False
+        self,
+        dataset: Dataset,
+        split: Split | None = None,
+        keep_source: bool = False,
+        solver: str | None = None,
     ) -> LoadedData:
         """Read the dataset into cached partitions (test rows keep their input columns
-        when ``keep_source``; without a split every row does)."""
+        when ``keep_source``; without a split every row does). ``solver`` says which
+        solver will fit the data, for engines whose library solvers read it their own way."""
 
     # -- fitting ---------------------------------------------------------------------------
     def resolve_solver(self, estimator: DistmlEstimator) -> str:
@@ -155,6 +161,10 @@ class Backend(ABC):
         files = engine.map_reduce(write_partition_predictions, model, out_dir, combine=concat)
         self.progress.finish()
         return files
+
+    def save_native_model(self, model: DistmlEstimator, model_dir: Path) -> Path | None:
+        """Save the engine library's own model inside ``model_dir`` when its solver made one."""
+        return None
 
     def sample(self, engine: Engine, m: int = 2000) -> tuple[np.ndarray, np.ndarray]:
         """A small uniform sample of rows for plots."""

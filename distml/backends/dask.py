@@ -266,7 +266,11 @@ class DaskBackend(Backend):
             self.cluster.close()
 
     def load(
-        self, dataset: Dataset, split: Split | None = None, keep_source: bool = False
+        self,
+        dataset: Dataset,
+        split: Split | None = None,
+        keep_source: bool = False,
+        solver: str | None = None,
     ) -> LoadedData:
         self.start()
         assert self.client is not None

@@ -23,7 +23,7 @@ from distml.algorithms.engine import Engine, Partition, tree_reduce
 from distml.backends.base import Backend, LoadedData
 from distml.data.dataset import Dataset, PartitionSpec
 from distml.data.reader import load_partition
-from distml.data.split import Split
+from distml.data.split import Split, split_sizes
 from distml.errors import BackendError
 from distml.models.base import DistmlEstimator
 from distml.models.sklearn_solver import fit_with_sklearn
@@ -153,7 +153,11 @@ class LocalBackend(Backend):
         return psutil.virtual_memory().available * CACHE_MEMORY_FRACTION
 
     def load(
-        self, dataset: Dataset, split: Split | None = None, keep_source: bool = False
+        self,
+        dataset: Dataset,
+        split: Split | None = None,
+        keep_source: bool = False,
+        solver: str | None = None,
     ) -> LoadedData:
         self.start()
         assert self._pool is not None
@@ -184,15 +188,10 @@ class LocalBackend(Backend):
             return LoadedData(engine, test, dataset, time.perf_counter() - started)
 
         # streaming: nothing cached, each pass re-reads; sizes follow from the split alone
+        planned = split_sizes(specs, split, n_total)
+
         def sizes(which: int) -> list[int]:
-            if split is None:
-                return [s.num_rows for s in specs]
-            out = []
-            for s in specs:
-                ids = np.arange(s.row_offset, s.row_offset + s.num_rows)
-                test_rows = int(split.test_mask(n_total, ids).sum())
-                out.append(test_rows if which else s.num_rows - test_rows)
-            return out
+            return [pair[which] for pair in planned]
 
         def loader(which: int) -> Callable[[int], Partition]:
             def load_one(i: int) -> Partition:

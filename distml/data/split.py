@@ -11,12 +11,14 @@ test fraction is ``test_size`` up to binomial noise.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
 
 from distml.algorithms.random import row_uniforms
+from distml.data.dataset import PartitionSpec
 from distml.errors import SpecError
 
 EXACT_SPLIT_MAX_ROWS = 1_000_000
@@ -53,3 +55,18 @@ def _exact_test_flags(seed: int, n_total: int, n_test: int) -> np.ndarray:
     flags[permutation[:n_test]] = True
     flags.setflags(write=False)
     return flags
+
+
+def split_sizes(
+    partitions: Sequence[PartitionSpec], split: Split | None, n_total: int
+) -> list[tuple[int, int]]:
+    """``(train rows, test rows)`` of each partition, from the split alone (no data read)."""
+    sizes = []
+    for spec in partitions:
+        if split is None:
+            sizes.append((spec.num_rows, 0))
+            continue
+        ids = np.arange(spec.row_offset, spec.row_offset + spec.num_rows)
+        test = int(split.test_mask(n_total, ids).sum())
+        sizes.append((spec.num_rows - test, test))
+    return sizes

@@ -101,7 +101,10 @@ def run_job(
             f"on {engine_backend.description}"
         )
         keep = spec.output.predictions
-        loaded = engine_backend.load(dataset, split, keep_source=keep and test_dataset is None)
+        solver = engine_backend.resolve_solver(estimator)
+        loaded = engine_backend.load(
+            dataset, split, keep_source=keep and test_dataset is None, solver=solver
+        )
         evaluation = loaded.test
         if test_dataset is not None:
             evaluation = engine_backend.load(test_dataset, None, keep_source=keep).train
@@ -113,6 +116,7 @@ def run_job(
                 estimator, evaluation, has_labels=dataset.label is not None
             )
             estimator.save(tmp / "model")
+            engine_backend.save_native_model(estimator, tmp / "model")
             predictions: list[str] = []
             if spec.output.predictions:
                 (tmp / "predictions").mkdir()

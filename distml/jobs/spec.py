@@ -67,6 +67,8 @@ class BackendSpec(_Strict):
     master: str | None = None
     memory_limit: str | int | None = None
     dashboard: bool = False
+    driver_memory: str | None = None
+    ui: bool = False
     conf: dict[str, Any] = Field(default_factory=dict)
 
     def options(self) -> dict[str, Any]:

@@ -42,6 +42,12 @@ class DistmlEstimator(BaseEstimator):
         if "model_type" in cls.__dict__:
             _MODEL_TYPES[cls.model_type] = cls
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled state (estimators travel to workers) without engine-side handles."""
+        state = dict(super().__getstate__())
+        state.pop("native_model_", None)  # e.g. an MLlib model: a reference into the JVM
+        return state
+
     # -- parameters ------------------------------------------------------------------------
     def _validate_params(self) -> None:
         """Raise :class:`ModelError` naming the bad parameter (subclasses extend)."""

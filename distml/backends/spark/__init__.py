@@ -1,0 +1,284 @@
+"""The Spark backend: a SparkSession started here, or a cluster reached by its master.
+
+Two solvers. ``native`` runs distml's engine-neutral algorithms over partitions
+held in Spark tasks (:mod:`.service`), so the model equals the local and Dask
+backends'. ``mllib`` fits Spark MLlib with scikit-learn's meaning (:mod:`.mllib`).
+Predictions are written by the executors. ``native`` is the default: it is faster
+than MLlib on the benchmark (docs/benchmarks.md).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from distml.algorithms.engine import Engine, tree_reduce
+from distml.backends.base import Backend, LoadedData
+from distml.backends.spark import mllib
+from distml.backends.spark.service import LoadRequest, PartitionService
+from distml.backends.spark.session import (
+    StageLines,
+    java_version,
+    launch_context,
+    log4j_config,
+    probe_master,
+    slots,
+    wait_for_executors,
+)
+from distml.data.dataset import Dataset
+from distml.data.split import Split, split_sizes
+from distml.errors import BackendError
+from distml.models.base import DistmlEstimator
+
+log = logging.getLogger(__name__)
+
+
+class SparkEngine(Engine):
+    """One side (train or test) of a dataset loaded on the Spark backend."""
+
+    def __init__(
+        self,
+        backend: SparkBackend,
+        key: str,
+        which: int,
+        sizes: list[int],
+        dataset: Dataset,
+        split: Split | None,
+    ) -> None:
+        self._backend = backend
+        self._key = key
+        self._which = which
+        self._sizes = sizes
+        self._dataset = dataset
+        self._split = split
+        self._mllib: tuple[Any, dict[str, Any]] | None = None
+
+    @property
+    def partition_sizes(self) -> list[int]:
+        return self._sizes
+
+    @property
+    def n_features(self) -> int:
+        return len(self._dataset.features)
+
+    def _map_reduce(self, fn, broadcast, combine):  # type: ignore[no-untyped-def]
+        results = self._backend.service.run_pass(self._key, self._which, fn, broadcast)
+        return tree_reduce(results, combine)
+
+    def mllib_input(self) -> tuple[Any, dict[str, Any]]:
+        """This side's rows as Spark reads them for MLlib (read once, cached) and their stats."""
+        if self._mllib is None:
+            self._mllib = self._backend.read_for_mllib(self._dataset, self._split, self._which)
+        return self._mllib
+
+
+def _fit_mllib(backend: Backend, estimator: DistmlEstimator, engine: Engine) -> None:
+    assert isinstance(backend, SparkBackend) and isinstance(engine, SparkEngine)
+    frame, stats = engine.mllib_input()
+    with backend.exclusive():
+        mllib.fit(estimator, frame, stats, engine._dataset.label)
+
+
+class SparkBackend(Backend):
+    """Spark on a local session (``local[*]`` by default) or on a cluster's master.
+
+    Parameters
+    ----------
+    master:
+        ``local[N]``, ``spark://host:port``, ``yarn``, ``k8s://…``; default ``local[*]``.
+        When this process already has an active SparkSession, it is used (and left
+        running) unless a different master is asked for.
+    conf:
+        Spark settings passed through unchanged (``{"spark.executor.memory": "2g"}``).
+    driver_memory:
+        ``spark.driver.memory`` of a session started here (e.g. ``"4g"``).
+    ui:
+        Serve the Spark UI (off by default).
+    console_progress:
+        Spark's console progress bar; default: on when stderr is a terminal. When
+        off, one line per finished stage is reported instead.
+    timeout:
+        Seconds a standalone master may take to answer.
+    executor_timeout:
+        Seconds to wait for a cluster's first executors.
+    """
+
+    name = "spark"
+    solvers = {"mllib": _fit_mllib}
+
+    def __init__(
+        self,
+        master: str | None = None,
+        conf: dict[str, Any] | None = None,
+        driver_memory: str | None = None,
+        ui: bool = False,
+        console_progress: bool | None = None,
+        timeout: float = 10.0,
+        executor_timeout: float = 60.0,
+        app_name: str = "distml",
+    ) -> None:
+        super().__init__()
+        self.master = master
+        self.conf = dict(conf or {})
+        self.driver_memory = driver_memory
+        self.ui = ui
+        self.console_progress = (
+            sys.stderr.isatty() if console_progress is None else console_progress
+        )
+        self.timeout = timeout
+        self.executor_timeout = executor_timeout
+        self.app_name = app_name
+        self.spark: Any = None
+        self._owned = False
+        self._service: PartitionService | None = None
+        self._stage_lines: StageLines | None = None
+
+    @property
+    def description(self) -> str:
+        master = self.spark.sparkContext.master if self.spark is not None else self.master
+        return f"spark({master or 'local[*]'})"
+
+    @property
+    def service(self) -> PartitionService:
+        self.start()
+        assert self._service is not None
+        return self._service
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def _start(self) -> None:
+        from pyspark.sql import SparkSession
+
+        active = SparkSession.getActiveSession()
+        if active is not None:
+            running = active.sparkContext.master
+            if self.master is not None and self.master != running:
+                raise BackendError(
+                    f"this process already runs a SparkSession on {running}; stop it before "
+                    f"asking for master {self.master}"
+                )
+            self.spark = active
+        else:
+            master = self.master or "local[*]"
+            java_version()
+            probe_master(master, self.timeout)
+            self.spark = SparkSession(launch_context(self._spark_conf(master)))
+            self._owned = True
+            if not master.startswith("local"):
+                try:
+                    wait_for_executors(self.spark.sparkContext, master, self.executor_timeout)
+                except BackendError:
+                    self.spark.stop()
+                    raise
+        sc = self.spark.sparkContext
+        self._service = PartitionService(sc, lambda: slots(sc), lambda: self.progress)
+        if not self.console_progress:
+            self._stage_lines = StageLines(sc, lambda text: self.progress.message(text))
+            self._stage_lines.start()
+
+    def _spark_conf(self, master: str) -> Any:
+        from pyspark import SparkConf
+
+        java_options = f"-Dlog4j2.configurationFile={log4j_config()}"
+        settings: dict[str, Any] = {
+            "spark.master": master,
+            "spark.app.name": self.app_name,
+            "spark.ui.enabled": self.ui,
+            "spark.ui.showConsoleProgress": self.console_progress,
+            "spark.sql.execution.arrow.pyspark.enabled": True,
+            # a barrier stage that cannot get its slots fails fast, so distml can retry smaller
+            "spark.scheduler.barrier.maxConcurrentTasksCheck.interval": "1s",
+            "spark.scheduler.barrier.maxConcurrentTasksCheck.maxFailures": 5,
+        }
+        if self.driver_memory:
+            settings["spark.driver.memory"] = self.driver_memory
+        settings.update(self.conf)
+        user_options = str(self.conf.get("spark.driver.extraJavaOptions", ""))
+        settings["spark.driver.extraJavaOptions"] = f"{java_options} {user_options}".strip()
+        conf = SparkConf()
+        for key, value in settings.items():
+            conf.set(key, str(value).lower() if isinstance(value, bool) else str(value))
+        return conf
+
+    def _stop(self) -> None:
+        if self._stage_lines is not None:
+            self._stage_lines.stop()
+        if self._service is not None:
+            self._service.stop()
+        if self._owned and self.spark is not None:
+            self.spark.stop()
+
+    @contextmanager
+    def exclusive(self) -> Iterator[None]:
+        """Free the executor slots held by the partition service while other Spark jobs run."""
+        self.service.suspend()
+        yield
+
+    # -- data ---------------------------------------------------------------------------------
+    def load(
+        self,
+        dataset: Dataset,
+        split: Split | None = None,
+        keep_source: bool = False,
+        solver: str | None = None,
+    ) -> LoadedData:
+        self.start()
+        started = time.perf_counter()
+        key = uuid.uuid4().hex
+        request = LoadRequest(
+            uri=dataset.uri,
+            specs=tuple(dataset.partitions),
+            features=tuple(dataset.features),
+            label=dataset.label,
+            split=split,
+            n_total=dataset.num_rows,
+            keep_source=keep_source,
+        )
+        train = test = None
+        if solver == "mllib":  # MLlib reads with Spark; distml's tasks read only if a pass needs it
+            planned = dict(enumerate(split_sizes(dataset.partitions, split, dataset.num_rows)))
+            self.service.register(key, request, planned)
+            sizes = planned
+        else:
+            sizes = self.service.load(key, request)
+        ordered = [sizes[i] for i in range(len(dataset.partitions))]
+        train = SparkEngine(self, key, 0, [s[0] for s in ordered], dataset, split)
+        if split is not None:
+            test = SparkEngine(self, key, 1, [s[1] for s in ordered], dataset, split)
+        for engine in (train, test):
+            if engine is not None:
+                engine.progress = self.progress
+        if solver == "mllib":
+            train.mllib_input()
+        return LoadedData(train, test, dataset, time.perf_counter() - started)
+
+    def read_for_mllib(
+        self, dataset: Dataset, split: Split | None, which: int
+    ) -> tuple[Any, dict[str, Any]]:
+        """``spark.read.parquet`` → features assembled and cached → rows of one side, checked."""
+        from pyspark.sql import functions as F
+
+        with self.exclusive():
+            self.progress.start("reading with Spark")
+            frame = mllib.read_frame(self.spark, dataset, split)
+            if split is not None:
+                test_rows = F.col(mllib.IS_TEST)
+                frame = frame.where(test_rows if which else ~test_rows)
+            stats = mllib.summarize(frame, dataset, split)
+            self.progress.finish()
+        return frame, stats
+
+    def save_native_model(self, model: DistmlEstimator, model_dir: Path) -> Path | None:
+        """MLlib's own model as ``model_dir/mllib`` (``model.write()``), for Spark users."""
+        native = getattr(model, "native_model_", None)
+        if native is None:
+            return None
+        path = model_dir / "mllib"
+        with self.exclusive():
+            native.write().overwrite().save(str(path))
+        return path

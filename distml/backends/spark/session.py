@@ -1,0 +1,204 @@
+"""The SparkSession a Spark backend runs on: checks before start, a quiet JVM, slots.
+
+Everything that can fail before Spark starts is checked first and reported in one
+line: a missing or too old Java, a standalone master that does not answer. The JVM
+logs through distml's log4j2 configuration (warnings only; the noisy start-up
+loggers and MLlib's "native BLAS not found" warnings silenced) and its own
+start-up lines are filtered from its stderr, which otherwise passes through
+untouched (Spark's console progress bar included).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+from importlib import resources
+from typing import Any
+
+from distml.errors import BackendError
+
+log = logging.getLogger(__name__)
+
+MIN_JAVA = 17
+INSTALL_JAVA = "install openjdk-17-jre-headless (apt-get install openjdk-17-jre-headless) or set JAVA_HOME to a Java 17+ runtime"
+# Lines the JVM prints before log4j is configured, or that log4j cannot silence.
+_NOISE = (
+    b"WARNING: Using incubator modules",
+    b"Using Spark's default log4j profile",
+    b"Setting default log level to",
+    b"To adjust logging level use sc.setLogLevel",
+    b"netlib-blas: JNI_OnLoad",  # MLlib looking for a system BLAS; it falls back to Java
+    b"netlib-lapack: JNI_OnLoad",
+)
+
+
+def java_version(env: dict[str, str] | None = None) -> tuple[str, int]:
+    """``(path, major version)`` of the Java that PySpark will start, or a :class:`BackendError`."""
+    env = dict(os.environ if env is None else env)
+    home = env.get("JAVA_HOME")
+    if home:
+        java = os.path.join(home, "bin", "java")
+        if not os.access(java, os.X_OK):
+            raise BackendError(
+                f"JAVA_HOME={home} has no bin/java: Spark needs Java {MIN_JAVA}+; {INSTALL_JAVA}"
+            )
+    else:
+        found = shutil.which("java", path=env.get("PATH"))
+        if found is None:
+            raise BackendError(
+                f"Java not found (JAVA_HOME is unset and no java on PATH): Spark needs Java "
+                f"{MIN_JAVA}+; {INSTALL_JAVA}"
+            )
+        java = found
+    try:
+        result = subprocess.run(
+            [java, "-version"], capture_output=True, text=True, timeout=30, env=env
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise BackendError(f"{java} -version failed ({exc}); {INSTALL_JAVA}") from None
+    match = re.search(r'version "(\d+)(?:\.(\d+))?', result.stderr + result.stdout)
+    if match is None:
+        raise BackendError(f"cannot tell the version of {java}; Spark needs Java {MIN_JAVA}+")
+    major = int(match.group(1))
+    if major == 1 and match.group(2):  # "1.8.0_292" is Java 8
+        major = int(match.group(2))
+    if major < MIN_JAVA:
+        raise BackendError(
+            f"Spark needs Java {MIN_JAVA}+, found Java {major} at {java}: {INSTALL_JAVA}"
+        )
+    return java, major
+
+
+def probe_master(master: str, timeout: float) -> None:
+    """Fail fast when a standalone master (``spark://host:port[,host:port]``) does not answer.
+
+    Spark itself would retry for a minute before giving up; YARN and Kubernetes
+    masters are reached through their own clients and are not probed.
+    """
+    if not master.startswith("spark://"):
+        return
+    failures = []
+    for hostport in master[len("spark://") :].split(","):
+        host, _, port = hostport.rpartition(":")
+        try:
+            socket.create_connection((host, int(port)), timeout=timeout).close()
+            return
+        except (OSError, ValueError) as exc:
+            failures.append(f"{hostport}: {exc}")
+    raise BackendError(
+        f"spark master {master} did not answer within {timeout:g}s ({'; '.join(failures)})"
+    )
+
+
+def log4j_config() -> str:
+    """The ``file:`` URI of distml's log4j2 configuration for the driver JVM."""
+    path = resources.files("distml.backends.spark").joinpath("log4j2.properties")
+    return f"file:{path}"
+
+
+def launch_context(conf: Any) -> Any:
+    """A new SparkContext whose JVM's stderr is filtered of its start-up noise."""
+    from pyspark import SparkContext
+    from pyspark.java_gateway import launch_gateway
+
+    if SparkContext._gateway is not None or "PYSPARK_GATEWAY_PORT" in os.environ:
+        return SparkContext(conf=conf)  # the JVM exists (spark-submit, or an earlier session)
+    gateway = launch_gateway(conf, popen_kwargs={"stderr": subprocess.PIPE})
+    proc = getattr(gateway, "proc", None)
+    if proc is not None and proc.stderr is not None:
+        threading.Thread(
+            target=_forward_stderr,
+            args=(proc.stderr.fileno(),),
+            name="distml-jvm-stderr",
+            daemon=True,
+        ).start()
+    return SparkContext(conf=conf, gateway=gateway)
+
+
+def _forward_stderr(fd: int) -> None:
+    """Copy the JVM's stderr to ours as it comes (progress bars need no newline), minus noise."""
+    out = sys.stderr.fileno() if hasattr(sys.stderr, "fileno") else 2
+    pending = b""
+    while True:
+        try:
+            chunk = os.read(fd, 65536)
+        except OSError:
+            return
+        if not chunk:
+            return
+        pending += chunk
+        *lines, pending = pending.split(b"\n")
+        kept = [line for line in lines if not line.startswith(_NOISE)]
+        data = b"".join(line + b"\n" for line in kept)
+        if pending and not any(n.startswith(pending[: len(n)]) for n in _NOISE):
+            data, pending = data + pending, b""  # a partial line (a progress bar): pass it on now
+        if data:
+            try:
+                os.write(out, data)
+            except OSError:
+                return
+
+
+def slots(sc: Any) -> int:
+    """How many tasks the cluster can run at once right now (what barrier stages need)."""
+    jsc = sc._jsc.sc()
+    return int(jsc.maxNumConcurrentTasks(jsc.resourceProfileManager().defaultResourceProfile()))
+
+
+def wait_for_executors(sc: Any, master: str, timeout: float) -> int:
+    """Wait until the cluster offers task slots; local masters have them at once."""
+    deadline = time.monotonic() + timeout
+    while True:
+        available = slots(sc)
+        if available > 0:
+            return available
+        if time.monotonic() > deadline:
+            raise BackendError(
+                f"spark master {master} accepted distml but no executor started within "
+                f"{timeout:g}s (are workers running, with enough free cores and memory?)"
+            )
+        time.sleep(0.2)
+
+
+class StageLines:
+    """Logs one line per finished Spark stage (when the console progress bar is off)."""
+
+    def __init__(self, sc: Any, say: Any, interval: float = 0.5) -> None:
+        self._tracker = sc.statusTracker()
+        self._say = say
+        self._interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="distml-spark-stages", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=2)
+
+    def _run(self) -> None:
+        active: dict[int, float] = {}
+        while not self._stop.wait(self._interval):
+            try:
+                now = set(self._tracker.getActiveStageIds())
+                for stage in now - active.keys():
+                    active[stage] = time.monotonic()
+                for stage in set(active) - now:
+                    started = active.pop(stage)
+                    info = self._tracker.getStageInfo(stage)
+                    if info is not None:
+                        self._say(
+                            f"spark stage {stage} done: {info.name} "
+                            f"({info.numCompletedTasks}/{info.numTasks} tasks, "
+                            f"~{time.monotonic() - started:.1f}s)"
+                        )
+            except Exception:  # noqa: BLE001 - the context is stopping; nothing to report
+                return

@@ -1,0 +1,280 @@
+"""The Spark backend on a real local[2] SparkSession: both solvers give the local backend's
+model, executors write the predictions, bad set-ups fail in one line and bounded time."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+from conftest import REPO, write_parts
+
+pytest.importorskip("pyspark", reason="the spark extra is not installed")
+from sklearn.datasets import make_blobs  # noqa: E402
+from sklearn.metrics import adjusted_rand_score  # noqa: E402
+
+import distml  # noqa: E402
+from distml.algorithms.engine import concat  # noqa: E402
+from distml.backends import get_backend  # noqa: E402
+from distml.backends.spark.session import java_version, probe_master  # noqa: E402
+from distml.data.generate import Recipe, generate  # noqa: E402
+from distml.errors import BackendError, DataError, ModelError  # noqa: E402
+from distml.jobs import load_spec, run_job  # noqa: E402
+
+pytestmark = pytest.mark.spark
+
+
+@pytest.fixture(scope="module")
+def datasets(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("spark-data")
+    paths = {
+        kind: generate(
+            Recipe(
+                kind,
+                rows=40_000,
+                features=5,
+                partitions=6,
+                seed=2,
+                classes=3 if kind == "classification" else 2,
+            ),
+            root / kind,
+        )
+        for kind in ("regression", "classification")
+    }
+    paths["binary"] = generate(
+        Recipe("classification", rows=40_000, features=5, partitions=6, seed=5), root / "binary"
+    )
+    # well separated: adjusted Rand index 1.0 is reachable by any correct k-means
+    X, truth = make_blobs(
+        n_samples=30_000, centers=4, n_features=3, cluster_std=0.4, random_state=7
+    )
+    frame = pd.DataFrame(X, columns=["a", "b", "c"])
+    frame["y"] = truth
+    paths["blobs"] = write_parts(root / "blobs", frame, 5)
+    return paths
+
+
+MODELS = {
+    "regression": lambda solver: distml.LinearRegression(solver=solver),
+    "ridge": lambda solver: distml.LinearRegression(alpha=300.0, solver=solver),
+    "binary": lambda solver: distml.LogisticRegression(C=0.5, solver=solver),
+    # 3 classes converged tightly: at the default tol=1e-4 both solvers stop ~1e-8 from the
+    # optimum objective, and a test row that close to a class boundary may go either way
+    "classification": lambda solver: distml.LogisticRegression(tol=1e-8, solver=solver),
+    "blobs": lambda solver: distml.KMeans(n_clusters=4, random_state=0, solver=solver),
+}
+
+
+@pytest.mark.parametrize("solver", ["native", "mllib"])
+@pytest.mark.parametrize("case", ["regression", "ridge", "binary", "classification", "blobs"])
+def test_same_model_and_predictions_as_local(
+    case: str, solver: str, datasets, spark_session, tmp_path: Path
+) -> None:
+    data_kind = "regression" if case == "ridge" else case
+    ds = distml.Dataset(datasets[data_kind], label="y")
+    split = None if case == "blobs" else distml.Split(0.2, 3)
+    with get_backend("spark") as spark, get_backend("local") as local:
+        on_spark = spark.load(ds, split, keep_source=True, solver=solver)
+        on_local = local.load(ds, split, keep_source=True)
+        assert on_spark.train.partition_sizes == on_local.train.partition_sizes
+        a = spark.fit(MODELS[case](solver), on_spark)
+        b = local.fit(MODELS[case]("native"), on_local)
+        evaluation = (on_spark.test, on_local.test) if split else (on_spark.train, on_local.train)
+        ours, theirs = spark.evaluate(a, evaluation[0]), local.evaluate(b, evaluation[1])
+        files = spark.write_predictions(a, evaluation[0], str(tmp_path / "spark"))
+        local.write_predictions(b, evaluation[1], str(tmp_path / "local"))
+    assert a.fit_info_["solver"] == solver and a.fit_info_["backend"] == "spark(local[2])"
+    if data_kind == "regression":
+        np.testing.assert_allclose(a.coef_, b.coef_, rtol=1e-6)
+        assert a.intercept_ == pytest.approx(b.intercept_, rel=1e-6)
+    elif data_kind in ("binary", "classification"):
+        assert a.objective_ == pytest.approx(b.objective_, rel=1e-5)
+        assert ours["confusion_matrix"] == theirs["confusion_matrix"]  # same test predictions
+    else:
+        assert a.inertia_ == pytest.approx(b.inertia_, rel=1e-3)
+        assert ours["adjusted_rand"] == 1.0 and theirs["adjusted_rand"] == 1.0
+    if solver == "native":  # the very same code and partitions: the very same model
+        assert ours == theirs
+    assert len(files) == len(ds.partitions)  # one file per partition, written by the executors
+    spark_rows = pq.read_table(tmp_path / "spark").to_pandas()
+    local_rows = pq.read_table(tmp_path / "local").to_pandas()
+    assert spark_rows.drop(columns=["prediction", "probability"], errors="ignore").equals(
+        local_rows.drop(columns=["prediction", "probability"], errors="ignore")
+    )
+    if data_kind == "regression":
+        np.testing.assert_allclose(spark_rows["prediction"], local_rows["prediction"], rtol=1e-6)
+    elif case == "blobs":  # the same clusters, numbered in each solver's own order
+        assert adjusted_rand_score(spark_rows["prediction"], local_rows["prediction"]) == 1.0
+    else:
+        assert (spark_rows["prediction"] == local_rows["prediction"]).all()
+
+
+def test_kmeans_mllib_recovers_well_separated_blobs(datasets, spark_session) -> None:
+    ds = distml.Dataset(datasets["blobs"], label="y")
+    frame = pq.read_table(datasets["blobs"]).to_pandas()
+    with get_backend("spark") as spark:
+        model = spark.fit(MODELS["blobs"]("mllib"), spark.load(ds, solver="mllib"))
+    assert adjusted_rand_score(frame["y"], model.predict(frame[ds.features].to_numpy())) == 1.0
+
+
+def test_seed_jobs_run_unchanged_on_spark(spark_session, tmp_path: Path) -> None:
+    for name in ("linear_regression", "logistic_regression", "kmeans"):
+        spec_path = REPO / "jobs" / f"{name}.yaml"
+        data = [f"data.train={tmp_path / name}"]
+        on_spark = run_job(load_spec(spec_path, data, backend="spark"), tmp_path / "spark" / name)
+        on_local = run_job(load_spec(spec_path, data), tmp_path / "local" / name)
+        written = [json.loads((r.out / "metrics.json").read_text()) for r in (on_spark, on_local)]
+        assert written[0]["backend"] == "spark(local[2])"
+        assert written[0]["metrics"] == written[1]["metrics"]
+        assert written[0]["model"] == written[1]["model"]
+        assert pq.read_table(on_spark.out / "predictions").equals(
+            pq.read_table(on_local.out / "predictions")
+        )
+
+
+def test_mllib_run_keeps_sparks_own_model_beside_distmls(spark_session, tmp_path: Path) -> None:
+    from pyspark.ml.regression import LinearRegressionModel
+
+    spec = load_spec(
+        REPO / "jobs" / "linear_regression.yaml",
+        [f"data.train={tmp_path / 'ex1'}", "model.solver=mllib"],
+        backend="spark",
+    )
+    result = run_job(spec, tmp_path / "run")
+    reloaded = LinearRegressionModel.load(str(result.out / "model" / "mllib"))
+    assert reloaded.coefficients.toArray().tolist() == pytest.approx(result.model.coef_.tolist())
+    portable = distml.load_model(result.out / "model")
+    assert portable.fit_info_["solver"] == "mllib"
+    assert portable.coef_.tolist() == pytest.approx([0.942857142857], rel=1e-9)
+
+
+def test_a_killed_service_task_is_replaced_and_the_model_is_unchanged(
+    spark_session, tmp_path: Path
+) -> None:
+    path = generate(
+        Recipe("classification", rows=300_000, features=10, partitions=12, seed=4), tmp_path / "c"
+    )
+    ds = distml.Dataset(path, label="y")
+    model = lambda: distml.LogisticRegression(C=1e4, tol=1e-10, max_iter=500)  # noqa: E731
+    with get_backend("spark") as spark:
+        data = spark.load(ds)
+        undisturbed = spark.fit(model(), data)
+        pids = data.train.map_reduce(lambda part: [os.getpid()], combine=concat)
+        result: dict = {}
+        fitting = threading.Thread(target=lambda: result.update(model=spark.fit(model(), data)))
+        fitting.start()
+        time.sleep(0.3)
+        assert fitting.is_alive(), "the fit finished before a task could be killed"
+        os.kill(pids[0], signal.SIGKILL)
+        fitting.join(timeout=300)
+        after = set(data.train.map_reduce(lambda part: [os.getpid()], combine=concat))
+    assert pids[0] not in after  # the partitions were re-read by a new task
+    assert undisturbed.n_iter_ > 10
+    np.testing.assert_allclose(result["model"].coef_, undisturbed.coef_, rtol=1e-12)
+    assert result["model"].n_iter_ == undisturbed.n_iter_
+
+
+def test_worker_errors_keep_their_class_and_message(tmp_path: Path, spark_session) -> None:
+    frame = pd.DataFrame({"a": [1.0, np.nan, 3.0, 4.0], "y": [1.0, 2.0, 3.0, 4.0]})
+    write_parts(tmp_path / "d", frame, 1)
+    ds = distml.Dataset(tmp_path / "d", label="y")
+    with get_backend("spark") as spark:
+        with pytest.raises(DataError, match=r"part-00000.parquet: column 'a' has 1 missing"):
+            spark.load(ds)  # read by distml's reader in the executors
+        with pytest.raises(DataError, match=r"part-00000.parquet: column 'a' has 1 missing"):
+            spark.load(ds, solver="mllib")  # read by Spark, located by Spark
+
+
+def test_mllib_refuses_given_centres(datasets, spark_session) -> None:
+    ds = distml.Dataset(datasets["blobs"], label="y")
+    with get_backend("spark") as spark, pytest.raises(ModelError, match="cannot start from given"):
+        spark.fit(
+            distml.KMeans(n_clusters=2, init=np.zeros((2, 3)), solver="mllib"),
+            spark.load(ds, solver="mllib"),
+        )
+
+
+def test_an_active_session_is_reused_and_left_running(spark_session) -> None:
+    backend = get_backend("spark")
+    backend.start()
+    assert backend.spark is spark_session
+    backend.stop()
+    assert spark_session.sparkContext._jsc is not None  # still running
+    with pytest.raises(BackendError, match=r"already runs a SparkSession on local\[2\]"):
+        get_backend("spark://127.0.0.1:7077").start()
+
+
+def test_unreachable_master_fails_in_bounded_time() -> None:
+    started = time.monotonic()
+    with pytest.raises(
+        BackendError, match=r"spark master spark://127.0.0.1:9 did not answer within 2s"
+    ):
+        probe_master("spark://127.0.0.1:9", timeout=2)
+    assert time.monotonic() - started < 5
+
+
+def _fake_java(folder: Path, version_line: str) -> Path:
+    java = folder / "bin" / "java"
+    java.parent.mkdir(parents=True)
+    java.write_text(f"#!/bin/sh\necho '{version_line}' >&2\n")
+    java.chmod(0o755)
+    return folder
+
+
+def test_missing_or_old_java_is_one_clear_line(tmp_path: Path) -> None:
+    with pytest.raises(BackendError, match=r"Java not found .*install openjdk-17-jre-headless"):
+        java_version({"PATH": str(tmp_path)})
+    old = _fake_java(tmp_path / "jdk11", 'openjdk version "11.0.21" 2023-10-17')
+    with pytest.raises(BackendError, match=r"Spark needs Java 17\+, found Java 11 at .*jdk11"):
+        java_version({"JAVA_HOME": str(old)})
+    ancient = _fake_java(tmp_path / "jdk8", 'java version "1.8.0_392"')
+    with pytest.raises(BackendError, match=r"found Java 8 at"):
+        java_version({"JAVA_HOME": str(ancient)})
+    with pytest.raises(BackendError, match=r"JAVA_HOME=.*nowhere has no bin/java"):
+        java_version({"JAVA_HOME": str(tmp_path / "nowhere")})
+    path, major = java_version()
+    assert major >= 17 and Path(path).name == "java"
+
+
+def test_cli_run_on_spark_is_quiet(tmp_path: Path) -> None:
+    """A user sees distml's lines only: no JVM start-up noise, no BLAS or log4j warnings."""
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "distml.cli",
+            "run",
+            str(REPO / "jobs" / "logistic_regression.yaml"),
+            "--backend",
+            "spark",
+            "--set",
+            "backend.master=local[2]",
+            "--set",
+            f"data.train={tmp_path / 'ex2'}",
+            "--set",
+            "model.solver=mllib",
+            "--out",
+            str(tmp_path / "run"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "accuracy:" in result.stdout
+    noisy = [
+        line
+        for line in result.stderr.splitlines()
+        if any(word in line for word in ("WARN", "WARNING", "netlib", "log4j", "incubator"))
+    ]
+    assert noisy == []
+    assert (tmp_path / "run" / "model" / "mllib" / "metadata").is_dir()
