@@ -61,13 +61,13 @@ def sklearn_run(path: Path, features: list[str], task: str) -> dict[str, float]:
     return {"total": total, "read": read, "fit": total - read, "quality": float(quality)}
 
 
-def distml_run(path: Path, task: str, backend: str) -> dict[str, float]:
+def distml_run(path: Path, task: str, backend: str, solver: str = "auto") -> dict[str, float]:
     start = time.perf_counter()
     ds = distml.Dataset(path, label="y")
     with distml.get_backend(backend) as engine:
-        data = engine.load(ds)
+        data = engine.load(ds, solver=solver)
         read = time.perf_counter() - start
-        model = engine.fit(DISTML[task](), data)
+        model = engine.fit(DISTML[task]().set_params(solver=solver), data)
         total = time.perf_counter() - start
         if task == "kmeans":
             quality = model.inertia_

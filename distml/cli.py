@@ -16,7 +16,8 @@ import click
 import numpy as np
 from rich.console import Console
 
-from distml.display import LineProgress, progress_for
+from distml.backends.registry import parse_backend
+from distml.display import progress_for
 from distml.errors import DistmlError
 
 console = Console()
@@ -78,9 +79,10 @@ def run(
     from distml.jobs.spec import KERAS
 
     spec = load_spec(job, list(overrides), backend)
-    # Keras draws its own per-epoch progress on stdout: a live bar beside it would garble both
-    display = LineProgress() if spec.model.type == KERAS else progress_for(err_console)
-    with display as progress:
+    # Keras (per-epoch bars) and Spark (its console progress bar) draw on the terminal
+    # themselves: a second, live bar would garble both, so distml prints lines beside them
+    engine_draws = spec.model.type == KERAS or parse_backend(spec.backend.name)[0] == "spark"
+    with progress_for(err_console, engine_draws=engine_draws) as progress:
         result = run_job(spec, out, progress=progress, verbose=verbose)
     print_result(result)
 

@@ -69,9 +69,11 @@ class BarProgress(Progress):
 class LineProgress(Progress):
     """Plain, throttled lines on stderr (logs, pipes, CI): ``fitting: pass 12 (lloyd_step)``."""
 
-    def __init__(self, stream: Any = None) -> None:
+    def __init__(self, stream: Any = None, clear_line: bool = False) -> None:
         super().__init__()
         self._stream = stream or sys.stderr
+        # on a terminal shared with Spark's console progress bar: wipe its partial line first
+        self._prefix = "\r\033[K" if clear_line else ""
 
     def __enter__(self) -> LineProgress:
         return self
@@ -80,7 +82,7 @@ class LineProgress(Progress):
         self.finish()
 
     def _line(self, text: str) -> None:
-        print(text, file=self._stream, flush=True)
+        print(self._prefix + text, file=self._stream, flush=True)
 
     def on_step(self, detail: str | None) -> None:
         self._line(self.describe(detail))
@@ -97,6 +99,12 @@ class LineProgress(Progress):
         self._line(text)
 
 
-def progress_for(console: Console) -> BarProgress | LineProgress:
-    """The display that suits where the output goes."""
-    return BarProgress(console) if console.is_terminal else LineProgress()
+def progress_for(console: Console, engine_draws: bool = False) -> BarProgress | LineProgress:
+    """The display that suits where the output goes.
+
+    ``engine_draws``: the engine draws its own progress bar on the terminal (Spark's
+    console progress bar), so distml prints lines above it instead of a second bar.
+    """
+    if not console.is_terminal:
+        return LineProgress()
+    return LineProgress(clear_line=True) if engine_draws else BarProgress(console)

@@ -96,3 +96,19 @@ def test_bar_progress_on_a_terminal(total: int | None) -> None:
     text = out.getvalue()
     assert ("4/4" if total else "pass 4") in text
     assert "dask dashboard: http://127.0.0.1:8787/status" in text
+
+
+def test_lines_beside_an_engine_that_draws_its_own_bar() -> None:
+    from distml.display import progress_for
+
+    terminal = Console(file=io.StringIO(), force_terminal=True)
+    assert isinstance(progress_for(terminal), BarProgress)
+    beside = progress_for(terminal, engine_draws=True)
+    assert isinstance(beside, LineProgress)
+    stream = io.StringIO()
+    beside._stream = stream
+    beside.message("spark stage 3 done: treeAggregate (16/16 tasks, ~0.4s)")
+    # wipe the partial line Spark's console bar left, then print
+    assert stream.getvalue() == "\r\033[Kspark stage 3 done: treeAggregate (16/16 tasks, ~0.4s)\n"
+    piped = Console(file=io.StringIO(), force_terminal=False)
+    assert isinstance(progress_for(piped, engine_draws=True), LineProgress)

@@ -278,3 +278,22 @@ def test_cli_run_on_spark_is_quiet(tmp_path: Path) -> None:
     ]
     assert noisy == []
     assert (tmp_path / "run" / "model" / "mllib" / "metadata").is_dir()
+
+
+def test_hive_partitions_and_filters_on_both_solvers(tmp_path: Path, spark_session) -> None:
+    from conftest import regression_frame
+
+    frame = regression_frame(900)
+    for i, year in enumerate((2023, 2024, 2025)):
+        write_parts(tmp_path / "hive" / f"year={year}", frame.iloc[i * 300 : (i + 1) * 300], 2)
+    ds = distml.Dataset(tmp_path / "hive", label="y", filters=[("year", ">=", 2024)])
+    split = distml.Split(0.25, 1)
+    with get_backend("spark") as spark, get_backend("local") as local:
+        expected = local.fit(distml.LinearRegression(), local.load(ds, split))
+        native = spark.fit(distml.LinearRegression(), spark.load(ds, split))
+        data = spark.load(ds, split, solver="mllib")
+        mllib = spark.fit(distml.LinearRegression(solver="mllib"), data)
+    assert native.fit_info_["rows"] == mllib.fit_info_["rows"] == expected.fit_info_["rows"] == 450
+    assert data.train.mllib_input()[1]["count"] == 450  # Spark read only the two kept years
+    np.testing.assert_allclose(native.coef_, expected.coef_, rtol=1e-12)
+    np.testing.assert_allclose(mllib.coef_, expected.coef_, rtol=1e-6)
