@@ -17,10 +17,14 @@ import os
 import time
 import uuid
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
-from distributed import Client, LocalCluster, as_completed
+from distributed import Client, LocalCluster, Security, as_completed
+from distributed.client import FutureCancelledError
+from distributed.comm import CommClosedError
 
 from distml.algorithms.engine import Engine, Partition
 from distml.algorithms.logistic import find_classes
@@ -107,7 +111,20 @@ class DaskEngine(Engine):
             if len(level) % 2:
                 nxt.append(level[-1])
             level, depth = nxt, depth + 1
-        return self.client.get(graph, level[0], sync=True)
+        with scheduler_errors(self.client):
+            return self.client.get(graph, level[0], sync=True)
+
+
+@contextmanager
+def scheduler_errors(client: Client) -> Iterator[None]:
+    """A scheduler lost mid-job becomes one :class:`BackendError` line (it fails at once)."""
+    try:
+        yield
+    except (FutureCancelledError, CommClosedError) as exc:
+        reason = str(exc).splitlines()[0]
+        raise BackendError(
+            f"dask: lost the scheduler {client.scheduler.address} during the job ({reason})"
+        ) from None
 
 
 def _fit_dask_ml(backend: Backend, estimator: DistmlEstimator, engine: Engine) -> None:
@@ -183,6 +200,18 @@ def _fit_with_dask_ml(estimator: DistmlEstimator, engine: DaskEngine) -> None:
     estimator.n_iter_ = int(params["max_iter"])
 
 
+def security(tls: dict[str, str] | None) -> Security | None:
+    """The client side of a TLS cluster: its CA, a client certificate and key (None: TCP)."""
+    if not tls:
+        return None
+    return Security(
+        tls_ca_file=tls["ca_file"],
+        tls_client_cert=tls["cert"],
+        tls_client_key=tls["key"],
+        require_encryption=True,
+    )
+
+
 def _scheduler_address(address: str) -> str:
     return "tcp://" + address[len("dask://") :] if address.startswith("dask://") else address
 
@@ -203,6 +232,9 @@ class DaskBackend(Backend):
         Serve the dashboard (off by default); its link is logged.
     timeout:
         Seconds to wait for a scheduler before failing.
+    tls:
+        ``{ca_file, cert, key}`` of a ``tls://`` cluster (``distml cluster up dask --tls``
+        writes them; ``distml submit`` finds them in its state folder).
     """
 
     name = "dask"
@@ -216,9 +248,11 @@ class DaskBackend(Backend):
         memory_limit: str | int | None = None,
         dashboard: bool = False,
         timeout: float = 10.0,
+        tls: dict[str, str] | None = None,
     ) -> None:
         super().__init__()
         self.address = address
+        self.tls = tls
         self.workers = workers or os.cpu_count() or 1
         self.threads = threads or 1
         self.memory_limit = memory_limit
@@ -236,8 +270,19 @@ class DaskBackend(Backend):
     def _start(self) -> None:
         if self.address:
             address = _scheduler_address(self.address)
+            if address.startswith("tls://") and not self.tls:
+                raise BackendError(
+                    f"dask scheduler {self.address} speaks TLS: give the cluster's certificates "
+                    "(backend.tls: {ca_file, cert, key}; distml submit finds those of clusters "
+                    "started by distml cluster up)"
+                )
             try:
-                self.client = Client(address, timeout=f"{self.timeout}s", set_as_default=False)
+                self.client = Client(
+                    address,
+                    timeout=f"{self.timeout}s",
+                    security=security(self.tls),
+                    set_as_default=False,
+                )
             except (OSError, TimeoutError) as exc:
                 raise BackendError(
                     f"dask scheduler {self.address} did not answer within {self.timeout:g}s ({exc})"
@@ -296,11 +341,12 @@ class DaskBackend(Backend):
             futures = self.client.map(_n_rows, parts, pure=False)
             if stage is not None:
                 self.progress.start(stage, total=len(futures))
-                with self.client.as_current():  # distml never sets a default client
-                    for _ in as_completed(futures):
+                with self.client.as_current(), scheduler_errors(self.client):
+                    for _ in as_completed(futures):  # distml never sets a default client
                         self.progress.step()
                 self.progress.finish()
-            sizes = self.client.gather(futures)
+            with scheduler_errors(self.client):
+                sizes = self.client.gather(futures)
             result = DaskEngine(self.client, parts, list(sizes), d)
             result.progress = self.progress
             return result

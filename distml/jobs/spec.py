@@ -69,6 +69,9 @@ class BackendSpec(_Strict):
     dashboard: bool = False
     driver_memory: str | None = None
     ui: bool = False
+    timeout: float | None = None
+    executor_timeout: float | None = None
+    tls: dict[str, str] | None = None
     conf: dict[str, Any] = Field(default_factory=dict)
 
     def options(self) -> dict[str, Any]:

@@ -28,6 +28,7 @@ from distml.backends.spark.session import (
     launch_context,
     log4j_config,
     probe_master,
+    registered_context,
     slots,
     wait_for_executors,
 )
@@ -167,7 +168,13 @@ class SparkBackend(Backend):
             master = self.master or "local[*]"
             java_version()
             probe_master(master, self.timeout)
-            self.spark = SparkSession(launch_context(self._spark_conf(master)))
+            conf = self._spark_conf(master)
+            if master.startswith("local"):
+                context = launch_context(conf)
+            else:  # a standalone master that answered registers at once; YARN may take longer
+                limit = self.timeout if master.startswith("spark://") else self.executor_timeout
+                context = registered_context(conf, master, limit)
+            self.spark = SparkSession(context)
             self._owned = True
             if not master.startswith("local"):
                 try:

@@ -114,7 +114,7 @@ def launch_context(conf: Any) -> Any:
     proc = getattr(gateway, "proc", None)
     if proc is not None and proc.stderr is not None:
         threading.Thread(
-            target=_forward_stderr,
+            target=forward_stderr,
             args=(proc.stderr.fileno(),),
             name="distml-jvm-stderr",
             daemon=True,
@@ -122,7 +122,7 @@ def launch_context(conf: Any) -> Any:
     return SparkContext(conf=conf, gateway=gateway)
 
 
-def _forward_stderr(fd: int) -> None:
+def forward_stderr(fd: int) -> None:
     """Copy the JVM's stderr to ours as it comes (progress bars need no newline), minus noise."""
     out = sys.stderr.fileno() if hasattr(sys.stderr, "fileno") else 2
     pending = b""
@@ -144,6 +144,41 @@ def _forward_stderr(fd: int) -> None:
                 os.write(out, data)
             except OSError:
                 return
+
+
+def registered_context(conf: Any, master: str, timeout: float) -> Any:
+    """A SparkContext registered with a cluster manager within ``timeout`` seconds.
+
+    Spark blocks while it registers with a standalone master and retries for a
+    minute (3 × 20 s, fixed) when the master will not take the application, e.g.
+    when the cluster requires a secret the application lacks.
+    """
+    result: dict[str, Any] = {}
+
+    def create() -> None:
+        try:
+            result["context"] = launch_context(conf)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            result["error"] = exc
+
+    thread = threading.Thread(target=create, name="distml-spark-register", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if "context" in result:
+        return result["context"]
+    hint = (
+        "if the cluster requires authentication, give its secret "
+        "(spark.authenticate.secret; distml submit finds it for clusters started by "
+        "distml cluster up --auth)"
+    )
+    if "error" in result:
+        lines = str(result["error"]).strip().splitlines()
+        raise BackendError(
+            f"spark master {master} refused distml's application ({lines[0] if lines else ''}); {hint}"
+        )
+    raise BackendError(
+        f"spark master {master} did not accept distml's application within {timeout:g}s; {hint}"
+    )
 
 
 def slots(sc: Any) -> int:

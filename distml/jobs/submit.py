@@ -1,0 +1,118 @@
+"""``distml submit``: run a job spec on a cluster whose workers may lack distml.
+
+* ``spark://…`` — ``spark-submit`` (the one inside pyspark) in client mode: this
+  machine runs the driver (``distml run`` under spark-submit), the executors get
+  distml as ``--py-files`` (a zip built now), and an ``--auth`` cluster's secret
+  reaches spark-submit as a 0600 properties file, never on a command line.
+* ``dask://``, ``tcp://``, ``tls://`` — this process is the client: it connects
+  (with the cluster's certificates for ``tls://``), uploads the same zip to the
+  workers (``Client.upload_file``, kept for workers that join later) and runs the
+  job, writing the run folder like ``distml run``.
+
+Both write the same run folder as ``distml run``, atomically.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+from pathlib import Path
+
+from distml.backends import get_backend
+from distml.backends.registry import parse_backend
+from distml.backends.spark.session import forward_stderr, log4j_config, probe_master
+from distml.clusters.state import cluster_for_address
+from distml.errors import SpecError
+from distml.jobs.runner import RunResult, default_out, run_job
+from distml.jobs.spec import load_spec
+from distml.packaging import package_zip
+from distml.progress import Progress
+
+
+def submit_dask(
+    spec_path: Path,
+    cluster: str,
+    out: Path | None,
+    overrides: list[str],
+    state: Path,
+    progress: Progress,
+) -> RunResult:
+    """Run the job with this process as the Dask client; distml shipped to the workers."""
+    spec = load_spec(spec_path, overrides, backend=cluster)
+    record = cluster_for_address(state, cluster)
+    options = spec.backend.options()
+    if record is not None and record.tls and "tls" not in options:
+        options["tls"] = record.tls
+    backend = get_backend(cluster, **options)
+    backend.progress = progress
+    with backend, tempfile.TemporaryDirectory(prefix="distml-ship-") as folder:
+        shipped = package_zip(Path(folder))
+        backend.client.upload_file(str(shipped))  # type: ignore[attr-defined]
+        progress.message(f"shipped {shipped.name} to the workers of {cluster}")
+        return run_job(spec, out, backend=backend, progress=progress)
+
+
+def submit_spark(
+    spec_path: Path,
+    cluster: str,
+    out: Path | None,
+    overrides: list[str],
+    state: Path,
+) -> int:
+    """``spark-submit`` the job in client mode; its exit status (0, 1 or 2) is returned."""
+    from distml.clusters.spark_cluster import spark_home
+
+    spec = load_spec(spec_path, overrides, backend=cluster)  # validated before anything starts
+    probe_master(cluster, spec.backend.timeout or 10.0)
+    record = cluster_for_address(state, cluster)
+    out = out or default_out(spec)
+    with tempfile.TemporaryDirectory(prefix="distml-ship-") as folder:
+        shipped = package_zip(Path(folder))
+        command = [
+            str(spark_home() / "bin" / "spark-submit"),
+            "--master", cluster,
+            "--deploy-mode", "client",
+            "--py-files", str(shipped),
+            "--conf", f"spark.pyspark.python={sys.executable}",
+            "--conf", f"spark.pyspark.driver.python={sys.executable}",
+            "--conf", f"spark.driver.extraJavaOptions=-Dlog4j2.configurationFile={log4j_config()}",
+            "--conf", "spark.ui.enabled=false",
+        ]  # fmt: skip
+        if record is not None and record.secret_file:
+            command += ["--properties-file", record.secret_file]
+        command += [str(Path(__file__).with_name("spark_driver.py")), "run", str(spec_path)]
+        command += ["--backend", cluster, "--out", str(out)]
+        for item in overrides:
+            command += ["--set", item]
+        env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "SPARK_LOCAL_IP": "127.0.0.1"}
+        env.pop("PYSPARK_GATEWAY_PORT", None)
+        return _run_streaming(command, env)
+
+
+def _run_streaming(command: list[str], env: dict[str, str]) -> int:
+    """Run ``command``, its stdout to ours and its stderr through the JVM noise filter."""
+    proc = subprocess.Popen(command, env=env, stderr=subprocess.PIPE)
+    assert proc.stderr is not None
+    forward = threading.Thread(target=forward_stderr, args=(proc.stderr.fileno(),), daemon=True)
+    forward.start()
+    code = proc.wait()
+    forward.join(timeout=5)
+    return code
+
+
+def engine_of(cluster: str) -> str:
+    """``dask`` or ``spark`` for a cluster URL; anything else is a :class:`SpecError`."""
+    if "://" not in cluster:
+        raise SpecError(
+            f"--cluster {cluster}: expected a URL (spark://HOST:PORT, dask://HOST:PORT, "
+            "tcp://HOST:PORT or tls://HOST:PORT)"
+        )
+    kind, _ = parse_backend(cluster)
+    if kind not in ("dask", "spark") or cluster.startswith("k8s://"):
+        raise SpecError(
+            f"--cluster {cluster}: distml submits to spark:// and dask/tcp/tls:// clusters"
+        )
+    return kind
