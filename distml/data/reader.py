@@ -7,6 +7,7 @@ train/test split and the float64 feature matrix are the same everywhere.
 
 from __future__ import annotations
 
+import socket
 from typing import Any
 
 import numpy as np
@@ -29,6 +30,11 @@ def read_table(uri: str, part: PartitionSpec, columns: list[str] | None) -> pa.T
             table = parquet.read(columns=file_columns)
         else:
             table = parquet.read_row_groups(list(part.row_groups), columns=file_columns)
+    except FileNotFoundError:
+        raise DataError(
+            f"{part.path}: not found on {socket.gethostname()}, which read this partition; "
+            "every worker must see the data (a shared filesystem, or an s3://, gs:// or hdfs:// URL)"
+        ) from None
     except (OSError, pa.ArrowInvalid) as exc:
         raise DataError(f"{part.path}: cannot read ({exc})") from None
     for key, value in keys.items():

@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from pathlib import Path
 
 from distml.backends import get_backend
@@ -87,20 +88,47 @@ def submit_spark(
         command += ["--backend", cluster, "--out", str(out)]
         for item in overrides:
             command += ["--set", item]
-        env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "SPARK_LOCAL_IP": "127.0.0.1"}
+        driver_stderr = Path(folder) / "driver.stderr"
+        driver_stderr.touch()
+        env = {
+            **os.environ,
+            "PYSPARK_PYTHON": sys.executable,
+            "SPARK_LOCAL_IP": "127.0.0.1",
+            "DISTML_DRIVER_STDERR": str(driver_stderr),
+        }
         env.pop("PYSPARK_GATEWAY_PORT", None)
-        return _run_streaming(command, env)
+        return _run_streaming(command, env, driver_stderr)
 
 
-def _run_streaming(command: list[str], env: dict[str, str]) -> int:
-    """Run ``command``, its stdout to ours and its stderr through the JVM noise filter."""
+def _run_streaming(command: list[str], env: dict[str, str], driver_stderr: Path) -> int:
+    """Run ``command``: its stdout to ours; the JVM's stderr through the noise filter and the
+    driver's stderr (a file, see ``spark_driver.py``) to ours as it grows."""
     proc = subprocess.Popen(command, env=env, stderr=subprocess.PIPE)
     assert proc.stderr is not None
-    forward = threading.Thread(target=forward_stderr, args=(proc.stderr.fileno(),), daemon=True)
-    forward.start()
+    jvm = threading.Thread(target=forward_stderr, args=(proc.stderr.fileno(),), daemon=True)
+    jvm.start()
+    done = threading.Event()
+    driver = threading.Thread(target=_follow, args=(driver_stderr, done), daemon=True)
+    driver.start()
     code = proc.wait()
-    forward.join(timeout=5)
+    done.set()
+    jvm.join(timeout=5)
+    driver.join(timeout=5)
     return code
+
+
+def _follow(path: Path, done: threading.Event) -> None:
+    """Copy what is appended to ``path`` to our stderr until ``done`` (then the rest)."""
+    with open(path, encoding="utf-8", errors="replace") as source:
+        while True:
+            finished = done.is_set()
+            chunk = source.read()
+            if chunk:
+                sys.stderr.write(chunk)
+                sys.stderr.flush()
+            if finished:
+                return
+            time.sleep(0.1)
 
 
 def engine_of(cluster: str) -> str:
