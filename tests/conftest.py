@@ -50,3 +50,17 @@ def spark_session():
     backend.start()
     yield backend.spark
     backend.stop()
+
+
+@pytest.fixture(scope="session")
+def dask_address():
+    """One 2-worker LocalCluster (worker processes, one thread each) for the whole run."""
+    distributed = pytest.importorskip("distributed", reason="the dask extra is not installed")
+    with distributed.LocalCluster(
+        n_workers=2,
+        threads_per_worker=1,
+        processes=True,
+        dashboard_address=":0",
+        scheduler_kwargs={"dashboard": False},
+    ) as cluster:
+        yield cluster.scheduler_address

@@ -37,12 +37,6 @@ def _cluster() -> LocalCluster:
     )
 
 
-@pytest.fixture(scope="session")
-def dask_address():
-    with _cluster() as cluster:
-        yield cluster.scheduler_address
-
-
 @pytest.fixture(scope="module")
 def datasets(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("dask-data")

@@ -28,7 +28,9 @@ class Partition:
     ``row_ids`` the global row numbers, which key per-row randomness. ``index``
     is the partition's position in the dataset order. ``source`` optionally keeps
     the raw input rows (a pyarrow Table) for writing predictions; algorithms
-    never touch it.
+    never touch it. ``frame`` holds the raw feature columns (numeric with NaN for
+    missing values, or strings) when a preprocessing pipeline will build ``X``;
+    ``X`` then has no columns until it does.
     """
 
     X: np.ndarray
@@ -36,6 +38,7 @@ class Partition:
     row_ids: np.ndarray
     index: int = 0
     source: Any = field(default=None, repr=False)
+    frame: dict[str, np.ndarray] | None = field(default=None, repr=False)
 
     @property
     def n_rows(self) -> int:
@@ -109,6 +112,14 @@ class Engine(ABC):
         return result
 
     @abstractmethod
+    def derive(self, fn: Callable[..., Partition], *broadcast: Any) -> Engine:
+        """A new engine whose partitions are ``fn(partition, *broadcast)``, built where the
+        data lives: kept there when this engine caches, applied on every read when it streams."""
+
+    def release(self) -> None:  # noqa: B027 - engines holding nothing remote keep the default
+        """Free what this engine holds where the data lives (derived engines, folds)."""
+
+    @abstractmethod
     def _map_reduce(
         self, fn: Callable[..., Any], broadcast: tuple[Any, ...], combine: Callable[[Any, Any], Any]
     ) -> Any:
@@ -162,6 +173,10 @@ class InMemoryEngine(Engine):
     @property
     def n_features(self) -> int:
         return self._n_features
+
+    def derive(self, fn, *broadcast):  # type: ignore[no-untyped-def]
+        parts = [fn(p, *broadcast) for p in self.partitions]
+        return InMemoryEngine(parts, n_features=int(parts[0].X.shape[1]))
 
     def _map_reduce(self, fn, broadcast, combine):  # type: ignore[no-untyped-def]
         return tree_reduce([fn(p, *broadcast) for p in self.partitions], combine)

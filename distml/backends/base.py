@@ -13,7 +13,8 @@ from __future__ import annotations
 import logging
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -27,6 +28,7 @@ from distml.data.split import Split
 from distml.data.writer import write_partition_predictions
 from distml.errors import ModelError
 from distml.models.base import DistmlEstimator
+from distml.preprocess.pipeline import Pipeline
 from distml.progress import Progress
 
 log = logging.getLogger(__name__)
@@ -42,6 +44,20 @@ class LoadedData:
     test: Engine | None
     dataset: Dataset
     read_seconds: float
+
+
+@contextmanager
+def model_input(model: Any, engine: Engine) -> Iterator[tuple[Any, Engine]]:
+    """The fitted model a pass applies, and the engine of its input: for a pipeline, its
+    model and the partitions preprocessed where they live (freed afterwards)."""
+    if isinstance(model, Pipeline):
+        rows = model.transformed(engine)
+        try:
+            yield model.model, rows
+        finally:
+            rows.release()
+    else:
+        yield model, engine
 
 
 class Backend(ABC):
@@ -120,10 +136,20 @@ class Backend(ABC):
         solver = self.resolve_solver(estimator)
         self.progress.start(f"fitting {estimator.model_type} ({solver})")
         started = time.perf_counter()
-        if solver == "native":
-            estimator.fit_engine(data.train)
+        if isinstance(estimator, Pipeline):  # stages first; the model sees assembled features
+            features, target = estimator.fit_stages(data.train), estimator.model
         else:
-            self.solvers[solver](self, estimator, data.train)
+            features, target = data.train, estimator
+        try:
+            if solver == "native":
+                target.fit_engine(features)
+            else:
+                self.solvers[solver](self, target, features)
+        finally:
+            if features is not data.train:
+                features.release()
+        if isinstance(estimator, Pipeline):
+            target.set_feature_info(estimator.feature_names_out_, None)
         seconds = time.perf_counter() - started
         self.progress.finish()
         estimator.set_feature_info(data.dataset.features, data.dataset.feature_dtypes())
@@ -146,19 +172,21 @@ class Backend(ABC):
     ) -> dict[str, Any]:
         """The task's metrics on ``engine``'s rows, computed on the workers."""
         self.progress.start("evaluating")
-        if model.task == "regression":
-            result = metrics.regression_metrics(engine, model)
-        elif model.task == "classification":
-            result = metrics.classification_metrics(engine, model)
-        else:
-            result = metrics.clustering_metrics(engine, model, has_labels)
+        with model_input(model, engine) as (fitted, rows):
+            if model.task == "regression":
+                result = metrics.regression_metrics(rows, fitted)
+            elif model.task == "classification":
+                result = metrics.classification_metrics(rows, fitted)
+            else:
+                result = metrics.clustering_metrics(rows, fitted, has_labels)
         self.progress.finish()
         return result
 
     def write_predictions(self, model: DistmlEstimator, engine: Engine, out_dir: str) -> list[str]:
         """Each partition writes ``part-NNNNN.parquet`` into ``out_dir`` where it lives."""
         self.progress.start("writing predictions")
-        files = engine.map_reduce(write_partition_predictions, model, out_dir, combine=concat)
+        with model_input(model, engine) as (fitted, rows):
+            files = rows.map_reduce(write_partition_predictions, fitted, out_dir, combine=concat)
         self.progress.finish()
         return files
 
@@ -166,6 +194,9 @@ class Backend(ABC):
         """Save the engine library's own model inside ``model_dir`` when its solver made one."""
         return None
 
-    def sample(self, engine: Engine, m: int = 2000) -> tuple[np.ndarray, np.ndarray]:
-        """A small uniform sample of rows for plots."""
-        return metrics.sample_rows(engine, m)
+    def sample(
+        self, engine: Engine, m: int = 2000, model: Any = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """A small uniform sample of rows for plots (preprocessed when ``model`` is a pipeline)."""
+        with model_input(model, engine) as (_, rows):
+            return metrics.sample_rows(rows, m)

@@ -64,6 +64,10 @@ def _n_rows(part: Partition) -> int:
     return part.n_rows
 
 
+def _shape(part: Partition) -> tuple[int, int]:
+    return part.X.shape
+
+
 def _X(part: Partition) -> np.ndarray:
     return part.X
 
@@ -89,6 +93,18 @@ class DaskEngine(Engine):
     @property
     def n_features(self) -> int:
         return self._n_features
+
+    def derive(self, fn, *broadcast):  # type: ignore[no-untyped-def]
+        parts = self.client.map(_Apply(fn, broadcast), self.parts, pure=False)
+        with scheduler_errors(self.client):
+            shapes = self.client.gather(self.client.map(_shape, parts, pure=False))
+        engine = DaskEngine(self.client, parts, [int(s[0]) for s in shapes], int(shapes[0][1]))
+        engine.progress = self.progress
+        return engine
+
+    def release(self) -> None:
+        # dropping the futures frees them once no derived engine depends on them (lineage)
+        self.parts = []
 
     def _map_reduce(self, fn, broadcast, combine):  # type: ignore[no-untyped-def]
         # One graph per pass: the map over the cached partitions, then tree_reduce's pairing
@@ -330,11 +346,12 @@ class DaskBackend(Backend):
             split=split,
             n_total=dataset.num_rows,
             keep_source=keep_source,
+            raw=dataset.raw,
             pure=False,
         )
         train = self.client.map(_pick, pairs, which=0, pure=False)
         test = self.client.map(_pick, pairs, which=1, pure=False) if split is not None else None
-        d = len(dataset.features)
+        d = 0 if dataset.raw else len(dataset.features)  # raw: a pipeline builds X
 
         def engine(parts: list[Any], stage: str | None) -> DaskEngine:
             # waiting for the sizes waits for every read; a worker's DataError re-raises here

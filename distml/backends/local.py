@@ -84,6 +84,28 @@ class LocalEngine(Engine):
                 results = list(self._pool.map(run, indices))
         return tree_reduce(results, combine)
 
+    def derive(self, fn, *broadcast):  # type: ignore[no-untyped-def]
+        def apply(part: Partition) -> Partition:
+            return fn(part, *broadcast)
+
+        if self._cached is not None:
+            with threadpool_limits(limits=1, user_api="blas"):
+                parts = list(self._pool.map(apply, self._cached))
+            sizes, n_features = [p.n_rows for p in parts], int(parts[0].X.shape[1])
+            engine = LocalEngine(self._pool, self._threads, sizes, n_features, parts)
+        else:  # streaming: derive on every read; one read now learns the new shapes
+            loader = self._loader
+            assert loader is not None
+
+            def load(i: int) -> Partition:
+                return apply(loader(i))
+
+            shapes = list(self._pool.map(lambda i: load(i).X.shape, range(len(self._sizes))))
+            sizes, n_features = [int(s[0]) for s in shapes], int(shapes[0][1])
+            engine = LocalEngine(self._pool, self._threads, sizes, n_features, None, load)
+        engine.progress = self.progress
+        return engine
+
     def partitions(self) -> list[Partition]:
         """All partitions in order (cached, or read now)."""
         if self._cached is not None:
@@ -168,10 +190,17 @@ class LocalBackend(Backend):
 
         def read(spec: PartitionSpec) -> tuple[Partition, Partition | None]:
             return load_partition(
-                dataset.uri, spec, dataset.features, dataset.label, split, n_total, keep_source
+                dataset.uri,
+                spec,
+                dataset.features,
+                dataset.label,
+                split,
+                n_total,
+                keep_source,
+                dataset.raw,
             )
 
-        d = len(dataset.features)
+        d = 0 if dataset.raw else len(dataset.features)  # raw: a pipeline builds X
         if estimated <= self._memory_budget():
             self.progress.start("reading", total=len(specs))
             pairs = []

@@ -41,6 +41,12 @@ def _is_numeric(dtype: pa.DataType) -> bool:
     return pa.types.is_integer(dtype) or pa.types.is_floating(dtype) or pa.types.is_boolean(dtype)
 
 
+def _is_raw_feature(dtype: pa.DataType) -> bool:
+    if pa.types.is_dictionary(dtype):
+        dtype = dtype.value_type
+    return _is_numeric(dtype) or pa.types.is_string(dtype) or pa.types.is_large_string(dtype)
+
+
 def _filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
     if "://" in uri and not uri.startswith("file://"):
         try:
@@ -71,6 +77,9 @@ class Dataset:
     filters:
         Partition filters in pyarrow's DNF form, e.g. ``[("year", ">=", 2024)]``;
         they may name partition keys only, so row numbering stays known up front.
+    raw:
+        Read the features as they are — missing values kept, string columns allowed —
+        for a preprocessing pipeline to impute, encode and assemble them.
     """
 
     def __init__(
@@ -79,10 +88,12 @@ class Dataset:
         label: str | None = None,
         features: list[str] | None = None,
         filters: list[Any] | None = None,
+        raw: bool = False,
     ) -> None:
         self.uri = str(path)
         self.label = label
         self.filters = filters
+        self.raw = raw
         self.filesystem, self.root = _filesystem(self.uri)
         files, partitioning_keys = self._discover()
         self.schema = self._unify_schemas(files)
@@ -185,15 +196,17 @@ class Dataset:
                 f"{self.uri}: label column '{self.label}' not found"
                 f"{did_you_mean(self.label, names)}; columns: {', '.join(names)}"
             )
+        accepted = _is_raw_feature if self.raw else _is_numeric
+        kind = "numeric or string" if self.raw else "numeric"
         if features is None:
             features = [n for n in names if n != self.label and n not in self.partition_keys]
-            non_numeric = [n for n in features if not _is_numeric(self.schema.field(n).type)]
+            non_numeric = [n for n in features if not accepted(self.schema.field(n).type)]
             if non_numeric:
                 column = non_numeric[0]
+                advice = "" if self.raw else " or one_hot-encode it in `preprocess`"
                 raise DataError(
-                    f"{self.uri}: column '{column}' is not numeric "
-                    f"({self.schema.field(column).type}); list numeric `features` explicitly "
-                    "or encode it"
+                    f"{self.uri}: column '{column}' is not {kind} "
+                    f"({self.schema.field(column).type}); list `features` explicitly{advice}"
                 )
         else:
             if not features:
@@ -206,9 +219,9 @@ class Dataset:
                     )
                 if column == self.label:
                     raise DataError(f"{self.uri}: column '{column}' is both label and feature")
-                if not _is_numeric(self.schema.field(column).type):
+                if not accepted(self.schema.field(column).type):
                     raise DataError(
-                        f"{self.uri}: feature column '{column}' is not numeric "
+                        f"{self.uri}: feature column '{column}' is not {kind} "
                         f"({self.schema.field(column).type})"
                     )
         if not features:

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from distml.algorithms.engine import Partition
@@ -58,6 +59,23 @@ def feature_matrix(table: pa.Table, features: list[str], path: str) -> np.ndarra
     return X
 
 
+def feature_frame(table: pa.Table, features: list[str], path: str) -> dict[str, np.ndarray]:
+    """Raw feature columns for a pipeline: numbers as float64 with NaN for missing values,
+    strings as an object array with None for missing ones. Infinities are still an error."""
+    frame: dict[str, np.ndarray] = {}
+    for name in features:
+        column = table.column(name)
+        kind = column.type.value_type if pa.types.is_dictionary(column.type) else column.type
+        if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+            frame[name] = np.asarray(column.cast(pa.string()).to_pylist(), dtype=object)
+            continue
+        values = pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False)
+        if np.isinf(values).any():
+            raise DataError(f"{path}: column '{name}' has {int(np.isinf(values).sum())} infinite value(s)")
+        frame[name] = values
+    return frame
+
+
 def label_vector(table: pa.Table, label: str, path: str) -> np.ndarray:
     column = table.column(label)
     if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
@@ -83,20 +101,23 @@ def load_partition(
     split: Split | None = None,
     n_total: int = 0,
     keep_source: bool = False,
+    raw: bool = False,
 ) -> tuple[Partition, Partition | None]:
     """Read a partition and split it: ``(train, test)``; ``test`` is None without a split.
 
     With ``keep_source`` the test part (or the whole partition, without a split)
-    keeps every input column for writing predictions.
+    keeps every input column for writing predictions. With ``raw`` the features
+    stay as they are in ``Partition.frame`` (see :func:`feature_frame`).
     """
     wanted = features + ([label] if label is not None else [])
     table = read_table(uri, part, None if keep_source else wanted)
     row_ids = np.arange(part.row_offset, part.row_offset + part.num_rows, dtype=np.int64)
-    X = feature_matrix(table, features, part.path)
+    frame = feature_frame(table, features, part.path) if raw else None
+    X = np.empty((table.num_rows, 0)) if raw else feature_matrix(table, features, part.path)
     y = label_vector(table, label, part.path) if label is not None else None
     if split is None:
         source = table if keep_source else None
-        return Partition(X, y, row_ids, part.index, source), None
+        return Partition(X, y, row_ids, part.index, source, frame), None
     test = split.test_mask(n_total, row_ids)
     train = ~test
 
@@ -108,6 +129,7 @@ def load_partition(
             row_ids[mask],
             part.index,
             source,
+            None if frame is None else {name: col[mask] for name, col in frame.items()},
         )
 
     return take(train, False), take(test, keep_source)

@@ -25,6 +25,7 @@ from distml.data.split import Split
 from distml.jobs import plots
 from distml.jobs.spec import KERAS, JobSpec, build_estimator
 from distml.models.base import DistmlEstimator
+from distml.preprocess import Pipeline
 from distml.progress import Progress
 
 log = logging.getLogger(__name__)
@@ -80,10 +81,11 @@ def run_job(
     estimator = build_estimator(spec)
     task = estimator.task
     train_path = ensure_data(spec)
-    dataset = Dataset(train_path, spec.data.label, spec.data.features, spec.data.filters)
+    raw = bool(spec.preprocess)  # a pipeline reads missing values and strings as they are
+    dataset = Dataset(train_path, spec.data.label, spec.data.features, spec.data.filters, raw=raw)
     test_path = spec.resolve(spec.data.test)
     test_dataset = (
-        Dataset(test_path, spec.data.label, dataset.features, spec.data.filters)
+        Dataset(test_path, spec.data.label, dataset.features, spec.data.filters, raw=raw)
         if test_path
         else None
     )
@@ -155,8 +157,14 @@ def run_job(
             engine_backend.stop()
 
 
-def model_summary(model: DistmlEstimator) -> dict[str, Any]:
+def model_summary(model: Any) -> dict[str, Any]:
     """The fitted parameters that fit on a screen (coefficients, classes, centres)."""
+    if isinstance(model, Pipeline):
+        return {
+            **model_summary(model.model),
+            "features": model.feature_names_out_,
+            "preprocess": [stage.state() for stage in model.stages],
+        }
     if model.task == "regression":
         return {"coef": np.asarray(model.coef_).tolist(), "intercept": float(model.intercept_)}
     if model.task == "classification":
@@ -174,9 +182,12 @@ def _plots(
 ) -> list[Path]:  # type: ignore[no-untyped-def]
     if model.task == "classification":
         return [plots.confusion_matrix(metrics["confusion_matrix"], out / "confusion_matrix.png")]
-    X, y = backend.sample(engine)
+    X, y = backend.sample(engine, model=model)
     if len(X) == 0:
         return []
+    names = list(dataset.features)
+    if isinstance(model, Pipeline):  # the sample is preprocessed: plot the model's own inputs
+        names, model = model.feature_names_out_, model.model
     if model.task == "regression":
         return [
             plots.predicted_vs_actual(
@@ -186,7 +197,7 @@ def _plots(
     labels = model.predict(X)
     return [
         plots.clusters(
-            X, labels, np.asarray(model.cluster_centers_), dataset.features, out / "clusters.png"
+            X, labels, np.asarray(model.cluster_centers_), names, out / "clusters.png"
         )
     ]
 

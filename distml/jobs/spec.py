@@ -103,6 +103,7 @@ class JobSpec(_Strict):
     backend: BackendSpec = Field(default_factory=BackendSpec)
     output: OutputSpec = Field(default_factory=OutputSpec)
     train: TrainSpec | None = None  # Keras jobs; see distml.deep
+    preprocess: list[dict[str, dict[str, Any] | None]] | None = None  # [{stage: {params}}]
 
     # set by load_spec, not part of the YAML
     base_dir: Path = Field(default_factory=Path.cwd, exclude=True)
@@ -169,10 +170,30 @@ def parse_spec(
 
 
 def build_estimator(spec: JobSpec):  # type: ignore[no-untyped-def]
-    """The estimator a spec describes (parameters validated)."""
+    """The estimator a spec describes (parameters validated): a Pipeline with ``preprocess``."""
     cls = model_class(spec.model.type)
-    estimator = cls(**{**spec.model.params, "solver": spec.model.solver})
-    return estimator.validate()
+    estimator = cls(**{**spec.model.params, "solver": spec.model.solver}).validate()
+    if spec.preprocess:
+        from distml.preprocess import build_pipeline
+
+        return build_pipeline(spec.preprocess, estimator)
+    return estimator
+
+
+def _validate_preprocess(spec: JobSpec) -> None:
+    from distml.preprocess.stages import make_stage
+
+    for i, item in enumerate(spec.preprocess or []):
+        if len(item) != 1:
+            raise SpecError(
+                f"{spec.source}: preprocess[{i}]: each step is one stage, like "
+                f"{{impute: {{strategy: median}}}}; got {sorted(item)}"
+            )
+        (name, params), = item.items()
+        try:
+            make_stage(name, dict(params or {}))
+        except DistmlError as exc:
+            raise SpecError(f"{spec.source}: preprocess[{i}]: {exc}") from None
 
 
 def _validate_model(spec: JobSpec) -> None:
@@ -197,6 +218,7 @@ def _validate_model(spec: JobSpec) -> None:
                 f"{source}: model.params: unknown parameter '{key}' for {spec.model.type}"
                 f"{did_you_mean(key, allowed)}; parameters: {', '.join(allowed)}"
             )
+    _validate_preprocess(spec)
     try:
         build_estimator(spec)
     except DistmlError as exc:

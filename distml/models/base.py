@@ -183,6 +183,10 @@ def load_model(path: str | os.PathLike[str]) -> DistmlEstimator:
         raise DataError(f"{path}: not a distml model folder (model.json missing)")
     try:
         metadata = json.loads(meta_path.read_text())
+        if metadata.get("type") == "pipeline":
+            from distml.preprocess.pipeline import Pipeline
+
+            return Pipeline.load(path, metadata)  # type: ignore[return-value]
         model_cls = _MODEL_TYPES[metadata["type"]]
     except (json.JSONDecodeError, KeyError) as exc:
         raise DataError(f"{meta_path}: invalid model metadata ({exc})") from None

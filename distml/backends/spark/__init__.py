@@ -34,7 +34,7 @@ from distml.backends.spark.session import (
 )
 from distml.data.dataset import Dataset
 from distml.data.split import Split, split_sizes
-from distml.errors import BackendError
+from distml.errors import BackendError, ModelError
 from distml.models.base import DistmlEstimator
 
 log = logging.getLogger(__name__)
@@ -49,8 +49,9 @@ class SparkEngine(Engine):
         key: str,
         which: int,
         sizes: list[int],
-        dataset: Dataset,
+        dataset: Dataset | None,
         split: Split | None,
+        n_features: int | None = None,
     ) -> None:
         self._backend = backend
         self._key = key
@@ -58,6 +59,9 @@ class SparkEngine(Engine):
         self._sizes = sizes
         self._dataset = dataset
         self._split = split
+        if dataset is not None:  # raw data has no X until a pipeline builds it
+            n_features = 0 if dataset.raw else len(dataset.features)
+        self._n_features = n_features
         self._mllib: tuple[Any, dict[str, Any]] | None = None
 
     @property
@@ -66,14 +70,32 @@ class SparkEngine(Engine):
 
     @property
     def n_features(self) -> int:
-        return len(self._dataset.features)
+        assert self._n_features is not None
+        return self._n_features
 
     def _map_reduce(self, fn, broadcast, combine):  # type: ignore[no-untyped-def]
         results = self._backend.service.run_pass(self._key, self._which, fn, broadcast)
         return tree_reduce(results, combine)
 
+    def derive(self, fn, *broadcast):  # type: ignore[no-untyped-def]
+        key = uuid.uuid4().hex
+        service = self._backend.service
+        sizes = service.derive(key, self._key, self._which, fn, broadcast)
+        engine = SparkEngine(
+            self._backend, key, 0, [sizes[i][0] for i in sorted(sizes)], None, None,
+            n_features=service.n_features[key],
+        )  # fmt: skip
+        engine.progress = self.progress
+        return engine
+
+    def release(self) -> None:
+        if self._dataset is None:  # derived: nothing else refers to it
+            self._backend.service.drop(self._key)
+
     def mllib_input(self) -> tuple[Any, dict[str, Any]]:
         """This side's rows as Spark reads them for MLlib (read once, cached) and their stats."""
+        if self._dataset is None:
+            raise ModelError("solver 'mllib' fits data read from Parquet, not derived partitions")
         if self._mllib is None:
             self._mllib = self._backend.read_for_mllib(self._dataset, self._split, self._which)
         return self._mllib
@@ -245,6 +267,7 @@ class SparkBackend(Backend):
             split=split,
             n_total=dataset.num_rows,
             keep_source=keep_source,
+            raw=dataset.raw,
         )
         train = test = None
         if solver == "mllib":  # MLlib reads with Spark; distml's tasks read only if a pass needs it

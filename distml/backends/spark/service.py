@@ -66,6 +66,7 @@ class LoadRequest:
     split: Split | None
     n_total: int
     keep_source: bool
+    raw: bool = False
 
 
 class TaskLost(Exception):
@@ -135,6 +136,16 @@ def serve(address: tuple[str, int], token: bytes, _: Iterable[Any]) -> Iterator[
                     send(conn, ("ready", key))
                 except Exception as exc:  # noqa: BLE001 - reported to the driver, which raises it
                     send(conn, ("error", _portable(exc)))
+            elif kind == "derive":
+                _, key, parent, which, payload = message
+                try:
+                    fn, broadcast = pickle.loads(payload)
+                    parts = [fn(p, *broadcast) for p in held[parent][which]]
+                    held[key] = (parts, [])
+                    shapes = [(p.index, p.n_rows, p.X.shape[1]) for p in parts]
+                    send(conn, ("derived", key, shapes))
+                except Exception as exc:  # noqa: BLE001
+                    send(conn, ("error", _portable(exc)))
             elif kind == "pass":
                 _, key, which, payload = message
                 try:
@@ -162,6 +173,7 @@ def _load(
             request.split,
             request.n_total,
             request.keep_source,
+            request.raw,
         )
         train.append(first)
         if second is not None:
@@ -192,6 +204,8 @@ class PartitionService:
         self._requests: dict[str, LoadRequest] = {}
         self.sizes: dict[str, dict[int, tuple[int, int]]] = {}
         self._held: set[str] = set()  # what the current tasks hold
+        self._derived: dict[str, tuple[str, int, bytes]] = {}  # key → (parent, which, fn)
+        self.n_features: dict[str, int] = {}
         self._tasks: list[socket.socket] = []
         self._job: threading.Thread | None = None
         self._job_error: BaseException | None = None
@@ -230,15 +244,32 @@ class PartitionService:
 
         payload = cloudpickle.dumps((fn, broadcast), protocol=pickle.HIGHEST_PROTOCOL)
         with self._lock:
-            if key not in self._requests:
+            if key not in self._requests and key not in self._derived:
                 raise BackendError("this dataset is no longer loaded on the Spark backend")
             return self._with_restarts(
                 lambda: self._ensure_held(key) or self._pass(key, which, payload)
             )
 
+    def derive(
+        self, key: str, parent: str, which: int, fn: Any, broadcast: tuple[Any, ...]
+    ) -> dict[int, tuple[int, int]]:
+        """Partitions ``fn(p, *broadcast)`` of ``parent`` kept under ``key``; their sizes."""
+        from pyspark import cloudpickle
+
+        payload = cloudpickle.dumps((fn, broadcast), protocol=pickle.HIGHEST_PROTOCOL)
+        with self._lock:
+            self._derived[key] = (parent, which, payload)
+            try:
+                self._with_restarts(lambda: self._ensure_held(key))
+            except BaseException:
+                self._derived.pop(key, None)
+                raise
+            return self.sizes[key]
+
     def drop(self, key: str) -> None:
         """Forget a dataset (its partitions are freed on the executors)."""
         with self._lock:
+            self._derived.pop(key, None)
             self._requests.pop(key, None)
             self.sizes.pop(key, None)
             if key in self._held:
@@ -384,8 +415,28 @@ class PartitionService:
     # -- requests ---------------------------------------------------------------------------
     def _ensure_held(self, key: str, report: bool = False) -> None:
         """Load ``key`` into the current tasks unless they hold it (after a start or restart)."""
-        if key not in self._held:
+        if key in self._held:
+            return
+        if key in self._derived:
+            parent, which, payload = self._derived[key]
+            self._ensure_held(parent)
+            self._derive_everywhere(key, parent, which, payload)
+        else:
             self._load_everywhere(key, self._requests[key], report)
+
+    def _derive_everywhere(self, key: str, parent: str, which: int, payload: bytes) -> None:
+        for conn in self._tasks:
+            self._send(conn, ("derive", key, parent, which, payload))
+        replies = self._collect("derived")
+        errors = [reply for reply in replies if reply[0] == "error"]
+        if errors:
+            for conn in self._tasks:
+                self._send(conn, ("drop", key))
+            raise errors[0][1]
+        shapes = [shape for reply in replies for shape in reply[2]]
+        self.sizes[key] = {index: (rows, 0) for index, rows, _ in shapes}
+        self.n_features[key] = int(shapes[0][2]) if shapes else 0
+        self._held.add(key)
 
     def _load_everywhere(self, key: str, request: LoadRequest, report: bool) -> None:
         n = len(self._tasks)
