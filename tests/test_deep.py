@@ -364,6 +364,17 @@ def test_distributed_pipeline_feeds_each_row_once_per_epoch(tmp_path: Path, stra
     assert orders[0] != orders[1]  # reshuffled per epoch
 
 
+def test_a_checkpoint_of_other_settings_is_refused(tmp_path: Path, strategy2) -> None:
+    from distml.deep.resume import ResumeState
+
+    first = ResumeState(tmp_path / "run", {"model": "mlp", "batch_size": 32})
+    assert first.open() == 0 and first.dir == tmp_path / ".run.resume"
+    assert ResumeState(tmp_path / "run", {"model": "mlp", "batch_size": 32}).open() == 0
+    other = ResumeState(tmp_path / "run", {"model": "mlp", "batch_size": 64})
+    with pytest.raises(SpecError, match=r"\.run\.resume: .* \(batch_size: 32 -> 64\)"):
+        other.open()
+
+
 # -- training -------------------------------------------------------------------------------------
 def test_training_runs_on_two_replicas(tmp_path: Path, needs_tf: None, strategy2) -> None:
     import keras

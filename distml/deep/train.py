@@ -24,7 +24,7 @@ import pyarrow.parquet as pq
 from distml.atomic import atomic_dir
 from distml.data.writer import prediction_table
 from distml.deep import devices
-from distml.deep.models import DEFAULT_LEARNING_RATE
+from distml.deep.models import default_learning_rate
 from distml.deep.pipeline import PIXELS, ImageFiles, distribute, open_images
 from distml.errors import DataError, SpecError
 from distml.jobs import plots as job_plots
@@ -53,7 +53,7 @@ def run_keras_job(spec: JobSpec, out: Path, progress: Progress, verbose: bool = 
     replicas = int(strategy.num_replicas_in_sync)
     global_batch = settings.batch_size * replicas
     architecture = spec.model.params.get("architecture", "mlp")
-    learning_rate = float(spec.model.params.get("learning_rate", DEFAULT_LEARNING_RATE))
+    learning_rate = float(spec.model.params.get("learning_rate", default_learning_rate(replicas)))
     classes = max(train.classes, test.classes, 2)
 
     state = ResumeState(out, _trajectory(spec, settings, train, test, replicas))
@@ -66,7 +66,8 @@ def run_keras_job(spec: JobSpec, out: Path, progress: Progress, verbose: bool = 
     where = devices.describe(device_names)
     progress.message(
         f"{spec.name}: {architecture} on {train.num_rows:,} rows, {where}, "
-        f"global batch {global_batch} ({settings.batch_size} per replica)"
+        f"global batch {global_batch} ({settings.batch_size} per replica), "
+        f"Adam learning rate {learning_rate:g}"
     )
     if done:
         progress.message(
@@ -137,6 +138,7 @@ def run_keras_job(spec: JobSpec, out: Path, progress: Progress, verbose: bool = 
             "resumed_from_epoch": done,
             "batch_size": settings.batch_size,
             "global_batch_size": global_batch,
+            "learning_rate": learning_rate,
             "rows_train": train.num_rows,
             "rows_test": test.num_rows,
             "fit_seconds": fit_seconds,
