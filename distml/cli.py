@@ -340,6 +340,12 @@ def cluster_down(which: str | None, state_dir: Path | None) -> None:
     "--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE", help="Override a spec value."
 )
 @click.option("--detach", is_flag=True, help="Run in the background; print a job id.")
+@click.option(
+    "--spark-properties",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Spark properties for spark-submit (e.g. spark.authenticate.secret of your cluster).",
+)
 @click.option("--job-id", hidden=True, default=None)
 @state_option
 def submit(
@@ -348,6 +354,7 @@ def submit(
     out: Path | None,
     overrides: tuple[str, ...],
     detach: bool,
+    spark_properties: Path | None,
     job_id: str | None,
     state_dir: Path | None,
 ) -> None:
@@ -365,12 +372,14 @@ def submit(
         arguments = [str(job.resolve()), "--cluster", cluster_url, "--out", str(out)]
         arguments += [item for override in overrides for item in ("--set", override)]
         arguments += ["--state-dir", str(state)]
+        if spark_properties is not None:
+            arguments += ["--spark-properties", str(spark_properties.resolve())]
         click.echo(detached.start(state, arguments, str(job), cluster_url, str(out)))
         return
     code = 1
     try:
         if kind == "spark":
-            code = submit_spark(job, cluster_url, out, list(overrides), state)
+            code = submit_spark(job, cluster_url, out, list(overrides), state, spark_properties)
         else:
             with progress_for(err_console) as progress:
                 result = submit_dask(job, cluster_url, out, list(overrides), state, progress)

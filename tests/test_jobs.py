@@ -291,3 +291,16 @@ def test_cli_internal_error_exits_1(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     result = CliRunner().invoke(main, ["run", str(REPO / "jobs" / "kmeans.yaml")])
     assert result.exit_code == 1
     assert "internal error: ZeroDivisionError: boom (rerun with --debug)" in result.output
+
+
+def test_spark_settings_with_dots_override_as_one_key(tmp_path: Path) -> None:
+    spec = load_spec(
+        REPO / "jobs" / "kmeans.yaml",
+        [
+            f"data.train={tmp_path / 'd'}",
+            "backend.conf.spark.executor.memory=2g",
+            "backend.conf.spark.sql.shuffle.partitions=4",
+        ],
+        backend="spark",
+    )
+    assert spec.backend.conf == {"spark.executor.memory": "2g", "spark.sql.shuffle.partitions": 4}

@@ -189,7 +189,7 @@ def _validate_preprocess(spec: JobSpec) -> None:
                 f"{spec.source}: preprocess[{i}]: each step is one stage, like "
                 f"{{impute: {{strategy: median}}}}; got {sorted(item)}"
             )
-        (name, params), = item.items()
+        ((name, params),) = item.items()
         try:
             make_stage(name, dict(params or {}))
         except DistmlError as exc:
@@ -289,6 +289,8 @@ def _apply_override(raw: dict[str, Any], item: str, source: str) -> None:
     except yaml.YAMLError:
         value = text
     parts = key.strip().split(".")
+    if parts[:2] == ["backend", "conf"] and len(parts) > 3:  # Spark settings have dots in them
+        parts = [*parts[:2], ".".join(parts[2:])]
     node = raw
     for i, part in enumerate(parts[:-1]):
         child = node.get(part)

@@ -62,8 +62,13 @@ def submit_spark(
     out: Path | None,
     overrides: list[str],
     state: Path,
+    properties: Path | None = None,
 ) -> int:
-    """``spark-submit`` the job in client mode; its exit status (0, 1 or 2) is returned."""
+    """``spark-submit`` the job in client mode; its exit status (0, 1 or 2) is returned.
+
+    ``properties``: a Spark properties file for spark-submit (e.g. a cluster's
+    ``spark.authenticate.secret``); by default that of a cluster distml started.
+    """
     from distml.clusters.spark_cluster import spark_home
 
     spec = load_spec(spec_path, overrides, backend=cluster)  # validated before anything starts
@@ -82,7 +87,9 @@ def submit_spark(
             "--conf", f"spark.driver.extraJavaOptions=-Dlog4j2.configurationFile={log4j_config()}",
             "--conf", "spark.ui.enabled=false",
         ]  # fmt: skip
-        if record is not None and record.secret_file:
+        if properties is not None:
+            command += ["--properties-file", str(properties)]
+        elif record is not None and record.secret_file:
             command += ["--properties-file", record.secret_file]
         command += [str(Path(__file__).with_name("spark_driver.py")), "run", str(spec_path)]
         command += ["--backend", cluster, "--out", str(out)]
@@ -93,9 +100,11 @@ def submit_spark(
         env = {
             **os.environ,
             "PYSPARK_PYTHON": sys.executable,
-            "SPARK_LOCAL_IP": "127.0.0.1",
             "DISTML_DRIVER_STDERR": str(driver_stderr),
         }
+        host = cluster.split("://", 1)[1].rsplit(":", 1)[0]
+        if host in ("127.0.0.1", "localhost"):  # a cluster on this machine: stay on loopback
+            env.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
         env.pop("PYSPARK_GATEWAY_PORT", None)
         return _run_streaming(command, env, driver_stderr)
 
