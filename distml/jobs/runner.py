@@ -23,10 +23,11 @@ from distml.data.examples import EXAMPLES, write_example
 from distml.data.generate import Recipe, generate
 from distml.data.split import Split
 from distml.jobs import plots
-from distml.jobs.spec import KERAS, JobSpec, build_estimator
+from distml.jobs.spec import KERAS, CVSpec, JobSpec, build_estimator
 from distml.models.base import DistmlEstimator
 from distml.preprocess import Pipeline
 from distml.progress import Progress
+from distml.selection import Candidate, best, cross_validate, search, set_candidate
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +113,11 @@ def run_job(
             evaluation = engine_backend.load(test_dataset, None, keep_source=keep).train
         if evaluation is None:
             evaluation = loaded.train
+        plan = selection_plan(spec, task)
+        searched: list[Candidate] = []
+        if plan is not None:  # k-fold scores of every candidate, then the best refitted on all
+            searched = cross_validate(engine_backend, estimator, loaded, plan)
+            estimator = set_candidate(estimator, best(searched, plan).params)
         engine_backend.fit(estimator, loaded)
         with atomic_dir(out_path) as tmp:
             metrics = engine_backend.evaluate(
@@ -142,6 +148,9 @@ def run_job(
                 "metrics": metrics,
                 "model": model_summary(estimator),
             }
+            if plan is not None:
+                summary["cv"] = search.summary(searched, plan, best(searched, plan))
+                search.write_table(searched, plan, tmp / "search.csv")
             text = json.dumps(_finite_or_null(summary), indent=2, default=_plain, allow_nan=False)
             (tmp / "metrics.json").write_text(text)
         final = out_path.resolve()
@@ -155,6 +164,26 @@ def run_job(
     finally:
         if owned:
             engine_backend.stop()
+
+
+def selection_plan(spec: JobSpec, task: str) -> search.Plan | None:
+    """The cross-validation/search a spec asks for (``cv`` alone scores one candidate)."""
+    if spec.cv is None and spec.search is None:
+        return None
+    cv = spec.cv or CVSpec()
+    chosen = spec.search
+    return search.Plan(
+        candidates=search.candidates(
+            chosen.grid if chosen else None,
+            chosen.random if chosen else None,
+            chosen.trials if chosen else 1,
+            chosen.seed if chosen else 0,
+        ),
+        folds=cv.folds,
+        seed=cv.seed,
+        metric=(chosen.metric if chosen and chosen.metric else search.DEFAULT_METRIC[task]),
+        parallel=chosen.parallel if chosen else 1,
+    )
 
 
 def model_summary(model: Any) -> dict[str, Any]:
@@ -196,9 +225,7 @@ def _plots(
         ]
     labels = model.predict(X)
     return [
-        plots.clusters(
-            X, labels, np.asarray(model.cluster_centers_), names, out / "clusters.png"
-        )
+        plots.clusters(X, labels, np.asarray(model.cluster_centers_), names, out / "clusters.png")
     ]
 
 

@@ -95,6 +95,24 @@ class TrainSpec(_Strict):
     seed: int = 0
 
 
+class CVSpec(_Strict):
+    """k-fold cross-validation: folds chosen by global row number and ``seed``."""
+
+    folds: int = Field(default=5, ge=2)
+    seed: int = 0
+
+
+class SearchSpec(_Strict):
+    """Grid or random search over ``model.<param>`` / ``<stage>.<param>`` values."""
+
+    grid: dict[str, list[Any]] | None = None
+    random: dict[str, Any] | None = None
+    trials: int = Field(default=10, ge=1)
+    seed: int = 0
+    metric: str | None = None
+    parallel: int = Field(default=4, ge=1)
+
+
 class JobSpec(_Strict):
     name: str
     model: ModelSpec
@@ -104,6 +122,8 @@ class JobSpec(_Strict):
     output: OutputSpec = Field(default_factory=OutputSpec)
     train: TrainSpec | None = None  # Keras jobs; see distml.deep
     preprocess: list[dict[str, dict[str, Any] | None]] | None = None  # [{stage: {params}}]
+    cv: CVSpec | None = None
+    search: SearchSpec | None = None
 
     # set by load_spec, not part of the YAML
     base_dir: Path = Field(default_factory=Path.cwd, exclude=True)
@@ -180,6 +200,30 @@ def build_estimator(spec: JobSpec):  # type: ignore[no-untyped-def]
     return estimator
 
 
+def _validate_search(spec: JobSpec, estimator: Any) -> None:
+    from distml.selection.search import TASK_METRICS, candidates, set_candidate
+
+    search, source = spec.search, spec.source
+    assert search is not None
+    if (search.grid is None) == (search.random is None):
+        raise SpecError(f"{source}: search: give exactly one of grid or random")
+    task = estimator.task
+    if search.metric is not None and search.metric not in TASK_METRICS[task]:
+        raise SpecError(
+            f"{source}: search.metric: '{search.metric}' is not a {task} metric"
+            f"{did_you_mean(search.metric, TASK_METRICS[task])}; "
+            f"choose one of {', '.join(TASK_METRICS[task])}"
+        )
+    where = "grid" if search.grid is not None else "random"
+    try:
+        for params in candidates(search.grid, search.random, min(search.trials, 3), search.seed)[
+            :3
+        ]:
+            set_candidate(estimator, params)
+    except DistmlError as exc:
+        raise SpecError(f"{source}: search.{where}: {exc}") from None
+
+
 def _validate_preprocess(spec: JobSpec) -> None:
     from distml.preprocess.stages import make_stage
 
@@ -220,9 +264,11 @@ def _validate_model(spec: JobSpec) -> None:
             )
     _validate_preprocess(spec)
     try:
-        build_estimator(spec)
+        estimator = build_estimator(spec)
     except DistmlError as exc:
         raise SpecError(f"{source}: model: {exc}") from None
+    if spec.search is not None:
+        _validate_search(spec, estimator)
     if cls.supervised and spec.data.label is None:
         raise SpecError(f"{source}: data.label is required for {spec.model.type}")
 
