@@ -21,7 +21,7 @@ from distributed import Client, LocalCluster  # noqa: E402
 import distml  # noqa: E402
 from distml.backends import get_backend  # noqa: E402
 from distml.data.generate import Recipe, generate  # noqa: E402
-from distml.errors import BackendError, DataError  # noqa: E402
+from distml.errors import BackendError, DataError, ModelError  # noqa: E402
 from distml.jobs import load_spec, run_job  # noqa: E402
 
 pytestmark = pytest.mark.dask
@@ -206,3 +206,39 @@ def test_broadcast_values_are_opaque_to_the_task_graph(datasets, dask_address: s
         key = "distml-map-0"
         echoed = engine.map_reduce(lambda part, text: [text], key, combine=lambda a, b: a + b)
         assert echoed == [key] * engine.num_partitions
+
+
+def test_streaming_gives_the_cached_model(datasets, dask_address: str) -> None:
+    """With cache=False the workers re-read every partition on every pass (bigger-than-memory
+    data); linear regression and k-means give the cached model, logistic regression says why not."""
+    from distml.preprocess import Pipeline, Scale
+
+    ds = distml.Dataset(datasets["regression"], label="y")
+    split = distml.Split(0.2, 3)
+    with get_backend(dask_address) as cached, get_backend(dask_address, cache=False) as streaming:
+        a, b = cached.load(ds, split), streaming.load(ds, split)
+        assert a.train.can_cache and not b.train.can_cache
+        assert b.train.partition_sizes == a.train.partition_sizes
+        lin_a, lin_b = (
+            cached.fit(MODELS["regression"](), a),
+            streaming.fit(MODELS["regression"](), b),
+        )
+        np.testing.assert_allclose(lin_b.coef_, lin_a.coef_, rtol=1e-12)
+        assert streaming.evaluate(lin_b, b.test) == cached.evaluate(lin_a, a.test)
+        raw = distml.Dataset(datasets["regression"], label="y", raw=True)  # derive() streams too
+        scaled = [
+            e.fit(Pipeline([Scale()], distml.LinearRegression()), e.load(raw))
+            for e in (cached, streaming)
+        ]
+        np.testing.assert_allclose(scaled[1].model.coef_, scaled[0].model.coef_, rtol=1e-12)
+        with pytest.raises(ModelError, match=r"a Pipeline needs the raw feature columns"):
+            cached.fit(Pipeline([Scale()], distml.LinearRegression()), a)
+        blobs = distml.Dataset(datasets["blobs"], label="y")
+        km_a = cached.fit(MODELS["blobs"](), cached.load(blobs))
+        km_b = streaming.fit(MODELS["blobs"](), streaming.load(blobs))
+        np.testing.assert_allclose(km_b.cluster_centers_, km_a.cluster_centers_, rtol=1e-12)
+        with pytest.raises(DataError, match=r"logistic regression needs the training data cached"):
+            streaming.fit(
+                MODELS["classification"](),
+                streaming.load(distml.Dataset(datasets["classification"], label="y")),
+            )

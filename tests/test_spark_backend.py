@@ -297,3 +297,39 @@ def test_hive_partitions_and_filters_on_both_solvers(tmp_path: Path, spark_sessi
     assert data.train.mllib_input()[1]["count"] == 450  # Spark read only the two kept years
     np.testing.assert_allclose(native.coef_, expected.coef_, rtol=1e-12)
     np.testing.assert_allclose(mllib.coef_, expected.coef_, rtol=1e-6)
+
+
+def test_streaming_gives_the_cached_model(datasets, spark_session) -> None:
+    """cache=False: Spark tasks re-read every partition on every pass (bigger-than-memory)."""
+    from distml.preprocess import Pipeline, Scale
+
+    ds = distml.Dataset(datasets["regression"], label="y")
+    split = distml.Split(0.2, 3)
+    with get_backend("spark") as cached:
+        a = cached.load(ds, split)
+        lin_a = cached.fit(distml.LinearRegression(), a)
+        scores_a = cached.evaluate(lin_a, a.test)
+        raw = distml.Dataset(datasets["regression"], label="y", raw=True)
+        scaled_a = cached.fit(Pipeline([Scale()], distml.LinearRegression()), cached.load(raw))
+        km_a = cached.fit(
+            MODELS["blobs"]("native"), cached.load(distml.Dataset(datasets["blobs"], label="y"))
+        )
+    with get_backend("spark", cache=False) as streaming:
+        b = streaming.load(ds, split)
+        assert not b.train.can_cache and b.train.partition_sizes == a.train.partition_sizes
+        lin_b = streaming.fit(distml.LinearRegression(), b)
+        assert streaming.evaluate(lin_b, b.test) == scores_a
+        scaled_b = streaming.fit(
+            Pipeline([Scale()], distml.LinearRegression()), streaming.load(raw)
+        )
+        km_b = streaming.fit(
+            MODELS["blobs"]("native"), streaming.load(distml.Dataset(datasets["blobs"], label="y"))
+        )
+        with pytest.raises(DataError, match=r"logistic regression needs the training data cached"):
+            streaming.fit(
+                MODELS["binary"]("native"),
+                streaming.load(distml.Dataset(datasets["binary"], label="y")),
+            )
+    np.testing.assert_allclose(lin_b.coef_, lin_a.coef_, rtol=1e-12)
+    np.testing.assert_allclose(scaled_b.model.coef_, scaled_a.model.coef_, rtol=1e-12)
+    np.testing.assert_allclose(km_b.cluster_centers_, km_a.cluster_centers_, rtol=1e-12)

@@ -22,16 +22,17 @@ from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
+import psutil
 from distributed import Client, LocalCluster, Security, as_completed
 from distributed.client import FutureCancelledError
 from distributed.comm import CommClosedError
 
-from distml.algorithms.engine import Engine, Partition
+from distml.algorithms.engine import Engine, Partition, concat
 from distml.algorithms.logistic import find_classes
-from distml.backends.base import Backend, LoadedData
+from distml.backends.base import CACHE_MEMORY_FRACTION, Backend, LoadedData, feature_bytes
 from distml.data.dataset import Dataset, PartitionSpec
-from distml.data.reader import load_partition
-from distml.data.split import Split
+from distml.data.reader import PartitionReader, ReadThenApply, load_partition
+from distml.data.split import Split, split_sizes
 from distml.errors import BackendError, ModelError
 from distml.models.base import DistmlEstimator
 
@@ -68,6 +69,10 @@ def _shape(part: Partition) -> tuple[int, int]:
     return part.X.shape
 
 
+def _shape_list(part: Partition) -> list[tuple[int, int]]:
+    return [part.X.shape]
+
+
 def _X(part: Partition) -> np.ndarray:
     return part.X
 
@@ -78,13 +83,26 @@ def _y(part: Partition) -> np.ndarray:
 
 
 class DaskEngine(Engine):
-    """Partitions as futures on the workers; reductions run on the workers too."""
+    """Partitions as futures on the workers (or, streaming, read by them on every pass);
+    reductions run on the workers too."""
 
-    def __init__(self, client: Client, parts: list[Any], sizes: list[int], n_features: int) -> None:
+    def __init__(
+        self,
+        client: Client,
+        parts: list[Any],
+        sizes: list[int],
+        n_features: int,
+        reader: PartitionReader | None = None,
+    ) -> None:
         self.client = client
-        self.parts = parts
+        self.parts = parts  # futures of partitions, or PartitionSpecs when streaming
         self._sizes = sizes
         self._n_features = n_features
+        self._reader = reader
+
+    @property
+    def can_cache(self) -> bool:
+        return self._reader is None
 
     @property
     def partition_sizes(self) -> list[int]:
@@ -95,10 +113,15 @@ class DaskEngine(Engine):
         return self._n_features
 
     def derive(self, fn, *broadcast):  # type: ignore[no-untyped-def]
-        parts = self.client.map(_Apply(fn, broadcast), self.parts, pure=False)
-        with scheduler_errors(self.client):
-            shapes = self.client.gather(self.client.map(_shape, parts, pure=False))
-        engine = DaskEngine(self.client, parts, [int(s[0]) for s in shapes], int(shapes[0][1]))
+        if self._reader is not None:  # streaming: derive on every read
+            engine = DaskEngine(self.client, self.parts, [], 0, self._reader.then(fn, broadcast))
+            shapes = engine._map_reduce(_shape_list, (), concat)
+        else:
+            parts = self.client.map(_Apply(fn, broadcast), self.parts, pure=False)
+            with scheduler_errors(self.client):
+                shapes = self.client.gather(self.client.map(_shape, parts, pure=False))
+            engine = DaskEngine(self.client, parts, [], 0)
+        engine._sizes, engine._n_features = [int(s[0]) for s in shapes], int(shapes[0][1])
         engine.progress = self.progress
         return engine
 
@@ -111,7 +134,11 @@ class DaskEngine(Engine):
         # as combine tasks on the workers; a single submission, one result back.
         token = uuid.uuid4().hex
         graph: dict[str, Any] = {}
-        call = _Apply(fn, broadcast)
+        call = (
+            _Apply(fn, broadcast)
+            if self._reader is None
+            else ReadThenApply(self._reader, fn, broadcast)
+        )
         level = []
         for i, part in enumerate(self.parts):
             key = f"distml-map-{token}-{i}"
@@ -248,6 +275,10 @@ class DaskBackend(Backend):
         Serve the dashboard (off by default); its link is logged.
     timeout:
         Seconds to wait for a scheduler before failing.
+    cache:
+        Keep partitions on the workers (default: when they fit in half the workers'
+        memory); otherwise every pass re-reads them (streaming; logistic regression
+        then says how much memory it needs).
     tls:
         ``{ca_file, cert, key}`` of a ``tls://`` cluster (``distml cluster up dask --tls``
         writes them; ``distml submit`` finds them in its state folder).
@@ -265,10 +296,12 @@ class DaskBackend(Backend):
         dashboard: bool = False,
         timeout: float = 10.0,
         tls: dict[str, str] | None = None,
+        cache: bool | None = None,
     ) -> None:
         super().__init__()
         self.address = address
         self.tls = tls
+        self.cache = cache
         self.workers = workers or os.cpu_count() or 1
         self.threads = threads or 1
         self.memory_limit = memory_limit
@@ -337,6 +370,9 @@ class DaskBackend(Backend):
         assert self.client is not None
         started = time.perf_counter()
         specs: list[PartitionSpec] = dataset.partitions
+        d = 0 if dataset.raw else len(dataset.features)  # raw: a pipeline builds X
+        if not self._caches(dataset):
+            return self._streaming(dataset, split, keep_source, d, started)
         pairs = self.client.map(
             load_partition,
             [dataset.uri] * len(specs),
@@ -351,7 +387,6 @@ class DaskBackend(Backend):
         )
         train = self.client.map(_pick, pairs, which=0, pure=False)
         test = self.client.map(_pick, pairs, which=1, pure=False) if split is not None else None
-        d = 0 if dataset.raw else len(dataset.features)  # raw: a pipeline builds X
 
         def engine(parts: list[Any], stage: str | None) -> DaskEngine:
             # waiting for the sizes waits for every read; a worker's DataError re-raises here
@@ -371,6 +406,49 @@ class DaskBackend(Backend):
         return LoadedData(
             engine(train, "reading"),
             engine(test, None) if test is not None else None,
+            dataset,
+            time.perf_counter() - started,
+        )
+
+    def _caches(self, dataset: Dataset) -> bool:
+        """Whether the partitions fit in the workers' memory (else every pass re-reads them)."""
+        if self.cache is not None:
+            return self.cache
+        assert self.client is not None
+        workers = self.client.scheduler_info()["workers"].values()
+        total = sum(w.get("memory_limit") or psutil.virtual_memory().total for w in workers)
+        return feature_bytes(dataset) <= CACHE_MEMORY_FRACTION * total
+
+    def _streaming(
+        self, dataset: Dataset, split: Split | None, keep_source: bool, d: int, started: float
+    ) -> LoadedData:
+        assert self.client is not None
+        self.progress.message(
+            f"streaming: {feature_bytes(dataset) / 1e9:.1f} GB of features exceed the workers' "
+            "memory budget; every pass re-reads the files on the workers"
+        )
+        load = {
+            "uri": dataset.uri,
+            "features": dataset.features,
+            "label": dataset.label,
+            "split": split,
+            "n_total": dataset.num_rows,
+            "keep_source": keep_source,
+            "raw": dataset.raw,
+        }
+        planned = split_sizes(dataset.partitions, split, dataset.num_rows)
+
+        def engine(which: int) -> DaskEngine:
+            sizes = [pair[which] for pair in planned]
+            result = DaskEngine(
+                self.client, list(dataset.partitions), sizes, d, PartitionReader(load, which)
+            )
+            result.progress = self.progress
+            return result
+
+        return LoadedData(
+            engine(0),
+            engine(1) if split is not None else None,
             dataset,
             time.perf_counter() - started,
         )

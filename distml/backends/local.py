@@ -9,7 +9,6 @@ gathers the partitions and calls scikit-learn itself.
 from __future__ import annotations
 
 import os
-import re
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -20,16 +19,18 @@ import psutil
 from threadpoolctl import threadpool_limits
 
 from distml.algorithms.engine import Engine, Partition, tree_reduce
-from distml.backends.base import Backend, LoadedData
+from distml.backends.base import (
+    CACHE_MEMORY_FRACTION,
+    Backend,
+    LoadedData,
+    feature_bytes,
+    parse_bytes,
+)
 from distml.data.dataset import Dataset, PartitionSpec
 from distml.data.reader import load_partition
 from distml.data.split import Split, split_sizes
-from distml.errors import BackendError
 from distml.models.base import DistmlEstimator
 from distml.models.sklearn_solver import fit_with_sklearn
-
-# Cache in memory while the data takes at most this fraction of available memory.
-CACHE_MEMORY_FRACTION = 0.5
 
 
 class LocalEngine(Engine):
@@ -121,30 +122,6 @@ def _fit_sklearn(backend: Backend, estimator: DistmlEstimator, engine: Engine) -
     fit_with_sklearn(estimator, X, y)
 
 
-_UNITS = {
-    "": 1,
-    "b": 1,
-    "kb": 10**3,
-    "mb": 10**6,
-    "gb": 10**9,
-    "tb": 10**12,
-    "kib": 2**10,
-    "mib": 2**20,
-    "gib": 2**30,
-    "tib": 2**40,
-}
-
-
-def parse_bytes(value: int | str) -> int:
-    """``512MB``, ``2GiB`` or a plain number of bytes."""
-    if isinstance(value, int):
-        return value
-    match = re.fullmatch(r"\s*([0-9.]+)\s*([a-zA-Z]*)\s*", str(value))
-    if not match or match.group(2).lower() not in _UNITS:
-        raise BackendError(f"memory_limit: cannot parse {value!r} (use e.g. 512MB or 2GiB)")
-    return int(float(match.group(1)) * _UNITS[match.group(2).lower()])
-
-
 class LocalBackend(Backend):
     """Runs on this machine with ``threads`` worker threads (default: every core)."""
 
@@ -186,7 +163,7 @@ class LocalBackend(Backend):
         started = time.perf_counter()
         specs = dataset.partitions
         n_total = dataset.num_rows
-        estimated = n_total * (len(dataset.features) + 2) * 8.0
+        estimated = feature_bytes(dataset)
 
         def read(spec: PartitionSpec) -> tuple[Partition, Partition | None]:
             return load_partition(

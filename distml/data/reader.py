@@ -71,7 +71,9 @@ def feature_frame(table: pa.Table, features: list[str], path: str) -> dict[str, 
             continue
         values = pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False)
         if np.isinf(values).any():
-            raise DataError(f"{path}: column '{name}' has {int(np.isinf(values).sum())} infinite value(s)")
+            raise DataError(
+                f"{path}: column '{name}' has {int(np.isinf(values).sum())} infinite value(s)"
+            )
         frame[name] = values
     return frame
 
@@ -133,3 +135,34 @@ def load_partition(
         )
 
     return take(train, False), take(test, keep_source)
+
+
+class PartitionReader:
+    """Reads a partition where it runs — one side of the split (0 train, 1 test) — and applies
+    derivations: the partitions of a streaming engine, re-read on every pass."""
+
+    def __init__(self, load: dict[str, Any], which: int, steps: tuple[Any, ...] = ()) -> None:
+        self.load = load  # load_partition's keyword arguments, all but ``part``
+        self.which = which
+        self.steps = steps
+
+    def then(self, fn: Any, broadcast: tuple[Any, ...]) -> PartitionReader:
+        return PartitionReader(self.load, self.which, (*self.steps, (fn, broadcast)))
+
+    def __call__(self, spec: PartitionSpec) -> Partition:
+        pair = load_partition(part=spec, **self.load)
+        part = pair[self.which]
+        assert part is not None
+        for fn, broadcast in self.steps:
+            part = fn(part, *broadcast)
+        return part
+
+
+class ReadThenApply:
+    """``fn(reader(spec), *broadcast)``: one streaming pass's work on one partition."""
+
+    def __init__(self, reader: PartitionReader, fn: Any, broadcast: tuple[Any, ...]) -> None:
+        self.reader, self.fn, self.broadcast = reader, fn, broadcast
+
+    def __call__(self, spec: PartitionSpec) -> Any:
+        return self.fn(self.reader(spec), *self.broadcast)

@@ -71,6 +71,7 @@ class BackendSpec(_Strict):
     ui: bool = False
     timeout: float | None = None
     executor_timeout: float | None = None
+    cache: bool | None = None
     tls: dict[str, str] | None = None
     conf: dict[str, Any] = Field(default_factory=dict)
 

@@ -25,7 +25,10 @@ from distml.preprocess.stages import Kinds, Prepared, Stage, is_string, make_sta
 
 
 def _kinds(part: Partition) -> Kinds:
-    assert part.frame is not None
+    if part.frame is None:
+        raise ModelError(
+            "a Pipeline needs the raw feature columns: read the data with Dataset(..., raw=True)"
+        )
     return {name: "string" if is_string(col) else "numeric" for name, col in part.frame.items()}
 
 

@@ -18,10 +18,18 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from distml.algorithms.engine import Engine, tree_reduce
-from distml.backends.base import Backend, LoadedData
+import psutil
+
+from distml.algorithms.engine import Engine, concat, tree_reduce
+from distml.backends.base import (
+    CACHE_MEMORY_FRACTION,
+    Backend,
+    LoadedData,
+    feature_bytes,
+    parse_bytes,
+)
 from distml.backends.spark import mllib
-from distml.backends.spark.service import LoadRequest, PartitionService
+from distml.backends.spark.service import LoadRequest, PartitionService, portable_exception
 from distml.backends.spark.session import (
     StageLines,
     java_version,
@@ -33,6 +41,7 @@ from distml.backends.spark.session import (
     wait_for_executors,
 )
 from distml.data.dataset import Dataset
+from distml.data.reader import PartitionReader, ReadThenApply
 from distml.data.split import Split, split_sizes
 from distml.errors import BackendError, ModelError
 from distml.models.base import DistmlEstimator
@@ -101,6 +110,72 @@ class SparkEngine(Engine):
         return self._mllib
 
 
+class _Guarded:
+    """Run ``call`` in a Spark task, returning its exception as a value (kept as it was)."""
+
+    def __init__(self, call: ReadThenApply) -> None:
+        self.call = call
+
+    def __call__(self, spec: Any) -> tuple[bool, Any]:
+        try:
+            return True, self.call(spec)
+        except Exception as exc:  # noqa: BLE001 - re-raised on the driver with its class
+            return False, portable_exception(exc)
+
+
+class SparkStreamingEngine(Engine):
+    """Partitions read by Spark tasks on every pass: data bigger than the executors' memory."""
+
+    def __init__(
+        self,
+        backend: SparkBackend,
+        specs: list[Any],
+        reader: PartitionReader,
+        sizes: list[int],
+        n_features: int,
+    ) -> None:
+        self._backend = backend
+        self._specs = specs
+        self._reader = reader
+        self._sizes = sizes
+        self._n_features = n_features
+
+    @property
+    def partition_sizes(self) -> list[int]:
+        return self._sizes
+
+    @property
+    def n_features(self) -> int:
+        return self._n_features
+
+    @property
+    def can_cache(self) -> bool:
+        return False
+
+    def _map_reduce(self, fn, broadcast, combine):  # type: ignore[no-untyped-def]
+        sc = self._backend.spark.sparkContext
+        work = _Guarded(ReadThenApply(self._reader, fn, broadcast))
+        with self._backend.exclusive():  # ordinary tasks: the service must not hold the slots
+            outcomes = sc.parallelize(self._specs, len(self._specs)).map(work).collect()
+        for ok, value in outcomes:
+            if not ok:
+                raise value
+        return tree_reduce([value for _, value in outcomes], combine)
+
+    def derive(self, fn, *broadcast):  # type: ignore[no-untyped-def]
+        engine = SparkStreamingEngine(
+            self._backend, self._specs, self._reader.then(fn, broadcast), [], 0
+        )
+        shapes = engine._map_reduce(_shape_list, (), concat)
+        engine._sizes, engine._n_features = [int(s[0]) for s in shapes], int(shapes[0][1])
+        engine.progress = self.progress
+        return engine
+
+
+def _shape_list(part: Any) -> list[tuple[int, int]]:
+    return [part.X.shape]
+
+
 def _fit_mllib(backend: Backend, estimator: DistmlEstimator, engine: Engine) -> None:
     assert isinstance(backend, SparkBackend) and isinstance(engine, SparkEngine)
     frame, stats = engine.mllib_input()
@@ -130,6 +205,12 @@ class SparkBackend(Backend):
         Seconds a standalone master may take to answer.
     executor_timeout:
         Seconds to wait for a cluster's first executors.
+    cache:
+        Hold the partitions in Spark tasks (default: when they fit the memory budget);
+        otherwise every pass re-reads them in ordinary Spark tasks (streaming).
+    memory_limit:
+        Memory each task slot may hold (e.g. ``"2GB"``), the budget for ``cache``;
+        default: this machine's available memory for local masters.
     """
 
     name = "spark"
@@ -145,6 +226,8 @@ class SparkBackend(Backend):
         timeout: float = 10.0,
         executor_timeout: float = 60.0,
         app_name: str = "distml",
+        cache: bool | None = None,
+        memory_limit: str | int | None = None,
     ) -> None:
         super().__init__()
         self.master = master
@@ -157,6 +240,8 @@ class SparkBackend(Backend):
         self.timeout = timeout
         self.executor_timeout = executor_timeout
         self.app_name = app_name
+        self.cache = cache
+        self.memory_limit = memory_limit
         self.spark: Any = None
         self._owned = False
         self._service: PartitionService | None = None
@@ -270,6 +355,8 @@ class SparkBackend(Backend):
             raw=dataset.raw,
         )
         train = test = None
+        if not self._caches(dataset):
+            return self._streaming(dataset, request, split, started)
         if solver == "mllib":  # MLlib reads with Spark; distml's tasks read only if a pass needs it
             planned = dict(enumerate(split_sizes(dataset.partitions, split, dataset.num_rows)))
             self.service.register(key, request, planned)
@@ -286,6 +373,48 @@ class SparkBackend(Backend):
         if solver == "mllib":
             train.mllib_input()
         return LoadedData(train, test, dataset, time.perf_counter() - started)
+
+    def _caches(self, dataset: Dataset) -> bool:
+        """Whether the partitions fit in the executors' memory budget (else: streaming)."""
+        if self.cache is not None:
+            return self.cache
+        if self.memory_limit is not None:
+            budget = parse_bytes(self.memory_limit) * slots(self.spark.sparkContext)
+        elif self.spark.sparkContext.master.startswith("local"):
+            budget = psutil.virtual_memory().available
+        else:
+            return True  # a cluster's executors' memory is unknown here: say cache=false to stream
+        return feature_bytes(dataset) <= CACHE_MEMORY_FRACTION * budget
+
+    def _streaming(
+        self, dataset: Dataset, request: LoadRequest, split: Split | None, started: float
+    ) -> LoadedData:
+        self.progress.message(
+            f"streaming: {feature_bytes(dataset) / 1e9:.1f} GB of features exceed the executors' "
+            "memory budget; every pass re-reads the files in Spark tasks"
+        )
+        load = {
+            "uri": request.uri,
+            "features": list(request.features),
+            "label": request.label,
+            "split": request.split,
+            "n_total": request.n_total,
+            "keep_source": request.keep_source,
+            "raw": request.raw,
+        }
+        planned = split_sizes(dataset.partitions, split, dataset.num_rows)
+        d = 0 if dataset.raw else len(dataset.features)
+
+        def engine(which: int) -> SparkStreamingEngine:
+            sizes = [pair[which] for pair in planned]
+            result = SparkStreamingEngine(
+                self, list(dataset.partitions), PartitionReader(load, which), sizes, d
+            )
+            result.progress = self.progress
+            return result
+
+        test = engine(1) if split is not None else None
+        return LoadedData(engine(0), test, dataset, time.perf_counter() - started)
 
     def read_for_mllib(
         self, dataset: Dataset, split: Split | None, which: int

@@ -4,12 +4,18 @@ MLlib differs from scikit-learn in ways that change the fitted model; each is
 translated here so the model equals the local backend's:
 
 * it standardises features by default → ``standardization=False``;
-* it scales the L2 term by the row count, and for linear regression also divides
-  it by the label's standard deviation → ``regParam = 1 / (C·n)`` for logistic
-  regression, ``alpha·σ_y / n`` for ridge (σ_y the population deviation, as MLlib's
-  normal-equation solver uses it);
+* it scales the penalty by the row count → ``regParam = 1 / (C·n)`` and
+  ``elasticNetParam = l1_ratio`` for logistic regression;
+* for linear regression it also fits the label divided by its standard deviation σ_y
+  (the population one in the normal-equation solver used here; its L-BFGS/OWL-QN
+  path uses the sample one), which scales the L2 term by σ_y but not the L1 term →
+  with scikit-learn's L1 and ½L2 weights ``λ₁, λ₂`` on a ``1/(2n)``-scaled loss
+  (ridge: ``0, alpha/n``; lasso: ``alpha, 0``; elastic net: ``alpha·l1_ratio,
+  alpha·(1 - l1_ratio)``), ``regParam = λ₁ + λ₂·σ_y`` and ``elasticNetParam =
+  λ₁ / regParam`` — equal to ``l1_ratio`` only when σ_y = 1;
 * its stopping rules differ → logistic regression's ``tol`` on the gradient becomes
-  MLlib's relative objective change ``tol²``; k-means' total squared centre shift
+  MLlib's relative objective change ``tol²`` (linear regression's L1 ``tol``, already
+  relative to the objective, passes as it is); k-means' total squared centre shift
   ``tol × mean variance`` becomes MLlib's per-centre shift ``sqrt(that / k)``;
 * it has no k-means++ (``init="k-means++"`` uses MLlib's k-means||) and no
   ``n_init`` (distml runs it ``n_init`` times and keeps the lowest cost).
@@ -177,25 +183,43 @@ def _linear(estimator: Any, frame: Any, stats: dict[str, Any], label: str | None
     from pyspark.sql import functions as F
 
     alpha = float(estimator.alpha)
-    reg = 0.0
-    if alpha > 0:
+    # scikit-learn's L1 and ½L2 weights on the 1/(2n)-scaled squared loss
+    if estimator.penalty in ("l1", "elasticnet"):
+        ratio = estimator.effective_l1_ratio()
+        l1, l2 = alpha * ratio, alpha * (1.0 - ratio)
+    else:
+        l1, l2 = 0.0, alpha / stats["count"]
+    reg = l1
+    if l2 > 0:
         # the normal-equation solver divides by the population σ_y (L-BFGS by the sample one)
         label_std = frame.agg(F.stddev_pop(F.col(label))).collect()[0][0] or 1.0
-        reg = alpha * label_std / stats["count"]
+        reg = l1 + l2 * label_std
+    # with an L1 term the normal-equation solver iterates (OWL-QN): max_iter and tol pass on
+    iterative = {"maxIter": int(estimator.max_iter), "tol": float(estimator.tol)} if l1 else {}
     model = LinearRegression(
         featuresCol=FEATURES,
         labelCol=label,
         fitIntercept=bool(estimator.fit_intercept),
         standardization=False,
         regParam=reg,
-        elasticNetParam=0.0,
+        elasticNetParam=l1 / reg if reg > 0 else 0.0,
         solver="normal",
+        **iterative,
     ).fit(frame.withColumn(label, F.col(label).cast("double")))
     estimator.coef_ = model.coefficients.toArray()
     estimator.intercept_ = float(model.intercept)
     estimator.rank_ = len(estimator.coef_)
     estimator.singular_ = np.zeros(0)
     estimator.native_model_ = model
+    iterations = int(model.summary.totalIterations) if l1 > 0 else None
+    estimator._set_iterations(iterations, None)
+    if iterations is not None and iterations >= int(estimator.max_iter):
+        warnings.warn(
+            f"MLlib linear regression stopped at max_iter={estimator.max_iter} iterations; "
+            "increase max_iter or scale the features",
+            ConvergenceWarning,
+            stacklevel=4,
+        )
 
 
 def _logistic(estimator: Any, frame: Any, stats: dict[str, Any], label: str | None) -> None:
@@ -214,7 +238,8 @@ def _logistic(estimator: Any, frame: Any, stats: dict[str, Any], label: str | No
         )
     )
     indexed = frame.withColumn("__label_index", F.element_at(mapping, F.col(label)))
-    reg = 0.0 if estimator.penalty is None else 1.0 / (float(estimator.C) * stats["count"])
+    penalty, l1_ratio = estimator.effective_penalty()
+    reg = 0.0 if penalty is None else 1.0 / (float(estimator.C) * stats["count"])
     model = LogisticRegression(
         featuresCol=FEATURES,
         labelCol="__label_index",
@@ -222,7 +247,7 @@ def _logistic(estimator: Any, frame: Any, stats: dict[str, Any], label: str | No
         fitIntercept=bool(estimator.fit_intercept),
         standardization=False,
         regParam=reg,
-        elasticNetParam=0.0,
+        elasticNetParam=l1_ratio,
         maxIter=int(estimator.max_iter),
         tol=max(float(estimator.tol) ** 2, 1e-15),
     ).fit(indexed)

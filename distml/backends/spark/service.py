@@ -99,7 +99,7 @@ def recv(sock: socket.socket) -> Any:
     return pickle.loads(_recv_exact(sock, size))
 
 
-def _portable(exc: BaseException) -> BaseException:
+def portable_exception(exc: BaseException) -> BaseException:
     """The exception itself when it survives pickling, else its text with the remote traceback."""
     try:
         pickle.loads(pickle.dumps(exc))
@@ -135,7 +135,7 @@ def serve(address: tuple[str, int], token: bytes, _: Iterable[Any]) -> Iterator[
                     held[key] = _load(conn, key, request)
                     send(conn, ("ready", key))
                 except Exception as exc:  # noqa: BLE001 - reported to the driver, which raises it
-                    send(conn, ("error", _portable(exc)))
+                    send(conn, ("error", portable_exception(exc)))
             elif kind == "derive":
                 _, key, parent, which, payload = message
                 try:
@@ -145,7 +145,7 @@ def serve(address: tuple[str, int], token: bytes, _: Iterable[Any]) -> Iterator[
                     shapes = [(p.index, p.n_rows, p.X.shape[1]) for p in parts]
                     send(conn, ("derived", key, shapes))
                 except Exception as exc:  # noqa: BLE001
-                    send(conn, ("error", _portable(exc)))
+                    send(conn, ("error", portable_exception(exc)))
             elif kind == "pass":
                 _, key, which, payload = message
                 try:
@@ -153,7 +153,7 @@ def serve(address: tuple[str, int], token: bytes, _: Iterable[Any]) -> Iterator[
                     parts = held[key][which]
                     send(conn, ("result", [(p.index, fn(p, *broadcast)) for p in parts]))
                 except Exception as exc:  # noqa: BLE001
-                    send(conn, ("error", _portable(exc)))
+                    send(conn, ("error", portable_exception(exc)))
     finally:
         conn.close()
     return iter(())
