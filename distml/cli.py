@@ -47,6 +47,13 @@ class DistmlGroup(click.Group):
             sys.exit(1)
 
 
+def _engine_warnings_only(record: logging.LogRecord) -> bool:
+    """Dask's, distributed's and py4j's records reach the user from WARNING up."""
+    return record.levelno >= logging.WARNING or not record.name.startswith(
+        ("distributed", "dask", "py4j")
+    )
+
+
 @click.group(cls=DistmlGroup)
 @click.option("--debug", is_flag=True, help="Show tracebacks and debug logs.")
 @click.version_option(package_name="distml")
@@ -56,6 +63,9 @@ def main(debug: bool) -> None:
         level=logging.DEBUG if debug else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
+    if not debug:  # the engines set their loggers to INFO when imported: filter at our handler
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(_engine_warnings_only)
 
 
 # -- run ------------------------------------------------------------------------------------------
@@ -146,6 +156,11 @@ def data() -> None:
 @click.option("--classes", type=int, default=2, show_default=True, help="classification only")
 @click.option("--centers", type=int, default=5, show_default=True, help="blobs only")
 @click.option("--overwrite", is_flag=True, help="Replace an existing folder.")
+@click.option(
+    "--backend",
+    default=None,
+    help="Write the partitions in parallel on this backend's workers (dask, spark, a URL).",
+)
 def data_generate(
     kind: str,
     rows: float,
@@ -171,8 +186,19 @@ def data_generate(
         classes=classes,
         centers=centers,
     )
-    with console.status(f"writing {int(rows):,} rows into {partitions} files"):
-        path = generate(recipe, out, overwrite=overwrite)
+    if backend is None:
+        with console.status(f"writing {int(rows):,} rows into {partitions} files"):
+            path = generate(recipe, out, overwrite=overwrite)
+    else:
+        from distml.backends import get_backend
+
+        with (
+            get_backend(backend) as engine,
+            console.status(
+                f"writing {int(rows):,} rows into {partitions} files on {engine.description}"
+            ),
+        ):
+            path = generate(recipe, out, overwrite=overwrite, backend=engine)
     console.print(f"wrote {int(rows):,} rows x {features} features in {partitions} files to {path}")
 
 

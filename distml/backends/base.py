@@ -225,6 +225,10 @@ class Backend(ABC):
         self.progress.finish()
         return files
 
+    @abstractmethod
+    def run_tasks(self, fn: Callable[[Any], Any], items: list[Any]) -> list[Any]:
+        """``[fn(item) for item in items]`` run in parallel on the workers (data generation)."""
+
     def save_native_model(self, model: DistmlEstimator, model_dir: Path) -> Path | None:
         """Save the engine library's own model inside ``model_dir`` when its solver made one."""
         return None

@@ -410,6 +410,12 @@ class DaskBackend(Backend):
             time.perf_counter() - started,
         )
 
+    def run_tasks(self, fn, items):  # type: ignore[no-untyped-def]
+        self.start()
+        assert self.client is not None
+        with scheduler_errors(self.client):
+            return self.client.gather(self.client.map(fn, items, pure=False))
+
     def _caches(self, dataset: Dataset) -> bool:
         """Whether the partitions fit in the workers' memory (else every pass re-reads them)."""
         if self.cache is not None:

@@ -214,6 +214,11 @@ class LocalBackend(Backend):
         test = None if split is None else self._engine(sizes(1), d, None, loader(1))
         return LoadedData(engine, test, dataset, time.perf_counter() - started)
 
+    def run_tasks(self, fn, items):  # type: ignore[no-untyped-def]
+        self.start()
+        assert self._pool is not None
+        return list(self._pool.map(fn, items))
+
     def _engine(
         self,
         sizes: list[int],

@@ -8,6 +8,7 @@ parameters (coefficients, centres) go to ``_truth.json`` beside the files
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -94,11 +95,17 @@ def _chunk(recipe: Recipe, truth: dict[str, Any], rng: np.random.Generator, n: i
     return pa.table(columns)
 
 
-def _write_partition(recipe: Recipe, truth: dict[str, Any], out: Path, p: int, rows: int) -> None:
-    rng = np.random.default_rng([recipe.seed, p])
-    with pq.ParquetWriter(out / f"part-{p:05d}.parquet", _schema(recipe)) as writer:
+def _write_partition(
+    recipe: Recipe, truth: dict[str, Any], out: str, sizes: list[int], first_stream: int, p: int
+) -> str:
+    """Write partition ``p`` (runs wherever it is sent: a thread, a Dask worker, a Spark task)."""
+    rows = sizes[p]
+    rng = np.random.default_rng([recipe.seed, first_stream + p])
+    path = Path(out) / f"part-{p:05d}.parquet"
+    with pq.ParquetWriter(path, _schema(recipe)) as writer:
         for start in range(0, rows, CHUNK_ROWS):
             writer.write_table(_chunk(recipe, truth, rng, min(CHUNK_ROWS, rows - start)))
+    return str(path)
 
 
 def _schema(recipe: Recipe) -> pa.Schema:
@@ -108,9 +115,19 @@ def _schema(recipe: Recipe) -> pa.Schema:
 
 
 def generate(
-    recipe: Recipe, out: str | os.PathLike[str], overwrite: bool = False, threads: int | None = None
+    recipe: Recipe,
+    out: str | os.PathLike[str],
+    overwrite: bool = False,
+    threads: int | None = None,
+    backend: Any = None,
+    first_stream: int = 0,
 ) -> Path:
-    """Write the dataset into the folder ``out`` (atomically) and return it."""
+    """Write the dataset into the folder ``out`` (atomically) and return it.
+
+    Partitions are written by ``threads`` here, or in parallel by a started
+    ``backend``'s workers (which must see ``out``). ``first_stream`` shifts the
+    partitions' random streams: the same truth with other rows (a held-out set).
+    """
     recipe.validate()
     out = Path(out)
     if out.exists() and any(out.iterdir()) and not overwrite:
@@ -118,14 +135,15 @@ def generate(
     with atomic_dir(out) as tmp:
         truth = true_parameters(recipe)
         sizes = np.diff(np.linspace(0, recipe.rows, recipe.partitions + 1).astype(np.int64))
-        workers = threads or min(os.cpu_count() or 1, recipe.partitions)
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            list(
-                pool.map(
-                    lambda p: _write_partition(recipe, truth, tmp, p, int(sizes[p])),
-                    range(recipe.partitions),
-                )
-            )
+        write = functools.partial(
+            _write_partition, recipe, truth, str(tmp), [int(s) for s in sizes], first_stream
+        )
+        if backend is not None:
+            backend.run_tasks(write, list(range(recipe.partitions)))
+        else:
+            workers = threads or min(os.cpu_count() or 1, recipe.partitions)
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                list(pool.map(write, range(recipe.partitions)))
         meta = {
             "kind": recipe.kind,
             "rows": recipe.rows,

@@ -113,7 +113,7 @@ class SparkEngine(Engine):
 class _Guarded:
     """Run ``call`` in a Spark task, returning its exception as a value (kept as it was)."""
 
-    def __init__(self, call: ReadThenApply) -> None:
+    def __init__(self, call: Any) -> None:
         self.call = call
 
     def __call__(self, spec: Any) -> tuple[bool, Any]:
@@ -373,6 +373,17 @@ class SparkBackend(Backend):
         if solver == "mllib":
             train.mllib_input()
         return LoadedData(train, test, dataset, time.perf_counter() - started)
+
+    def run_tasks(self, fn, items):  # type: ignore[no-untyped-def]
+        self.start()
+        with self.exclusive():
+            outcomes = (
+                self.spark.sparkContext.parallelize(items, len(items)).map(_Guarded(fn)).collect()
+            )
+        for ok, value in outcomes:
+            if not ok:
+                raise value
+        return [value for _, value in outcomes]
 
     def _caches(self, dataset: Dataset) -> bool:
         """Whether the partitions fit in the executors' memory budget (else: streaming)."""
