@@ -464,5 +464,20 @@ def jobs_logs(job_id: str, state_dir: Path | None) -> None:
     click.echo(detached.log_path(resolve(state_dir), job_id).read_text(errors="replace"), nl=False)
 
 
+# -- report ---------------------------------------------------------------------------------------
+@main.command()
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="HTML file to write (default RUN_DIR/report.html).",
+)
+def report(run_dir: Path, out: Path | None) -> None:
+    """Write one self-contained HTML page for a run folder: metrics, tables and plots."""
+    from distml.report import write_report
+
+    click.echo(str(write_report(run_dir, out)))
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

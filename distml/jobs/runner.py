@@ -23,6 +23,7 @@ from distml.data.examples import EXAMPLES, write_example
 from distml.data.generate import Recipe, generate
 from distml.data.split import Split
 from distml.jobs import plots
+from distml.jobs.insights import write_insights
 from distml.jobs.spec import KERAS, CVSpec, JobSpec, build_estimator
 from distml.models.base import DistmlEstimator
 from distml.preprocess import Pipeline
@@ -135,6 +136,9 @@ def run_job(
                 _plots(engine_backend, estimator, evaluation, metrics, dataset, tmp)
                 if spec.output.plots
                 else []
+            )
+            pngs += write_insights(  # importance.json, coefficients, ROC, residuals
+                engine_backend, estimator, evaluation, tmp, loaded.train, spec.output.plots
             )
             summary = {
                 "job": spec.name,
