@@ -304,3 +304,14 @@ def test_spark_settings_with_dots_override_as_one_key(tmp_path: Path) -> None:
         backend="spark",
     )
     assert spec.backend.conf == {"spark.executor.memory": "2g", "spark.sql.shuffle.partitions": 4}
+
+
+def test_run_folders_have_ordinary_permissions(tmp_path: Path) -> None:
+    import os
+    import stat
+
+    result = _seed_job("kmeans", tmp_path)
+    umask = os.umask(0)
+    os.umask(umask)
+    mode = stat.S_IMODE(os.stat(result.out).st_mode)
+    assert mode == 0o777 & ~umask  # not mkdtemp's 0700: readable by workers running as others
