@@ -36,6 +36,14 @@ def atomic_dir(final: str | os.PathLike[str]) -> Iterator[Path]:
 
 
 def _umask() -> int:
+    """The process umask, read without changing it where Linux allows (umask() is global)."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
     current = os.umask(0)
     os.umask(current)
     return current
