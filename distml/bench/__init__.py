@@ -1,0 +1,147 @@
+"""``distml bench``: engines, solvers and peers side by side, measured in one run.
+
+Datasets are generated once per (task, rows, features, seed) and reused; each run
+is a fresh process (:mod:`.child`) whose phases, peak memory and model quality on
+held-out rows are recorded (:mod:`.measure`); :mod:`.report` turns the runs into
+results.json/.csv, a markdown table, plots and a summary.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+from dataclasses import asdict
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from distml.atomic import atomic_dir
+from distml.bench.measure import run_child
+from distml.bench.plan import TASKS, BenchConfig, Run
+from distml.bench.report import write_outputs
+from distml.data.generate import Recipe, generate
+from distml.progress import Progress
+
+HOLDOUT_ROWS = 100_000
+HOLDOUT_STREAM = (
+    1_000_000  # held-out rows: the same truth, random streams no training partition uses
+)
+
+
+def datasets(
+    config: BenchConfig, data_dir: Path, progress: Progress
+) -> dict[tuple[str, int], tuple[Path, Path]]:
+    """``(task, rows) → (training folder, held-out folder)``, generated when missing."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    found = {}
+    for task in config.tasks:
+        for rows in config.rows:
+            kind = TASKS[task]
+            partitions = max(4, rows // 250_000)
+            name = f"{kind}-{rows}x{config.features}-p{partitions}-s{config.seed}"
+            if kind == "blobs":
+                name += f"-k{config.clusters}"
+            train, holdout = data_dir / name, data_dir / f"{name}-holdout"
+            recipe = Recipe(
+                kind,
+                rows=rows,
+                features=config.features,
+                partitions=partitions,
+                seed=config.seed,
+                centers=config.clusters,
+            )
+            if not train.exists():
+                progress.message(f"generating {name}")
+                generate(recipe, train)
+            if not holdout.exists():
+                small = Recipe(
+                    kind,
+                    rows=min(rows, HOLDOUT_ROWS),
+                    features=config.features,
+                    partitions=1,
+                    seed=config.seed,
+                    centers=config.clusters,
+                )
+                generate(small, holdout, first_stream=HOLDOUT_STREAM)
+            found[(task, rows)] = (train, holdout)
+    return found
+
+
+def machine() -> dict[str, Any]:
+    versions = {}
+    for package in (
+        "numpy",
+        "pyarrow",
+        "scikit-learn",
+        "dask",
+        "distributed",
+        "dask-ml",
+        "pyspark",
+    ):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            pass
+    return {
+        "cpus": os.cpu_count(),
+        "memory_gb": psutil.virtual_memory().total / 2**30,
+        "python": platform.python_version(),
+        "versions": versions,
+    }
+
+
+def run_bench(
+    config: BenchConfig, out: Path, data_dir: Path, progress: Progress | None = None
+) -> dict[str, Any]:
+    """Run the whole plan and write the results folder ``out`` (atomically, at the end)."""
+    config.validate()
+    progress = progress or Progress()
+    paths = datasets(config, data_dir, progress)
+    plan = config.runs()
+    results: list[dict[str, Any]] = []
+    with atomic_dir(out) as tmp:
+        logs = tmp / "logs"
+        logs.mkdir()
+        progress.start(f"benchmark: {len(plan)} runs", total=len(plan))
+        for number, run in enumerate(plan):
+            results.append(_one(run, paths, config, logs / f"run-{number:04d}.log"))
+            progress.step(detail=f"{run.task} {run.rows:,} {run.candidate.label}")
+        progress.finish()
+        outputs = write_outputs(results, config.as_dict(), machine(), tmp)
+    return {**outputs, "out": out, "runs": results}
+
+
+def _one(
+    run: Run, paths: dict[tuple[str, int], tuple[Path, Path]], config: BenchConfig, log: Path
+) -> dict[str, Any]:
+    train, holdout = paths[(run.task, run.rows)]
+    spec = {
+        "task": run.task,
+        "features": run.features,
+        "workers": run.workers,
+        "candidate": asdict(run.candidate),
+        "data": str(train),
+        "holdout": str(holdout),
+        "clusters": config.clusters,
+        "seed": config.seed,
+        "memory_limit": config.memory_limit,
+    }
+    started = time.strftime("%H:%M:%S")
+    result = run_child(spec, log, config.timeout)
+    record = {
+        "task": run.task,
+        "rows": run.rows,
+        "features": run.features,
+        "workers": run.workers,
+        "candidate": run.candidate.label,
+        "repeat": run.repeat,
+        "started": started,
+        **result,
+    }
+    if record.get("status") == "ok":
+        seconds = (record.get("read") or 0.0) + (record.get("fit") or 0.0)
+        record["rows_per_second"] = run.rows / seconds if seconds else None
+    return record

@@ -1,0 +1,234 @@
+"""One benchmark run, in its own process: ``python -m distml.bench.child < run.json``.
+
+It starts what the candidate needs (a LocalCluster, a SparkSession, or nothing),
+reads the data, fits, and scores the model on held-out rows; it prints one JSON
+line with the seconds of each phase. Peers are used the plain way a user would:
+scikit-learn on a pyarrow-read matrix, dask-ml on ``dd.read_parquet`` arrays,
+MLlib on ``spark.read.parquet`` + ``VectorAssembler`` with their defaults.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+import warnings
+from typing import Any
+
+import numpy as np
+import pyarrow.parquet as pq
+
+LABEL = "y"
+
+
+def read_matrix(path: str, features: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    table = pq.read_table(path, columns=[*features, LABEL])
+    X = np.column_stack([table.column(f).to_numpy() for f in features])
+    return X, table.column(LABEL).to_numpy()
+
+
+def quality(task: str, predict: Any, centers: Any, holdout: tuple[np.ndarray, np.ndarray]) -> float:
+    """MSE (linreg), accuracy (logreg) or inertia (kmeans) on the held-out rows."""
+    X, y = holdout
+    if task == "kmeans":
+        C = np.asarray(centers)
+        d2 = (X * X).sum(1)[:, None] - 2 * X @ C.T + (C * C).sum(1)
+        return float(np.maximum(d2, 0).min(axis=1).sum())
+    predicted = np.asarray(predict(X))
+    if task == "linreg":
+        return float(np.mean((predicted - y) ** 2))
+    return float(np.mean(predicted == y))
+
+
+def run(spec: dict[str, Any]) -> dict[str, Any]:
+    task, kind = spec["task"], spec["candidate"]["kind"]
+    features = [f"x{j}" for j in range(spec["features"])]
+    holdout = read_matrix(spec["holdout"], features)
+    runner = {
+        "floor": _floor,
+        "sklearn": _sklearn,
+        "distml": _distml,
+        "dask-ml": _dask_ml,
+        "mllib": _mllib,
+    }[kind]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # peers' convergence and deprecation chatter
+        result = runner(spec, features)
+    if "predict" in result or "centers" in result:
+        result["quality"] = quality(
+            task, result.pop("predict", None), result.pop("centers", None), holdout
+        )
+    return result
+
+
+def _floor(spec: dict[str, Any], features: list[str]) -> dict[str, Any]:
+    started = time.perf_counter()
+    read_matrix(spec["data"], features)
+    return {"startup": 0.0, "read": time.perf_counter() - started, "fit": 0.0}
+
+
+def _sklearn(spec: dict[str, Any], features: list[str]) -> dict[str, Any]:
+    from sklearn import cluster, linear_model
+
+    started = time.perf_counter()
+    X, y = read_matrix(spec["data"], features)
+    read = time.perf_counter() - started
+    task = spec["task"]
+    if task == "kmeans":
+        model = cluster.KMeans(n_clusters=spec["clusters"], random_state=spec["seed"]).fit(X)
+        result = {"centers": model.cluster_centers_}
+    else:
+        model = (
+            linear_model.LinearRegression()
+            if task == "linreg"
+            else linear_model.LogisticRegression()
+        ).fit(X, y)
+        result = {"predict": model.predict}
+    return {"startup": 0.0, "read": read, "fit": time.perf_counter() - started - read, **result}
+
+
+def _distml(spec: dict[str, Any], features: list[str]) -> dict[str, Any]:
+    import distml
+
+    candidate, workers, task = spec["candidate"], spec["workers"], spec["task"]
+    backend_name = candidate["backend"]
+    options: dict[str, Any] = {}
+    if backend_name == "local":
+        backend_name = f"local[{workers}]"
+    elif backend_name == "dask":
+        options = {"workers": workers, "threads": 1}
+    else:
+        options = {"master": f"local[{workers}]", "console_progress": False}
+    if spec.get("memory_limit"):
+        options["memory_limit"] = spec["memory_limit"]
+    started = time.perf_counter()
+    backend = distml.get_backend(backend_name, **options)
+    backend.start()
+    startup = time.perf_counter() - started
+    try:
+        solver = candidate["solver"]
+        model = {
+            "linreg": lambda: distml.LinearRegression(solver=solver),
+            "logreg": lambda: distml.LogisticRegression(solver=solver),
+            "kmeans": lambda: distml.KMeans(
+                n_clusters=spec["clusters"], random_state=spec["seed"], solver=solver
+            ),
+        }[task]()
+        data = backend.load(distml.Dataset(spec["data"], label=LABEL), solver=solver)
+        read = time.perf_counter() - started - startup
+        backend.fit(model, data)
+        fit = time.perf_counter() - started - startup - read
+        streamed = not data.train.can_cache
+    finally:
+        backend.stop()
+    result = {"centers": model.cluster_centers_} if task == "kmeans" else {"predict": model.predict}
+    return {"startup": startup, "read": read, "fit": fit, "streamed": streamed, **result}
+
+
+def _dask_ml(spec: dict[str, Any], features: list[str]) -> dict[str, Any]:
+    import dask.dataframe as dd
+    from dask_ml import cluster, linear_model
+    from distributed import Client, LocalCluster, wait
+
+    started = time.perf_counter()
+    options = {"memory_limit": spec["memory_limit"]} if spec.get("memory_limit") else {}
+    with (
+        LocalCluster(
+            n_workers=spec["workers"],
+            threads_per_worker=1,
+            dashboard_address=":0",
+            silence_logs=logging.ERROR,
+            **options,
+        ) as local,
+        Client(local) as _,
+    ):
+        startup = time.perf_counter() - started
+        frame = dd.read_parquet(spec["data"], columns=[*features, LABEL])
+        array = frame.to_dask_array(lengths=True).persist()
+        wait(array)
+        X, y = array[:, :-1], array[:, -1]
+        read = time.perf_counter() - started - startup
+        task = spec["task"]
+        if task == "kmeans":
+            model = cluster.KMeans(n_clusters=spec["clusters"], random_state=spec["seed"]).fit(X)
+            result = {"centers": np.asarray(model.cluster_centers_)}
+        else:
+            model = (
+                linear_model.LinearRegression()
+                if task == "linreg"
+                else linear_model.LogisticRegression()
+            )
+            model.fit(X, y if task == "linreg" else y.astype(int))
+            coef, intercept = (
+                np.asarray(model.coef_).ravel(),
+                float(np.asarray(model.intercept_).ravel()[0]),
+            )
+            if task == "linreg":
+                result = {"predict": lambda A: A @ coef + intercept}
+            else:
+                result = {"predict": lambda A: (A @ coef + intercept > 0).astype(int)}
+        fit = time.perf_counter() - started - startup - read
+    return {"startup": startup, "read": read, "fit": fit, **result}
+
+
+def _mllib(spec: dict[str, Any], features: list[str]) -> dict[str, Any]:
+    from pyspark.ml.classification import LogisticRegression
+    from pyspark.ml.clustering import KMeans
+    from pyspark.ml.feature import VectorAssembler
+    from pyspark.ml.regression import LinearRegression
+    from pyspark.sql import SparkSession
+
+    started = time.perf_counter()
+    builder = SparkSession.builder.master(f"local[{spec['workers']}]").config(
+        "spark.ui.enabled", "false"
+    )
+    if spec.get("memory_limit"):
+        builder = builder.config("spark.driver.memory", spec["memory_limit"])
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel("ERROR")
+    startup = time.perf_counter() - started
+    try:
+        frame = VectorAssembler(inputCols=features, outputCol="features").transform(
+            spark.read.parquet(spec["data"])
+        )
+        task = spec["task"]
+        if task == "kmeans":
+            model = KMeans(k=spec["clusters"], seed=spec["seed"]).fit(frame)
+            result = {"centers": np.array([np.asarray(c) for c in model.clusterCenters()])}
+        else:
+            model = (
+                LinearRegression(labelCol=LABEL)
+                if task == "linreg"
+                else LogisticRegression(labelCol=LABEL)
+            ).fit(frame)
+            coef, intercept = model.coefficients.toArray(), float(model.intercept)
+            if task == "linreg":
+                result = {"predict": lambda A: A @ coef + intercept}
+            else:
+                result = {"predict": lambda A: (A @ coef + intercept > 0).astype(int)}
+        read_and_fit = time.perf_counter() - started - startup
+    finally:
+        spark.stop()
+    return {
+        "startup": startup,
+        "read": None,
+        "fit": read_and_fit,
+        **result,
+    }  # MLlib reads lazily, inside fit
+
+
+def main() -> None:
+    spec = json.loads(sys.stdin.read())
+    try:
+        result = {"status": "ok", **run(spec)}
+    except Exception as exc:  # noqa: BLE001 - the parent records the failure and goes on
+        result = {
+            "status": "error",
+            "error": f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
+        }
+    print("DISTML-BENCH-RESULT " + json.dumps(result), flush=True)
+
+
+if __name__ == "__main__":
+    main()
