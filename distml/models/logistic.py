@@ -12,16 +12,25 @@ from distml.algorithms.engine import Engine
 from distml.algorithms.logistic import fit_logistic
 from distml.errors import DataError, ModelError
 from distml.models.base import DistmlEstimator
+from distml.models.penalties import check_l1_ratio, check_number, check_penalty
 
-PENALTIES = ("l2", None)
+PENALTIES = ("auto", "l2", "l1", "elasticnet", None)
+# the l1_ratio each explicit penalty implies (l1_ratio must be left at 0 or equal this)
+_IMPLIED_RATIO = {"l2": 0.0, "l1": 1.0, None: 0.0}
 
 
 class LogisticRegression(ClassifierMixin, DistmlEstimator):
-    """L2-regularised logistic regression with scikit-learn's ``C`` semantics.
+    """Penalised logistic regression with scikit-learn's ``C`` and ``l1_ratio`` semantics.
 
-    Minimises ``½||W||² + C Σ log-loss`` (intercept unpenalised) with L-BFGS using
-    scikit-learn's ``lbfgs`` stopping rule: max |gradient| ≤ ``tol`` or ``max_iter``.
-    The native solver needs the training partitions cached in memory.
+    Minimises ``C Σ log-loss + l1_ratio·||W||₁ + ½(1 - l1_ratio)·||W||²`` (the intercept
+    is not penalised). As in scikit-learn ≥ 1.8, ``l1_ratio`` alone chooses the penalty —
+    0 (default) L2, 1 L1, in between elastic net — and ``C=inf`` means none. The older
+    ``penalty`` keyword (``"l2"``, ``"l1"``, ``"elasticnet"``, ``None``) is accepted too;
+    the default ``"auto"`` reads the penalty from ``l1_ratio`` and ``C``.
+
+    Fitted by L-BFGS (bounded, on ``w = w⁺ - w⁻``, when there is an L1 term) with
+    scikit-learn's ``lbfgs`` stopping rule: max |projected gradient| ≤ ``tol`` or
+    ``max_iter`` iterations. The native solver needs the training partitions cached.
     """
 
     model_type = "logistic_regression"
@@ -33,13 +42,15 @@ class LogisticRegression(ClassifierMixin, DistmlEstimator):
         self,
         *,
         C: float = 1.0,
-        penalty: str | None = "l2",
+        l1_ratio: float = 0.0,
+        penalty: str | None = "auto",
         fit_intercept: bool = True,
         tol: float = 1e-4,
         max_iter: int = 100,
         solver: str = "auto",
     ):
         self.C = C
+        self.l1_ratio = l1_ratio
         self.penalty = penalty
         self.fit_intercept = fit_intercept
         self.tol = tol
@@ -48,17 +59,33 @@ class LogisticRegression(ClassifierMixin, DistmlEstimator):
 
     def _validate_params(self) -> None:
         super()._validate_params()
-        if not isinstance(self.C, (int, float)) or self.C <= 0:
-            raise ModelError(f"C must be a number > 0, got {self.C!r}")
-        if self.penalty not in PENALTIES:
+        check_number("C", self.C, minimum=0.0, strict=True, allow_inf=True)
+        check_penalty(self.penalty, PENALTIES)
+        check_l1_ratio(self.l1_ratio)
+        if self.penalty in _IMPLIED_RATIO and self.l1_ratio not in (
+            0,
+            _IMPLIED_RATIO[self.penalty],
+        ):
             raise ModelError(
-                f"penalty must be 'l2' or null, got {self.penalty!r} "
-                "(l1 and elasticnet are not implemented yet)"
+                f"l1_ratio={self.l1_ratio!r} is ignored by penalty {self.penalty!r}; use "
+                "penalty 'elasticnet', or leave penalty out (l1_ratio alone sets the penalty)"
             )
-        if not isinstance(self.max_iter, int) or self.max_iter < 1:
-            raise ModelError(f"max_iter must be an integer >= 1, got {self.max_iter!r}")
-        if not isinstance(self.tol, (int, float)) or self.tol < 0:
-            raise ModelError(f"tol must be a number >= 0, got {self.tol!r}")
+        check_number("max_iter", self.max_iter, minimum=1, integer=True)
+        check_number("tol", self.tol, minimum=0.0)
+
+    def effective_penalty(self) -> tuple[str | None, float]:
+        """``(penalty, l1_ratio)`` as fitted: ``penalty`` one of ``"l2"``, ``"l1"``,
+        ``"elasticnet"`` or ``None`` (also for ``C=inf``), as scikit-learn resolves it."""
+        if self.penalty != "auto":
+            if self.penalty is None or np.isinf(self.C):
+                return None, 0.0
+            if self.penalty == "elasticnet":
+                return "elasticnet", float(self.l1_ratio)
+            return self.penalty, _IMPLIED_RATIO[self.penalty]
+        if np.isinf(self.C):
+            return None, 0.0
+        ratio = float(self.l1_ratio)
+        return ("l2" if ratio == 0 else "l1" if ratio == 1 else "elasticnet"), ratio
 
     def fit_engine(self, engine: Engine) -> LogisticRegression:
         self._validate_params()
@@ -68,10 +95,12 @@ class LogisticRegression(ClassifierMixin, DistmlEstimator):
                 f"(about {engine.n_rows * engine.n_features * 8 / 2**30:.1f} GiB of features); "
                 "give the workers more memory or use fewer rows"
             )
+        penalty, l1_ratio = self.effective_penalty()
         solution = fit_logistic(
             engine,
             C=float(self.C),
-            penalty=self.penalty,
+            penalty=penalty,
+            l1_ratio=l1_ratio,
             fit_intercept=bool(self.fit_intercept),
             tol=float(self.tol),
             max_iter=int(self.max_iter),
