@@ -34,11 +34,23 @@ _EXACT_CHOICE_MAX_ROWS = 10_000_000
 BLOCK_ROWS = 8192
 
 
-def _squared_distances(X: np.ndarray, x_norms: np.ndarray, centers: np.ndarray) -> np.ndarray:
-    """``‖x - c‖²`` for every row and centre, from the rows' precomputed ``‖x‖²``."""
-    D = X @ centers.T
+def _squared_distances(
+    X: np.ndarray,
+    x_norms: np.ndarray,
+    centers: np.ndarray,
+    center_norms: np.ndarray,
+    out: np.ndarray,
+) -> np.ndarray:
+    """``‖x - c‖²`` for every row and centre, written into ``out`` (rows × centres).
+
+    Blocks reuse one buffer: no temporary is allocated per block, which matters where
+    the allocator returns large blocks to the OS at once (Dask sets
+    ``MALLOC_TRIM_THRESHOLD_``, making every fresh 1 MB temporary an mmap and page faults).
+    """
+    D = out[: len(X)]
+    np.matmul(X, centers.T, out=D)
     D *= -2.0
-    D += np.einsum("ij,ij->i", centers, centers)
+    D += center_norms
     D += x_norms[:, None]
     np.maximum(D, 0.0, out=D)
     return D
@@ -52,12 +64,21 @@ def _blocks(part: Partition):  # type: ignore[no-untyped-def]
         yield lo, hi, part.X[lo:hi], norms[lo:hi]
 
 
+def _buffer(part: Partition, k: int) -> np.ndarray:
+    return np.empty((min(BLOCK_ROWS, part.n_rows), k))
+
+
+def _norms(centers: np.ndarray) -> np.ndarray:
+    return np.einsum("ij,ij->i", centers, centers)
+
+
 def _nearest(part: Partition, centers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Squared distance to, and index of, each row's closest centre (block by block)."""
     dist = np.empty(part.n_rows)
     label = np.empty(part.n_rows, dtype=np.intp)
+    buffer, center_norms = _buffer(part, len(centers)), _norms(centers)
     for lo, hi, X, norms in _blocks(part):
-        D = _squared_distances(X, norms, centers)
+        D = _squared_distances(X, norms, centers, center_norms, buffer)
         label[lo:hi] = D.argmin(axis=1)
         dist[lo:hi] = D[np.arange(hi - lo), label[lo:hi]]
     return dist, label
@@ -66,13 +87,16 @@ def _nearest(part: Partition, centers: np.ndarray) -> tuple[np.ndarray, np.ndarr
 def _closest(part: Partition, centers: np.ndarray) -> np.ndarray:
     """Squared distance to each row's closest centre (no index needed: a cheaper sweep)."""
     dist = np.empty(part.n_rows)
-    center_norms = np.einsum("ij,ij->i", centers, centers)[:, None]
+    center_norms = _norms(centers)[:, None]
+    buffer = np.empty((len(centers), min(BLOCK_ROWS, part.n_rows)))
     for lo, hi, X, norms in _blocks(part):
-        D = centers @ X.T  # (k × block): the min runs along contiguous rows
+        D = buffer[:, : hi - lo]  # (k × block): the min runs along contiguous rows
+        np.matmul(centers, X.T, out=D)
         D *= -2.0
         D += center_norms
         D += norms
-        np.maximum(D.min(axis=0), 0.0, out=dist[lo:hi])
+        np.min(D, axis=0, out=dist[lo:hi])
+    np.maximum(dist, 0.0, out=dist)
     return dist
 
 
@@ -85,14 +109,19 @@ def lloyd_step(part: Partition, centers: np.ndarray) -> tuple[np.ndarray, np.nda
     """
     k, d = centers.shape
     sums = np.zeros((k, d))
+    block_sums = np.empty((k, d))
     counts = np.zeros(k)
     inertia = 0.0
     clusters = np.arange(k)[:, None]
+    buffer, center_norms = _buffer(part, k), _norms(centers)
+    onehot = np.empty((k, min(BLOCK_ROWS, part.n_rows)))
     for lo, hi, X, norms in _blocks(part):
-        D = _squared_distances(X, norms, centers)
+        D = _squared_distances(X, norms, centers, center_norms, buffer)
         labels = D.argmin(axis=1)
         inertia += float(D[np.arange(hi - lo), labels].sum())
-        sums += (labels == clusters).astype(np.float64) @ X  # (k × block) one-hot
+        members = onehot[:, : hi - lo]  # (k × block) one-hot, written in place
+        np.equal(labels, clusters, out=members, casting="unsafe")
+        sums += np.matmul(members, X, out=block_sums)
         counts += np.bincount(labels, minlength=k)
     return sums, counts, inertia, float(part.squared_norms.sum())
 
@@ -189,8 +218,9 @@ def candidate_potentials(
         return [(part.index, np.zeros(len(candidates)))]
     closest = _closest(part, centers)
     total = np.zeros(len(candidates))
+    buffer, candidate_norms = _buffer(part, len(candidates)), _norms(candidates)
     for lo, hi, X, norms in _blocks(part):
-        D = _squared_distances(X, norms, candidates)
+        D = _squared_distances(X, norms, candidates, candidate_norms, buffer)
         np.minimum(D, closest[lo:hi, None], out=D)
         total += D.sum(axis=0)
     return [(part.index, total)]
