@@ -328,3 +328,9 @@ def test_preprocess_in_a_job_spec(messy: Path, tmp_path: Path) -> None:
     ]:
         with pytest.raises(SpecError, match=message):
             parse_spec({**spec, "preprocess": bad}, source="job.yaml")
+    with pytest.raises(
+        SpecError, match=r"model.solver: mllib fits the Parquet data as Spark reads it"
+    ):
+        parse_spec(
+            {**spec, "model": {"type": "linear_regression", "solver": "mllib"}}, source="job.yaml"
+        )

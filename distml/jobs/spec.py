@@ -228,6 +228,11 @@ def _validate_search(spec: JobSpec, estimator: Any) -> None:
 def _validate_preprocess(spec: JobSpec) -> None:
     from distml.preprocess.stages import make_stage
 
+    if spec.preprocess and spec.model.solver == "mllib":
+        raise SpecError(
+            f"{spec.source}: model.solver: mllib fits the Parquet data as Spark reads it, not a "
+            "preprocessing pipeline's output; use solver native (or sklearn, dask-ml)"
+        )
     for i, item in enumerate(spec.preprocess or []):
         if len(item) != 1:
             raise SpecError(
