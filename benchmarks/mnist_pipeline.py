@@ -119,7 +119,7 @@ def worker(args: argparse.Namespace, kind: str, replicas: int) -> dict:
     import pyarrow.parquet as pq
 
     from distml.deep.models import build_model
-    from distml.deep.pipeline import distribute, make_dataset, open_images
+    from distml.deep.pipeline import distribute, make_dataset, open_images, pixel_matrix
 
     strategy = mirrored_strategy(select_devices(replicas))
     global_batch = args.batch_size * strategy.num_replicas_in_sync
@@ -152,7 +152,7 @@ def worker(args: argparse.Namespace, kind: str, replicas: int) -> dict:
     epochs = args.epochs + 1
     if kind == "numpy":
         table = pq.read_table(list(data.files))
-        x = table.column("pixels").combine_chunks().flatten().to_numpy().reshape(-1, data.width)
+        x = pixel_matrix(table.column("pixels"), data.width)
         y = table.column("label").to_numpy().astype(np.int64)
         model.fit(x, y, batch_size=global_batch, epochs=epochs, verbose=0, callbacks=[Timer()])
     else:

@@ -34,7 +34,7 @@ from distml.data.mnist import (
     read_idx,
     write_mnist,
 )
-from distml.deep.pipeline import iter_batches, open_images
+from distml.deep.pipeline import iter_batches, open_images, pixel_matrix
 from distml.errors import DataError, SpecError
 from distml.jobs import load_spec, parse_spec, run_job
 
@@ -157,11 +157,11 @@ def test_write_mnist_layout(tmp_path: Path) -> None:
     files = sorted((tmp_path / "pq" / "train").glob("*.parquet"))
     assert len(files) == 3
     table = pq.read_table(files)
-    assert table.schema.field("pixels").type == pa.list_(pa.uint8(), 784)
+    assert table.schema.field("pixels").type == pa.binary(784)
     assert table.schema.field("label").type == pa.int64()
     assert table.column("index").to_pylist() == list(range(103))
-    pixels = table.column("pixels").combine_chunks().flatten().to_numpy().reshape(-1, 28, 28)
-    np.testing.assert_array_equal(pixels, images)
+    pixels = np.array([np.frombuffer(v, np.uint8) for v in table.column("pixels").to_pylist()])
+    np.testing.assert_array_equal(pixels.reshape(-1, 28, 28), images)
     np.testing.assert_array_equal(table.column("label").to_numpy(), labels)
     assert pq.read_table(tmp_path / "pq" / "test").num_rows == 41
 
@@ -324,6 +324,29 @@ def test_batches_cover_every_row_once(tmp_path: Path) -> None:
     assert epoch0.tolist() != epoch1.tolist() and epoch0.tolist() != list(range(1003))
 
 
+def test_a_fixed_size_list_pixels_column_reads_as_the_same_images(tmp_path: Path) -> None:
+    images, labels = digits(200, 4)
+    flat = images.reshape(200, -1)
+    folder = tmp_path / "lists"
+    folder.mkdir()
+    table = pa.table(
+        {
+            "pixels": pa.FixedSizeListArray.from_arrays(pa.array(flat.ravel()), 784),
+            "label": pa.array(labels.astype(np.int64)),
+            "index": pa.array(np.arange(200, dtype=np.int64)),
+        }
+    )
+    pq.write_table(table, folder / "part-0.parquet", row_group_size=64)
+    data = open_images(folder)
+    assert data.width == 784
+    read = list(iter_batches(data, 50, with_index=True))
+    np.testing.assert_array_equal(np.concatenate([b[0] for b in read]), flat)
+    np.testing.assert_array_equal(np.concatenate([b[1] for b in read]), labels)
+    # a slice of a fixed_size_binary column starts at its own offset
+    binary = mnist_table(images, labels).column("pixels").combine_chunks()
+    np.testing.assert_array_equal(pixel_matrix(binary.slice(17, 5), 784), flat[17:22])
+
+
 def test_distributed_pipeline_feeds_each_row_once_per_epoch(tmp_path: Path, strategy2) -> None:
     from distml.deep.pipeline import distribute
 
@@ -401,7 +424,7 @@ def test_training_runs_on_two_replicas(tmp_path: Path, needs_tf: None, strategy2
     # the saved model reproduces the reported accuracy and the written predictions
     model = keras.models.load_model(tmp_path / "run" / "model.keras")
     test = pq.read_table(tmp_path / "mnist" / "test")
-    x = test.column("pixels").combine_chunks().flatten().to_numpy().reshape(-1, 784)
+    x = pixel_matrix(test.column("pixels"), 784)
     predicted = model.predict(x, verbose=0).argmax(axis=1)
     accuracy = float((predicted == test.column("label").to_numpy()).mean())
     assert accuracy == pytest.approx(metrics["accuracy"], abs=1e-6)

@@ -59,8 +59,8 @@ def open_images(
 ) -> ImageFiles:
     """Discover and check the Parquet files at ``path`` (reads footers only).
 
-    ``pixels`` must be ``fixed_size_list<uint8>`` (what ``distml data mnist``
-    writes) and ``label`` an integer column without nulls or negative values; every
+    ``pixels`` must be ``fixed_size_binary`` (what ``distml data mnist`` writes) or
+    ``fixed_size_list<uint8>``, and ``label`` an integer column without nulls or negative values; every
     fault is a :class:`DataError` naming the file and column.
     """
     path = str(path)
@@ -241,12 +241,26 @@ def _check_pixels(file: str, schema: pa.Schema, pixels: str) -> int:
             f"columns: {', '.join(schema.names)}"
         )
     dtype = schema.field(pixels).type
+    if pa.types.is_fixed_size_binary(dtype):  # what `distml data mnist` writes: fastest to decode
+        return int(dtype.byte_width)
     if not (pa.types.is_fixed_size_list(dtype) and pa.types.is_uint8(dtype.value_type)):
         raise DataError(
-            f"{file}: column '{pixels}' has type {dtype}; expected fixed_size_list<uint8> "
-            "(one row of pixel values per image, as `distml data mnist` writes)"
+            f"{file}: column '{pixels}' has type {dtype}; expected fixed_size_binary or "
+            "fixed_size_list<uint8> (one row of pixel values per image, as `distml data mnist` writes)"
         )
     return int(dtype.list_size)
+
+
+def pixel_matrix(pixels: pa.Array | pa.ChunkedArray, width: int) -> np.ndarray:
+    """``(rows, width)`` uint8 images from a pixels column: a view of a fixed_size_binary
+    column's buffer (no copy), or the flattened fixed_size_list<uint8>."""
+    if isinstance(pixels, pa.ChunkedArray):
+        pixels = pixels.combine_chunks()
+    if pa.types.is_fixed_size_binary(pixels.type):
+        data = np.frombuffer(pixels.buffers()[1], dtype=np.uint8)
+        start = pixels.offset * width
+        return data[start : start + len(pixels) * width].reshape(-1, width)
+    return pixels.flatten().to_numpy(zero_copy_only=False).reshape(-1, width)
 
 
 def _check_label(file: str, schema: pa.Schema, label: str) -> None:
@@ -301,7 +315,7 @@ def _read(file: str, columns: list[str], width: int) -> Iterator[Batch]:
         pixels = batch.column(0)
         if pixels.null_count:
             raise DataError(f"{file}: column '{columns[0]}' has missing images")
-        flat = pixels.flatten().to_numpy(zero_copy_only=False).reshape(-1, width)
+        flat = pixel_matrix(pixels, width)
         rest = [batch.column(i).to_numpy(zero_copy_only=False) for i in range(1, len(columns))]
         yield (flat, *(r.astype(np.int64, copy=False) for r in rest))
 

@@ -25,7 +25,7 @@ from distml.atomic import atomic_dir
 from distml.data.writer import prediction_table
 from distml.deep import devices
 from distml.deep.models import default_learning_rate
-from distml.deep.pipeline import PIXELS, ImageFiles, distribute, open_images
+from distml.deep.pipeline import PIXELS, ImageFiles, distribute, open_images, pixel_matrix
 from distml.errors import DataError, SpecError
 from distml.jobs import plots as job_plots
 from distml.jobs.runner import RunResult
@@ -206,8 +206,8 @@ def _confusion_and_predictions(
         out.mkdir()
     for i, file in enumerate(data.files):
         table = pq.read_table(file)
-        pixels = table.column(data.pixels).combine_chunks().flatten().to_numpy()
-        probability = model.predict(pixels.reshape(-1, data.width), batch_size=4096, verbose=0)
+        pixels = pixel_matrix(table.column(data.pixels), data.width)
+        probability = model.predict(pixels, batch_size=4096, verbose=0)
         prediction = probability.argmax(axis=1).astype(np.int64)
         labels = table.column(data.label).to_numpy()
         np.add.at(counts, (labels, prediction), 1)
