@@ -106,12 +106,45 @@ def run_bench(
         logs = tmp / "logs"
         logs.mkdir()
         progress.start(f"benchmark: {len(plan)} runs", total=len(plan))
+        # (task, workers, candidate) → the smallest size at which it ran past --timeout
+        timed_out: dict[tuple[str, int, str], int] = {}
         for number, run in enumerate(plan):
-            results.append(_one(run, paths, config, logs / f"run-{number:04d}.log"))
+            key = (run.task, run.workers, run.candidate.label)
+            if key in timed_out and run.rows >= timed_out[key]:
+                record = _not_rerun(run, timed_out[key], config.timeout)
+            else:
+                record = _one(run, paths, config, logs / f"run-{number:04d}.log")
+                if record["status"] == "timeout":
+                    timed_out[key] = run.rows
+            results.append(record)
             progress.step(detail=f"{run.task} {run.rows:,} {run.candidate.label}")
         progress.finish()
         outputs = write_outputs(results, config.as_dict(), machine(), tmp)
     return {**outputs, "out": out, "runs": results}
+
+
+def _describe(run: Run) -> dict[str, Any]:
+    return {
+        "task": run.task,
+        "rows": run.rows,
+        "features": run.features,
+        "workers": run.workers,
+        "candidate": run.candidate.label,
+        "repeat": run.repeat,
+    }
+
+
+def _not_rerun(run: Run, rows: int, timeout: float) -> dict[str, Any]:
+    """A candidate that ran past the timeout is not run again at that size or above: the
+    answer (slower than ``timeout``) is known, and the plan's hour is not spent on it."""
+    return {
+        **_describe(run),
+        "started": time.strftime("%H:%M:%S"),
+        "status": "timeout",
+        "error": f"not run: over {timeout:g}s at {rows:,} rows",
+        "wall": 0.0,
+        "peak_mb": None,
+    }
 
 
 def _one(
@@ -131,16 +164,7 @@ def _one(
     }
     started = time.strftime("%H:%M:%S")
     result = run_child(spec, log, config.timeout)
-    record = {
-        "task": run.task,
-        "rows": run.rows,
-        "features": run.features,
-        "workers": run.workers,
-        "candidate": run.candidate.label,
-        "repeat": run.repeat,
-        "started": started,
-        **result,
-    }
+    record = {**_describe(run), "started": started, **result}
     if record.get("status") == "ok":
         seconds = (record.get("read") or 0.0) + (record.get("fit") or 0.0)
         record["rows_per_second"] = run.rows / seconds if seconds else None

@@ -1,6 +1,6 @@
 """What a benchmark runs: candidates × tasks × sizes × workers × repeats, interleaved.
 
-A *candidate* is one way to do a task: the floor (a bare pyarrow read), a peer a
+A *candidate* is one way to do a task: the floor (a bare pyarrow decode), a peer a
 user would otherwise pick (scikit-learn, dask-ml, MLlib, each called directly the
 plain way), or distml on a backend with a solver. Within each repeat every
 candidate of a (task, size, workers) cell runs once, in turn, so the machine's
@@ -35,7 +35,7 @@ class Candidate:
         if self.kind == "distml":
             return f"distml {self.backend}/{self.solver}"
         return {
-            "floor": "floor (pyarrow read)",
+            "floor": "floor (pyarrow decode)",
             "sklearn": "scikit-learn",
             "dask-ml": "dask-ml direct",
             "mllib": "MLlib direct",

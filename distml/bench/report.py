@@ -167,6 +167,11 @@ def growth(table: list[dict[str, Any]]) -> dict[str, float]:
     return out
 
 
+def _uses_workers(candidate: str) -> bool:
+    """The floor and scikit-learn run in one process: their times hold for any worker count."""
+    return not (candidate.startswith("floor") or candidate == "scikit-learn")
+
+
 def plots(table: list[dict[str, Any]], out: Path) -> list[Path]:
     written = []
     tasks = sorted({r["task"] for r in table})
@@ -180,10 +185,7 @@ def plots(table: list[dict[str, Any]], out: Path) -> list[Path]:
                 if r["task"] == task
                 and r["candidate"] == candidate
                 and r["train_seconds"]
-                and (
-                    r["workers"] == most_workers
-                    or candidate in ("scikit-learn", "floor (pyarrow read)")
-                )
+                and (r["workers"] == most_workers or not _uses_workers(candidate))
             )
             if points:
                 style = "k--" if candidate.startswith("floor") else "-o"
@@ -193,7 +195,8 @@ def plots(table: list[dict[str, Any]], out: Path) -> list[Path]:
         ax.set_xlabel("rows")
         ax.set_ylabel("read + fit seconds")
         ax.set_title(f"{task} ({most_workers} workers)")
-        ax.legend(fontsize=7)
+        if ax.get_legend_handles_labels()[0]:  # every candidate may have failed or timed out
+            ax.legend(fontsize=7)
     written.append(_save(fig, out / "time_vs_rows.png"))
 
     workers = sorted({r["workers"] for r in table})
