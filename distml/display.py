@@ -12,6 +12,7 @@ from rich.progress import (
     TaskID,
     TextColumn,
     TimeElapsedColumn,
+    TimeRemainingColumn,
 )
 from rich.progress import Progress as RichBar
 
@@ -31,6 +32,7 @@ class BarProgress(Progress):
             BarColumn(),
             TextColumn("{task.fields[count]}"),
             TimeElapsedColumn(),
+            TimeRemainingColumn(),  # rich's estimate; "-:--:--" for stages of unknown length
             console=console,
             transient=False,
         )

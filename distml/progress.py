@@ -66,9 +66,27 @@ class Progress:
         log.info("%s: done in %.2fs", self.stage_name, seconds)
 
     def describe(self, detail: str | None = None) -> str:
-        """``reading: 12/16`` or ``fitting: pass 7 (lloyd_step)``."""
+        """``reading: 12/16, 0:03 elapsed, ~0:01 left`` or ``fitting: pass 7 (lloyd_step)``."""
         if self.total is not None:
             text = f"{self.stage_name}: {self.completed}/{self.total}"
+            elapsed = time.monotonic() - self._started
+            left = self.seconds_left(elapsed)
+            text += f", {clock(elapsed)} elapsed"
+            if left is not None:
+                text += f", ~{clock(left)} left"
         else:
             text = f"{self.stage_name}: pass {self.completed}"
         return f"{text} ({detail})" if detail else text
+
+    def seconds_left(self, elapsed: float) -> float | None:
+        """The stage's remaining time at its average pace so far (None before the first step)."""
+        if self.total is None or self.completed <= 0:
+            return None
+        return elapsed / self.completed * max(self.total - self.completed, 0)
+
+
+def clock(seconds: float) -> str:
+    """``1:02:03`` / ``2:03``: elapsed and remaining times as people read them."""
+    minutes, secs = divmod(int(round(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"

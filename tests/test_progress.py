@@ -84,6 +84,27 @@ def test_line_progress_is_throttled() -> None:
     assert len(lines) == 1 and lines[0].startswith("fitting: done (50 passes, ")
 
 
+def test_lines_of_a_stage_with_a_total_say_elapsed_and_left(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import distml.progress as progress_module
+
+    now = [100.0]
+    monkeypatch.setattr(progress_module.time, "monotonic", lambda: now[0])
+    stream = io.StringIO()
+    progress = LineProgress(stream)
+    progress.interval = 0.0
+    progress.start("benchmark: 4 runs", total=4)
+    now[0] += 30.0
+    progress.step(detail="linreg 1,000")  # 30 s a step so far: 3 steps left
+    now[0] += 3630.0
+    progress.step()
+    assert stream.getvalue().splitlines() == [
+        "benchmark: 4 runs: 1/4, 0:30 elapsed, ~1:30 left (linreg 1,000)",
+        "benchmark: 4 runs: 2/4, 1:01:00 elapsed, ~1:01:00 left",
+    ]
+
+
 @pytest.mark.parametrize("total", [4, None])
 def test_bar_progress_on_a_terminal(total: int | None) -> None:
     out = io.StringIO()
@@ -95,6 +116,9 @@ def test_bar_progress_on_a_terminal(total: int | None) -> None:
         progress.message("dask dashboard: http://127.0.0.1:8787/status")
     text = out.getvalue()
     assert ("4/4" if total else "pass 4") in text
+    # rich's time-remaining column: unknown ("-:--:--") before the first step of a stage
+    # with a total; a stage of unknown length shows none
+    assert ("-:--:--" in text) == (total is not None)
     assert "dask dashboard: http://127.0.0.1:8787/status" in text
 
 
