@@ -285,11 +285,19 @@ def _csv(kind: type) -> Any:
 )
 @click.option("--features", type=int, default=20, show_default=True)
 @click.option(
-    "--workers", default="2", show_default=True, callback=_csv(int), help="Worker counts, e.g. 1,2."
+    "--workers",
+    default="1,2",
+    show_default=True,
+    callback=_csv(int),
+    help="Worker counts (two or more draw the speed-up plot).",
 )
 @click.option("--repeat", type=int, default=3, show_default=True)
 @click.option(
-    "--timeout", type=float, default=900, show_default=True, help="Seconds one run may take."
+    "--timeout",
+    type=float,
+    default=900,
+    show_default=True,
+    help="Seconds one run may take; past it the candidate is not run again at that size or above.",
 )
 @click.option(
     "--memory-limit",

@@ -66,7 +66,7 @@ class BenchConfig:
     solvers: list[str] = field(default_factory=lambda: ["native", "library"])
     rows: list[int] = field(default_factory=lambda: [100_000, 1_000_000])
     features: int = 20
-    workers: list[int] = field(default_factory=lambda: [2])
+    workers: list[int] = field(default_factory=lambda: [1, 2])
     repeat: int = 3
     timeout: float = 900.0
     memory_limit: str | None = None  # per worker: below the data's size → streaming
