@@ -334,3 +334,80 @@ def test_preprocess_in_a_job_spec(messy: Path, tmp_path: Path) -> None:
         parse_spec(
             {**spec, "model": {"type": "linear_regression", "solver": "mllib"}}, source="job.yaml"
         )
+
+
+def test_medians_stay_exact_when_the_candidates_must_be_narrowed_several_times(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from distml.algorithms.engine import InMemoryEngine, Partition
+    from distml.preprocess import median
+
+    # few candidates may be gathered: the median is found by repeated histogram passes
+    monkeypatch.setattr(median, "GATHER_LIMIT", 25)
+    rng = np.random.default_rng(7)
+    n = 20_001
+    columns = {
+        "heavy": rng.standard_cauchy(n),  # far outliers: the middle sits in one narrow bin
+        "ties": rng.integers(0, 5, n).astype(float),  # many equal values around the median
+        "even": np.where(rng.random(n) < 0.3, np.nan, rng.normal(size=n)),  # NaNs, even count
+        "tiny": np.r_[rng.normal(1.0, 1e-12, n - 1), 1e300],
+    }
+    columns["even"][0] = np.nan if np.isfinite(columns["even"]).sum() % 2 else 5.0
+    bounds = np.linspace(0, n, 6).astype(int)
+    parts = [
+        Partition(
+            np.empty((hi - lo, 0)),
+            None,
+            np.arange(lo, hi),
+            i,
+            frame={k: v[lo:hi] for k, v in columns.items()},
+        )  # fmt: skip
+        for i, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:], strict=True))
+    ]
+    passes = []
+    engine = InMemoryEngine(parts)
+    original = engine._map_reduce
+    engine._map_reduce = lambda fn, b, c: passes.append(fn.__name__) or original(fn, b, c)
+    found = median.medians(engine, lambda part: part.frame, list(columns))
+    expected = [np.nanmedian(v) for v in columns.values()]
+    assert np.isfinite(columns["even"]).sum() % 2 == 0
+    np.testing.assert_array_equal(found, expected)  # exact: error bound 0
+    assert passes.count("_histograms") >= 2 and passes[-1] == "_gather"
+
+
+def test_constant_imputation_fills_numbers_and_strings_as_scikit_learn(messy: Path) -> None:
+    frame = pq.read_table(messy).to_pandas()
+    ds = distml.Dataset(messy, label="y", features=["age", "city", "score"], raw=True)
+    stages = [
+        Impute("constant", columns=["age"], fill_value=-1.0),
+        Impute("constant", columns=["city"]),  # scikit-learn's default for strings
+        OneHot(columns=["city"]),
+    ]
+    with get_backend("local[2]") as backend:
+        model = backend.fit(Pipeline(stages, distml.LinearRegression()), backend.load(ds))
+    reference = SkPipeline(
+        [
+            (
+                "columns",
+                ColumnTransformer(
+                    [
+                        ("age", SimpleImputer(strategy="constant", fill_value=-1.0), ["age"]),
+                        (
+                            "city",
+                            make_pipeline(
+                                SimpleImputer(strategy="constant"),
+                                OneHotEncoder(handle_unknown="ignore", sparse_output=False),
+                            ),
+                            ["city"],
+                        ),
+                        ("rest", "passthrough", ["score"]),
+                    ]
+                ),
+            ),
+            ("model", linear_model.LinearRegression()),
+        ]
+    ).fit(sklearn_input(frame)[["age", "city", "score"]], frame["y"])
+    assert model.stages[0].statistics_ == [-1.0]
+    assert model.stages[1].statistics_ == ["missing_value"]
+    assert model.stages[2].categories_ == [["brest", "lyon", "missing_value", "nice", "paris"]]
+    np.testing.assert_allclose(model.model.coef_, reference.named_steps["model"].coef_, rtol=1e-8)
