@@ -26,6 +26,15 @@ def _rel(a, b):
     return np.max(np.abs(np.asarray(a) - np.asarray(b))) / max(np.max(np.abs(b)), 1e-300)
 
 
+def assert_each_close(actual, expected, rtol: float) -> None:
+    """Every entry within ``rtol`` of its own value (entries that are exactly zero in
+    ``expected``, such as a collinear column's, within ``rtol`` × 1e-3 of the largest)."""
+    expected = np.asarray(expected)
+    np.testing.assert_allclose(
+        actual, expected, rtol=rtol, atol=rtol * 1e-3 * np.max(np.abs(expected))
+    )
+
+
 def test_tree_reduce_pairs_in_a_fixed_order() -> None:
     order = tree_reduce([[0], [1], [2], [3], [4]], combine=lambda a, b: [a, b])
     assert order == [[[[0], [1]], [[2], [3]]], [4]]
@@ -40,7 +49,7 @@ def test_linear_regression_matches_sklearn(fit_intercept: bool, collinear: bool)
     reference = linear_model.LinearRegression(fit_intercept=fit_intercept).fit(X, y)
     for parts in (1, 4, 16):
         solution = fit_linear(InMemoryEngine.from_arrays(X, y, parts), fit_intercept)
-        assert _rel(solution.coef, reference.coef_) < 1e-8
+        assert_each_close(solution.coef, reference.coef_, rtol=1e-8)
         assert abs(solution.intercept - reference.intercept_) <= 1e-8 * max(
             1.0, abs(reference.intercept_)
         )
@@ -51,7 +60,7 @@ def test_linear_regression_is_partitioning_independent() -> None:
     X, y = _regression(n=5000, d=8, seed=3, offset=100.0)
     models = [fit_linear(InMemoryEngine.from_arrays(X, y, p)) for p in (1, 4, 16)]
     for other in models[1:]:
-        assert _rel(other.coef, models[0].coef) < 1e-10
+        assert_each_close(other.coef, models[0].coef, rtol=1e-10)
         assert abs(other.intercept - models[0].intercept) < 1e-10 * abs(models[0].intercept)
 
 
@@ -59,7 +68,7 @@ def test_ridge_matches_sklearn_ridge() -> None:
     X, y = _regression()
     reference = linear_model.Ridge(alpha=25.0).fit(X, y)
     solution = fit_linear(InMemoryEngine.from_arrays(X, y, 4), True, alpha=25.0)
-    assert _rel(solution.coef, reference.coef_) < 1e-8
+    assert_each_close(solution.coef, reference.coef_, rtol=1e-8)
 
 
 def _logistic_objective(X, y, coef, intercept, C=1.0):
@@ -98,6 +107,18 @@ def test_logistic_regression_matches_sklearn_lbfgs(n_classes: int, C: float) -> 
         assert np.array_equal(predicted, reference.predict(X))
 
 
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_logistic_regression_is_partitioning_independent(n_classes: int) -> None:
+    rng = np.random.default_rng(10 + n_classes)
+    X = rng.normal(size=(5000, 6)) + 2.0
+    y = (X @ rng.normal(size=(6, n_classes)) + rng.gumbel(size=(5000, n_classes))).argmax(axis=1)
+    fits = [fit_logistic(InMemoryEngine.from_arrays(X, y, p), C=0.5) for p in (1, 4, 16)]
+    for other in fits[1:]:
+        assert other.n_iter == fits[0].n_iter
+        np.testing.assert_allclose(other.coef, fits[0].coef, rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(other.intercept, fits[0].intercept, rtol=1e-9, atol=1e-12)
+
+
 def test_logistic_regression_warns_at_max_iter() -> None:
     rng = np.random.default_rng(0)
     X = rng.normal(size=(500, 4)) * 1000
@@ -129,10 +150,12 @@ def test_kmeans_inertia_no_worse_than_sklearn_and_recovers_blobs(init: str) -> N
         assert adjusted_rand_score(truth, labels) == 1.0
 
 
-def test_kmeans_parallel_init_is_partitioning_independent() -> None:
+@pytest.mark.parametrize("init", ["k-means||", "k-means++", "random"])
+def test_kmeans_is_partitioning_independent(init: str) -> None:
     X, _ = make_blobs(n_samples=3000, centers=4, n_features=3, random_state=1)
     runs = [
-        fit_kmeans(InMemoryEngine.from_arrays(X, None, p), 4, random_state=5) for p in (1, 3, 16)
+        fit_kmeans(InMemoryEngine.from_arrays(X, None, p), 4, init=init, random_state=5)
+        for p in (1, 4, 16)
     ]
     for other in runs[1:]:
         np.testing.assert_allclose(other.centers, runs[0].centers, rtol=1e-10)
