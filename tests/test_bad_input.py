@@ -120,6 +120,32 @@ def test_corrupt_model_metadata(tmp_path: Path) -> None:
         distml.load_model(tmp_path / "m")
 
 
+def test_corrupt_or_missing_model_arrays_and_keys(tmp_path: Path) -> None:
+    model = distml.LinearRegression().fit(np.eye(3), np.arange(3.0))
+    model.save(tmp_path / "m")
+    metadata = json.loads((tmp_path / "m" / "model.json").read_text())
+    del metadata["features"]
+    (tmp_path / "m" / "model.json").write_text(json.dumps(metadata))
+    with pytest.raises(
+        DataError, match=r"m/model.json: invalid model metadata \(missing 'features'\)"
+    ):
+        distml.load_model(tmp_path / "m")
+    model.save(tmp_path / "p")
+    ran = []
+
+    class Payload:  # what a hostile pickle would run on load
+        def __reduce__(self):  # type: ignore[no-untyped-def]
+            return (ran.append, ("executed",))
+
+    np.savez(tmp_path / "p" / "arrays.npz", coef_=np.array([Payload()], dtype=object))
+    with pytest.raises(DataError, match=r"p/arrays.npz: not a plain numpy archive"):
+        distml.load_model(tmp_path / "p")
+    assert ran == []
+    (tmp_path / "p" / "arrays.npz").unlink()
+    with pytest.raises(DataError, match=r"p/arrays.npz: missing"):
+        distml.load_model(tmp_path / "p")
+
+
 def test_spec_file_errors(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: [unclosed\n")

@@ -190,19 +190,31 @@ def load_model(path: str | os.PathLike[str]) -> DistmlEstimator:
         model_cls = _MODEL_TYPES[metadata["type"]]
     except (json.JSONDecodeError, KeyError) as exc:
         raise DataError(f"{meta_path}: invalid model metadata ({exc})") from None
-    with np.load(path / "arrays.npz", allow_pickle=False) as npz:
-        arrays = {name: npz[name] for name in npz.files}
-    params = {
-        name: arrays[value["array"]] if isinstance(value, dict) and "array" in value else value
-        for name, value in metadata["params"].items()
-    }
+    arrays_path = path / "arrays.npz"
+    try:
+        with np.load(arrays_path, allow_pickle=False) as npz:
+            arrays = {name: npz[name] for name in npz.files}
+    except FileNotFoundError:
+        raise DataError(
+            f"{arrays_path}: missing (a model folder holds model.json and arrays.npz)"
+        ) from None
+    except (ValueError, OSError) as exc:  # a pickled object array is refused, never executed
+        raise DataError(f"{arrays_path}: not a plain numpy archive ({exc})") from None
+    try:
+        params = {
+            name: arrays[value["array"]] if isinstance(value, dict) and "array" in value else value
+            for name, value in metadata["params"].items()
+        }
+        features = metadata["features"]
+    except KeyError as exc:
+        raise DataError(f"{meta_path}: invalid model metadata (missing {exc})") from None
     model = model_cls(**params)
     for name in model_cls._array_attributes:
         if name in arrays:
             setattr(model, name, arrays[name])
     for name, value in metadata.get("attributes", {}).items():
         setattr(model, name, value)
-    model.set_feature_info(metadata["features"], metadata.get("feature_dtypes"))
+    model.set_feature_info(features, metadata.get("feature_dtypes"))
     model.fit_info_ = metadata.get("provenance", {})
     return model
 
