@@ -242,3 +242,23 @@ def test_streaming_gives_the_cached_model(datasets, dask_address: str) -> None:
                 MODELS["classification"](),
                 streaming.load(distml.Dataset(datasets["classification"], label="y")),
             )
+
+
+def test_generation_on_the_workers_writes_the_files_threads_write(
+    tmp_path: Path, dask_address: str
+) -> None:
+    recipe = Recipe("blobs", rows=9_000, features=4, partitions=6, seed=3, centers=3)
+    here = generate(recipe, tmp_path / "threads")
+    with get_backend(dask_address) as backend:
+        there = generate(recipe, tmp_path / "workers", backend=backend)
+    names = sorted(p.name for p in here.iterdir())
+    assert names == sorted(p.name for p in there.iterdir()) and len(names) == 7
+    assert [n for n in names if n.endswith(".parquet")] == [
+        f"part-{i:05d}.parquet" for i in range(6)
+    ]
+    for name in names:
+        if name.endswith(".parquet"):
+            assert pq.read_table(there / name).equals(pq.read_table(here / name)), name
+    assert json.loads((there / "_truth.json").read_text()) == json.loads(
+        (here / "_truth.json").read_text()
+    )

@@ -333,3 +333,23 @@ def test_streaming_gives_the_cached_model(datasets, spark_session) -> None:
     np.testing.assert_allclose(lin_b.coef_, lin_a.coef_, rtol=1e-12)
     np.testing.assert_allclose(scaled_b.model.coef_, scaled_a.model.coef_, rtol=1e-12)
     np.testing.assert_allclose(km_b.cluster_centers_, km_a.cluster_centers_, rtol=1e-12)
+
+
+def test_generation_on_the_executors_writes_the_files_threads_write(
+    tmp_path: Path, spark_session
+) -> None:
+    recipe = Recipe("regression", rows=9_000, features=4, partitions=6, seed=3)
+    here = generate(recipe, tmp_path / "threads")
+    with get_backend("spark") as backend:
+        there = generate(recipe, tmp_path / "executors", backend=backend)
+    names = sorted(p.name for p in here.iterdir())
+    assert names == sorted(p.name for p in there.iterdir()) and len(names) == 7
+    assert [n for n in names if n.endswith(".parquet")] == [
+        f"part-{i:05d}.parquet" for i in range(6)
+    ]
+    for name in names:
+        if name.endswith(".parquet"):
+            assert pq.read_table(there / name).equals(pq.read_table(here / name)), name
+    assert json.loads((there / "_truth.json").read_text()) == json.loads(
+        (here / "_truth.json").read_text()
+    )
