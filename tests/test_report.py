@@ -1,5 +1,5 @@
 """Run folders' interpretation files and plots, and `distml report`'s self-contained HTML
-(validated by parsing it; no browser needed)."""
+(validated by parsing it, and rendered in headless Chromium where it is installed)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import base64
 import csv
 import io
 import json
+import shutil
+import subprocess
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -135,6 +137,30 @@ def test_classification_run_and_its_report(tmp_path: Path) -> None:
         assert heading in page.headings
     assert page.tables >= 6
     assert f"{metrics['accuracy']:.6g}" in text and "macro avg" in text
+
+
+@pytest.mark.skipif(
+    shutil.which("chromium") is None,
+    reason="headless Chromium is not installed (apt-get install chromium) to render the report",
+)
+def test_report_renders_in_headless_chromium_with_its_plots(tmp_path: Path) -> None:
+    run = _run(tmp_path, "cls", _classification_frame(), {"type": "logistic_regression"})
+    shot = tmp_path / "shot.png"
+    done = subprocess.run(
+        ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+         "--no-first-run", "--disable-background-networking", "--disable-component-update",
+         "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}", "--enable-logging=stderr",
+         "--v=0", "--window-size=1280,3000", f"--screenshot={shot}", write_report(run).as_uri()],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    console = [line for line in done.stderr.splitlines() if "CONSOLE" in line]
+    assert console == [], console  # no page errors (a broken image or resource would log)
+    pixels = (matplotlib.image.imread(shot)[..., :3] * 255).round().astype(int)
+    # matplotlib's default blue (ROC curve, bars) and the confusion matrix's dark blue are
+    # on the screen: the embedded plots were decoded and drawn, not just referenced
+    for colour in ([31, 119, 180], [8, 48, 107]):
+        assert np.all(np.abs(pixels - colour) <= 3, axis=-1).sum() > 1000, colour
 
 
 def test_regression_interpretation_equals_numpy_and_sklearn(tmp_path: Path) -> None:
