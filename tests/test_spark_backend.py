@@ -213,6 +213,20 @@ def test_an_active_session_is_reused_and_left_running(spark_session) -> None:
         get_backend("spark://127.0.0.1:7077").start()
 
 
+def test_settings_a_running_session_cannot_take_are_named(
+    spark_session, caplog: pytest.LogCaptureFixture
+) -> None:
+    with get_backend("spark", driver_memory="3g", conf={"spark.sql.shuffle.partitions": 7}):
+        pass
+    assert (
+        "spark: this process already runs a SparkSession on local[2]; not applied to it: "
+        "driver_memory, spark.sql.shuffle.partitions"
+    ) in caplog.messages
+    with get_backend("spark"):
+        pass
+    assert sum("not applied to it" in m for m in caplog.messages) == 1
+
+
 def test_unreachable_master_fails_in_bounded_time() -> None:
     started = time.monotonic()
     with pytest.raises(

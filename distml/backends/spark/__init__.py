@@ -270,6 +270,13 @@ class SparkBackend(Backend):
                     f"this process already runs a SparkSession on {running}; stop it before "
                     f"asking for master {self.master}"
                 )
+            ignored = [*(["driver_memory"] if self.driver_memory else []), *sorted(self.conf)]
+            if ignored:  # a running JVM cannot take them; say so rather than drop them silently
+                log.warning(
+                    "spark: this process already runs a SparkSession on %s; not applied to it: %s",
+                    running,
+                    ", ".join(ignored),
+                )
             self.spark = active
         else:
             master = self.master or "local[*]"
