@@ -267,7 +267,13 @@ def _csv(kind: type) -> Any:
 
 
 @main.command()
-@click.option("--tasks", default="linreg,logreg,kmeans", show_default=True, callback=_csv(str))
+@click.option(
+    "--tasks",
+    default="linreg,logreg,kmeans",
+    show_default=True,
+    callback=_csv(str),
+    help="linreg, logreg, kmeans and mnist (the Keras network; needs the tf extra).",
+)
 @click.option("--backends", default="local,dask,spark", show_default=True, callback=_csv(str))
 @click.option(
     "--solvers",
@@ -305,6 +311,12 @@ def _csv(kind: type) -> Any:
     help="Per worker (e.g. 400MB): below the data's size, distml streams.",
 )
 @click.option(
+    "--mnist-source",
+    default="keras",
+    show_default=True,
+    help="The mnist task's images: keras (downloads once) or a folder of MNIST IDX files.",
+)
+@click.option(
     "--data",
     "data_dir",
     type=click.Path(file_okay=False, path_type=Path),
@@ -328,6 +340,7 @@ def bench(
     repeat: int,
     timeout: float,
     memory_limit: str | None,
+    mnist_source: str,
     data_dir: Path,
     out: Path | None,
 ) -> None:
@@ -347,6 +360,7 @@ def bench(
         repeat=repeat,
         timeout=timeout,
         memory_limit=memory_limit,
+        mnist_source=mnist_source,
     )
     config.validate()
     out = out or Path("bench-out") / f"run-{time_module.strftime('%Y%m%d-%H%M%S')}"

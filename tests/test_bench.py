@@ -87,6 +87,19 @@ def test_the_plan_interleaves_candidates_and_skips_one_process_ones_per_worker_c
     assert Candidate("distml", "spark", "mllib").label == "distml spark/mllib"
 
 
+def test_the_mnist_task_runs_keras_candidates_at_its_datas_size() -> None:
+    config = BenchConfig(
+        tasks=["mnist", "linreg"], backends=["dask"], rows=[5000], workers=[1, 2], repeat=1
+    )
+    plan = config.runs({"mnist": [20_000]})
+    assert [(r.candidate.label, r.workers, r.rows) for r in plan if r.task == "mnist"] == [
+        ("floor (pyarrow decode)", 1, 20_000), ("Keras numpy direct", 1, 20_000),
+        ("distml local/keras", 1, 20_000), ("Keras numpy direct", 2, 20_000),
+        ("distml local/keras", 2, 20_000),
+    ]  # fmt: skip
+    assert {r.rows for r in plan if r.task == "linreg"} == {5000}
+
+
 def test_a_candidate_past_the_timeout_is_not_run_again_at_that_size_or_above(
     tmp_path: Path,
 ) -> None:

@@ -510,3 +510,33 @@ def test_seed_model_reaches_94_percent_on_real_mnist(tmp_path: Path, needs_tf: N
     assert (metrics["replicas"], metrics["epochs_run"]) == (2, 2)
     assert metrics["accuracy"] >= 0.94
     assert f"accuracy: {metrics['accuracy']:.6g}" in done.stdout
+
+
+# -- distml bench --tasks mnist -------------------------------------------------------------------
+def test_bench_mnist_task_compares_the_parquet_pipeline_with_keras_numpy(
+    tmp_path: Path, needs_tf: None
+) -> None:
+    from distml.bench import run_bench
+    from distml.bench.plan import BenchConfig
+
+    source = idx_folder(tmp_path / "idx", 1200, 300)
+    config = BenchConfig(
+        tasks=["mnist"], backends=["local"], rows=[1000], workers=[1, 2], repeat=1,
+        timeout=300, mnist_source=str(source),
+    )  # fmt: skip
+    runs = run_bench(config, tmp_path / "out", tmp_path / "data")["runs"]
+    assert [(r["candidate"], r["workers"]) for r in runs] == [
+        ("floor (pyarrow decode)", 1), ("Keras numpy direct", 1), ("distml local/keras", 1),
+        ("Keras numpy direct", 2), ("distml local/keras", 2),
+    ]  # fmt: skip
+    assert {r["status"] for r in runs} == {"ok"}, [r.get("error") for r in runs]
+    assert {r["rows"] for r in runs} == {1200}  # the images there are, not --rows
+    for run in runs[1:]:
+        assert run["quality"] > 0.9  # the bands are learnable: the seed's 2 epochs trained
+        assert run["fit"] > 0 and run["startup"] > 0
+    streamed = [r for r in runs if r["candidate"] == "distml local/keras"]
+    assert all(r["read"] == 0.0 for r in streamed)  # it reads inside the fit, every epoch
+    assert (
+        "| mnist | 1,200 | 2 | distml local/keras |"
+        in (tmp_path / "out" / "results.md").read_text()
+    )

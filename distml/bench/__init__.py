@@ -17,15 +17,19 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+import pyarrow.parquet as pq
 
 from distml.atomic import atomic_dir
 from distml.bench.measure import run_child
-from distml.bench.plan import TASKS, BenchConfig, Run
+from distml.bench.plan import IMAGE_TASKS, TASKS, BenchConfig, Run
 from distml.bench.report import write_outputs
 from distml.data.generate import Recipe, generate
 from distml.progress import Progress
 
 HOLDOUT_ROWS = 100_000
+# with --memory-limit, files of 62,500 rows (10 MB of features): a streamed partition must
+# fit in a worker beside its ~270 MB of Python, numpy, pyarrow and distml
+PARTITION_ROWS_UNDER_A_LIMIT = 62_500
 HOLDOUT_STREAM = (
     1_000_000  # held-out rows: the same truth, random streams no training partition uses
 )
@@ -38,9 +42,16 @@ def datasets(
     data_dir.mkdir(parents=True, exist_ok=True)
     found = {}
     for task in config.tasks:
+        if task in IMAGE_TASKS:
+            folder = data_dir / f"{task}-{Path(config.mnist_source).name}"  # one per source
+            train, test = _images(config.mnist_source, folder, progress)
+            found[(task, _rows(train))] = (train, test)
+            continue
         for rows in config.rows:
             kind = TASKS[task]
-            partitions = max(4, rows // 250_000)
+            partitions = max(
+                4, rows // (PARTITION_ROWS_UNDER_A_LIMIT if config.memory_limit else 250_000)
+            )
             name = f"{kind}-{rows}x{config.features}-p{partitions}-s{config.seed}"
             if kind == "blobs":
                 name += f"-k{config.clusters}"
@@ -68,6 +79,20 @@ def datasets(
                 generate(small, holdout, first_stream=HOLDOUT_STREAM)
             found[(task, rows)] = (train, holdout)
     return found
+
+
+def _images(source: str, folder: Path, progress: Progress) -> tuple[Path, Path]:
+    """MNIST as ``distml data mnist`` writes it: ``train/`` to fit, ``test/`` to score."""
+    if not (folder / "train").exists():
+        from distml.data.mnist import write_mnist
+
+        progress.message(f"writing MNIST from {source} to {folder}")
+        write_mnist(folder, source)
+    return folder / "train", folder / "test"
+
+
+def _rows(folder: Path) -> int:
+    return sum(pq.ParquetFile(f).metadata.num_rows for f in sorted(folder.glob("*.parquet")))
 
 
 def machine() -> dict[str, Any]:
@@ -100,7 +125,7 @@ def run_bench(
     config.validate()
     progress = progress or Progress()
     paths = datasets(config, data_dir, progress)
-    plan = config.runs()
+    plan = config.runs({task: [rows] for task, rows in paths if task in IMAGE_TASKS})
     results: list[dict[str, Any]] = []
     with atomic_dir(out) as tmp:
         logs = tmp / "logs"

@@ -14,7 +14,9 @@ from typing import Any
 
 from distml.errors import SpecError, did_you_mean
 
-TASKS = {"linreg": "regression", "logreg": "classification", "kmeans": "blobs"}
+TASKS = {"linreg": "regression", "logreg": "classification", "kmeans": "blobs", "mnist": "mnist"}
+# the Keras task trains on the MNIST images it is given: its size is the source's, not --rows
+IMAGE_TASKS = ("mnist",)
 BACKENDS = ("local", "dask", "spark")
 # the library solver distml offers on each backend, besides its native one
 LIBRARY_SOLVER = {"local": "sklearn", "dask": "dask-ml", "spark": "mllib"}
@@ -24,7 +26,8 @@ DIRECT_PEER = {"dask": "dask-ml", "spark": "mllib"}
 
 @dataclass(frozen=True)
 class Candidate:
-    """``kind`` is floor | sklearn | dask-ml | mllib (peers) | distml; distml has backend+solver."""
+    """``kind`` is floor | sklearn | dask-ml | mllib | keras (peers) | distml; distml has
+    backend+solver (``local``/``keras`` for the MNIST network: MirroredStrategy fed from Parquet)."""
 
     kind: str
     backend: str | None = None
@@ -39,6 +42,7 @@ class Candidate:
             "sklearn": "scikit-learn",
             "dask-ml": "dask-ml direct",
             "mllib": "MLlib direct",
+            "keras": "Keras numpy direct",
         }[self.kind]
 
     @property
@@ -72,6 +76,7 @@ class BenchConfig:
     memory_limit: str | None = None  # per worker: below the data's size → streaming
     clusters: int = 5
     seed: int = 0
+    mnist_source: str = "keras"  # the mnist task's images: keras.datasets or an IDX folder
 
     def validate(self) -> None:
         for task in self.tasks:
@@ -94,7 +99,10 @@ class BenchConfig:
         if any(w < 1 for w in self.workers):
             raise SpecError("--workers must be >= 1")
 
-    def candidates(self) -> list[Candidate]:
+    def candidates(self, task: str) -> list[Candidate]:
+        """The ways to do ``task``: the floor, the peers and distml on each chosen backend."""
+        if task in IMAGE_TASKS:  # replicas = workers: MirroredStrategy's devices
+            return [Candidate("floor"), Candidate("keras"), Candidate("distml", "local", "keras")]
         chosen = [Candidate("floor"), Candidate("sklearn")]
         for backend in self.backends:
             if "native" in self.solvers:
@@ -105,14 +113,17 @@ class BenchConfig:
                 chosen.append(Candidate(DIRECT_PEER[backend]))
         return chosen
 
-    def runs(self) -> list[Run]:
-        """Every run, interleaved: within a repeat, each cell's candidates in turn."""
+    def runs(self, sizes: dict[str, list[int]] | None = None) -> list[Run]:
+        """Every run, interleaved: within a repeat, each cell's candidates in turn.
+
+        ``sizes`` overrides ``rows`` per task (the mnist task's size is its data's).
+        """
         plan = []
         for task in self.tasks:
-            for rows in self.rows:
+            for rows in (sizes or {}).get(task, self.rows):
                 for repeat in range(self.repeat):
                     for workers in self.workers:
-                        for candidate in self.candidates():
+                        for candidate in self.candidates(task):
                             if not candidate.parallel and workers != self.workers[0]:
                                 continue  # one-process candidates do not depend on workers
                             plan.append(Run(task, rows, self.features, workers, candidate, repeat))

@@ -20,7 +20,12 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-QUALITY = {"linreg": ("MSE", False), "logreg": ("accuracy", True), "kmeans": ("inertia", False)}
+QUALITY = {
+    "linreg": ("MSE", False),
+    "logreg": ("accuracy", True),
+    "kmeans": ("inertia", False),
+    "mnist": ("test accuracy", True),
+}
 FIELDS = [
     "task", "rows", "features", "workers", "candidate", "repeat", "status", "startup", "read",
     "fit", "train_seconds", "wall", "rows_per_second", "peak_mb", "quality", "streamed", "error",
