@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,18 @@ def write_parts(folder: Path, frame: pd.DataFrame, n_files: int) -> Path:
             folder / f"part-{i:05d}.parquet",
         )
     return folder
+
+
+def assert_same_generated_data(here: Path, there: Path, partitions: int) -> None:
+    """Two ``distml data generate`` folders hold the same files, table for table."""
+    names = sorted(p.name for p in here.iterdir())
+    parts = [f"part-{i:05d}.parquet" for i in range(partitions)]
+    assert names == sorted(p.name for p in there.iterdir()) == ["_truth.json", *parts]
+    for name in parts:
+        assert pq.read_table(there / name).equals(pq.read_table(here / name)), name
+    assert json.loads((there / "_truth.json").read_text()) == json.loads(
+        (here / "_truth.json").read_text()
+    )
 
 
 def regression_frame(n: int = 2000, d: int = 5, seed: int = 0) -> pd.DataFrame:

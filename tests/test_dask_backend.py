@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from conftest import REPO
+from conftest import REPO, assert_same_generated_data
 
 pytest.importorskip("distributed", reason="the dask extra is not installed")
 from distributed import Client, LocalCluster  # noqa: E402
@@ -251,14 +251,4 @@ def test_generation_on_the_workers_writes_the_files_threads_write(
     here = generate(recipe, tmp_path / "threads")
     with get_backend(dask_address) as backend:
         there = generate(recipe, tmp_path / "workers", backend=backend)
-    names = sorted(p.name for p in here.iterdir())
-    assert names == sorted(p.name for p in there.iterdir()) and len(names) == 7
-    assert [n for n in names if n.endswith(".parquet")] == [
-        f"part-{i:05d}.parquet" for i in range(6)
-    ]
-    for name in names:
-        if name.endswith(".parquet"):
-            assert pq.read_table(there / name).equals(pq.read_table(here / name)), name
-    assert json.loads((there / "_truth.json").read_text()) == json.loads(
-        (here / "_truth.json").read_text()
-    )
+    assert_same_generated_data(here, there, 6)

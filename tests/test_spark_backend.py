@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
-from conftest import REPO, write_parts
+from conftest import REPO, assert_same_generated_data, write_parts
 
 pytest.importorskip("pyspark", reason="the spark extra is not installed")
 from sklearn.datasets import make_blobs  # noqa: E402
@@ -356,14 +356,4 @@ def test_generation_on_the_executors_writes_the_files_threads_write(
     here = generate(recipe, tmp_path / "threads")
     with get_backend("spark") as backend:
         there = generate(recipe, tmp_path / "executors", backend=backend)
-    names = sorted(p.name for p in here.iterdir())
-    assert names == sorted(p.name for p in there.iterdir()) and len(names) == 7
-    assert [n for n in names if n.endswith(".parquet")] == [
-        f"part-{i:05d}.parquet" for i in range(6)
-    ]
-    for name in names:
-        if name.endswith(".parquet"):
-            assert pq.read_table(there / name).equals(pq.read_table(here / name)), name
-    assert json.loads((there / "_truth.json").read_text()) == json.loads(
-        (here / "_truth.json").read_text()
-    )
+    assert_same_generated_data(here, there, 6)
