@@ -140,10 +140,12 @@ def local_seed_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple
 
 @pytest.fixture(scope="module")
 def long_job(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """A logistic regression job that runs long enough to lose a worker in the middle of."""
+    """A logistic regression job that runs long enough to lose a worker in the middle of
+    (its 11 passes must outlast the driver's output reaching the test through spark-submit:
+    with 300,000 rows an idle machine sometimes finished the fit first)."""
     root = tmp_path_factory.mktemp("long")
     data = generate(
-        Recipe("classification", rows=300_000, features=10, partitions=12, seed=4), root / "c"
+        Recipe("classification", rows=3_000_000, features=10, partitions=12, seed=4), root / "c"
     )
     spec = root / "long.yaml"
     spec.write_text(
