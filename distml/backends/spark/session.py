@@ -193,13 +193,25 @@ def wait_for_executors(sc: Any, master: str, timeout: float) -> int:
     while True:
         available = slots(sc)
         if available > 0:
-            return available
+            return _settled(sc, available)
         if time.monotonic() > deadline:
             raise BackendError(
                 f"spark master {master} accepted distml but no executor started within "
                 f"{timeout:g}s (are workers running, with enough free cores and memory?)"
             )
         time.sleep(0.2)
+
+
+def _settled(sc: Any, available: int, quiet: float = 1.0, limit: float = 5.0) -> int:
+    """Executors register one by one: once the first is in, wait until the slot count has
+    not changed for ``quiet`` seconds (at most ``limit``), so distml's tasks use them all."""
+    start = changed = time.monotonic()
+    while time.monotonic() - changed < quiet and time.monotonic() - start < limit:
+        time.sleep(0.2)
+        now = slots(sc)
+        if now != available:
+            available, changed = now, time.monotonic()
+    return available
 
 
 class StageLines:
