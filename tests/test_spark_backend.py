@@ -357,3 +357,13 @@ def test_generation_on_the_executors_writes_the_files_threads_write(
     with get_backend("spark") as backend:
         there = generate(recipe, tmp_path / "executors", backend=backend)
     assert_same_generated_data(here, there, 6)
+
+
+def test_executors_joining_one_by_one_are_all_waited_for(monkeypatch: pytest.MonkeyPatch) -> None:
+    from distml.backends.spark import session
+
+    counts = iter([1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2])  # the second executor joins late
+    monkeypatch.setattr(session, "slots", lambda sc: next(counts))
+    started = time.monotonic()
+    assert session.wait_for_executors(None, "spark://127.0.0.1:7077", timeout=10) == 2
+    assert time.monotonic() - started < 5  # 1 s of quiet after the last change, not the limit
