@@ -1,38 +1,253 @@
-"""Folders written atomically: build in a hidden sibling, then rename into place.
+"""Outputs written atomically, into destinations checked before any work.
 
-A failure leaves the destination as it was (absent, or the previous complete
-version), never half-written.
+Every writer (run folders, models, generated data, predictions, benchmark results,
+reports) goes through :class:`OutputDir` or :func:`atomic_file`:
+
+* the destination is checked up front: it must be absent, empty, or — with
+  ``overwrite`` — a folder distml wrote itself (it holds the marker file
+  :data:`MARKER`); it may never be an input of the job, hold one, or lie inside one;
+  its parent must be a writable folder (proved by creating the temporary sibling);
+* the output is built in a hidden sibling and renamed into place only when complete,
+  so a failure or Ctrl-C leaves the destination as it was (absent, or the previous
+  complete version), never half-written.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+import time
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from distml.errors import DataError
+
+#: Written into every folder distml publishes; names its kind (run, dataset, ...).
+MARKER = "_distml.json"
+#: Paths no output may be written under (kernel interfaces that accept writes and fail).
+_SYSTEM_ROOTS = ("/proc", "/sys", "/dev")
+
+
+def _resolve(path: str | os.PathLike[str]) -> Path:
+    return Path(os.path.abspath(os.path.expanduser(os.fspath(path))))
+
+
+def _real(path: Path) -> Path:
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError):  # a symlink loop: compare the path as written
+        return path
+
+
+def _related(out: Path, other: Path) -> str | None:
+    """How ``out`` overlaps ``other``: 'is', 'holds' or 'is inside' (None: apart)."""
+    a, b = _real(out), _real(other)
+    if a == b:
+        return "is"
+    if a in b.parents:
+        return "holds"
+    if b in a.parents:
+        return "is inside"
+    return None
+
+
+def is_distml_output(path: Path) -> bool:
+    """True when ``path`` is a folder distml published (it holds :data:`MARKER`)."""
+    return (path / MARKER).is_file()
+
+
+def check_destination(
+    out: str | os.PathLike[str],
+    what: str = "output",
+    overwrite: bool = False,
+    inputs: Iterable[str | os.PathLike[str] | None] = (),
+) -> Path:
+    """Refuse a destination that would lose or corrupt data; return it as an absolute path.
+
+    Raises :class:`DataError` naming the destination when it is an input (or holds one,
+    or lies inside one), a file, a system folder, a non-empty folder without
+    ``overwrite``, or — with ``overwrite`` — a folder distml did not write.
+    """
+    final = _resolve(out)
+    text = os.fspath(out)
+    if str(final) == os.sep or str(_real(final)) == os.sep:
+        raise DataError(f"{text}: refusing to write {what} over the filesystem root")
+    for root in _SYSTEM_ROOTS:
+        if final == Path(root) or Path(root) in final.parents:
+            raise DataError(f"{text}: cannot write {what} under {root} (a system folder)")
+    for item in inputs:
+        if item is None or "://" in os.fspath(item):
+            continue
+        relation = _related(final, _resolve(item))
+        if relation is not None:
+            raise DataError(
+                f"{text}: {relation} {'the input' if relation == 'is' else 'input'} "
+                f"{os.fspath(item)}; choose another folder for the {what}"
+            )
+    if final.is_symlink() and not final.exists():
+        raise DataError(f"{text}: a dangling symbolic link; remove it or choose another folder")
+    if final.exists():
+        if not final.is_dir():
+            raise DataError(f"{text}: exists and is not a folder; choose a folder for the {what}")
+        if any(final.iterdir()):
+            if not overwrite:
+                raise DataError(
+                    f"{text}: folder exists and is not empty (pass --overwrite to replace "
+                    f"a folder distml wrote)"
+                )
+            if not is_distml_output(final):
+                raise DataError(
+                    f"{text}: not a folder distml wrote (no {MARKER}); refusing to replace it"
+                )
+    _check_parent(final, text, what)
+    return final
+
+
+def _check_parent(final: Path, text: str, what: str) -> None:
+    """The first existing ancestor must be a writable folder."""
+    parent = final.parent
+    while not parent.exists():
+        if parent.is_symlink():
+            raise DataError(f"{text}: {parent} is a dangling symbolic link")
+        parent = parent.parent
+    if not parent.is_dir():
+        raise DataError(f"{text}: {parent} is a file, not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise DataError(f"{text}: {parent} is not writable; choose another place for the {what}")
+
+
+class OutputDir:
+    """A folder built in a hidden sibling and published by one rename.
+
+    ``open()`` checks the destination and creates the temporary folder (so an
+    unwritable place fails before any work); ``publish()`` writes the marker and
+    renames it into place, replacing a previous distml output only then;
+    ``discard()`` removes the temporary folder. As a context manager it publishes
+    on success and discards on any exception (Ctrl-C included).
+    """
+
+    def __init__(
+        self,
+        final: str | os.PathLike[str],
+        kind: str,
+        overwrite: bool = False,
+        inputs: Iterable[str | os.PathLike[str] | None] = (),
+        what: str | None = None,
+    ) -> None:
+        self.kind = kind
+        self.what = what or f"{kind} folder"
+        self.final = check_destination(final, self.what, overwrite, inputs)
+        self.tmp: Path | None = None
+
+    def open(self) -> Path:
+        if self.tmp is None:
+            self.final.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                tmp = tempfile.mkdtemp(prefix=f".{self.final.name}.tmp-", dir=self.final.parent)
+            except OSError as exc:
+                raise DataError(
+                    f"{self.final}: cannot write here ({exc.strerror or exc})"
+                ) from None
+            self.tmp = Path(tmp)
+            os.chmod(self.tmp, 0o777 & ~_umask())  # mkdtemp makes it private
+        return self.tmp
+
+    def publish(self, meta: dict | None = None) -> Path:
+        tmp = self.open()
+        marker = {"kind": self.kind, "written": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        (tmp / MARKER).write_text(json.dumps({**marker, **(meta or {})}, indent=2))
+        final = self.final
+        if final.is_dir() and any(final.iterdir()) and not is_distml_output(final):
+            # something else appeared there while we worked: never replace it
+            raise DataError(f"{final}: appeared while writing and is not distml's; kept it")
+        if final.exists():
+            trash = Path(tempfile.mkdtemp(prefix=f".{final.name}.old-", dir=final.parent))
+            os.replace(final, trash / "old")
+            os.replace(tmp, final)
+            shutil.rmtree(trash, ignore_errors=True)
+        else:
+            os.replace(tmp, final)
+        self.tmp = None
+        return final
+
+    def discard(self) -> None:
+        if self.tmp is not None:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            self.tmp = None
+
+    def __enter__(self) -> Path:
+        return self.open()
+
+    def __exit__(self, exc_type: object, *rest: object) -> None:
+        if exc_type is None:
+            self.publish()
+        else:
+            self.discard()
+
 
 @contextmanager
-def atomic_dir(final: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a temporary folder that replaces ``final`` when the block succeeds."""
-    final = Path(final).resolve()
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
-    os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it private; the result is an ordinary folder
-    try:
+def atomic_dir(
+    final: str | os.PathLike[str],
+    kind: str = "output",
+    overwrite: bool = True,
+    inputs: Iterable[str | os.PathLike[str] | None] = (),
+) -> Iterator[Path]:
+    """Yield a temporary folder that replaces ``final`` when the block succeeds.
+
+    ``overwrite`` (the default for library calls such as ``model.save``) still replaces
+    only folders distml wrote.
+    """
+    output = OutputDir(final, kind, overwrite=overwrite, inputs=inputs)
+    with output as tmp:
         yield tmp
+
+
+def atomic_file(
+    target: str | os.PathLike[str],
+    text: str,
+    overwrite: bool = True,
+    is_own: bool = False,
+    inputs: Iterable[str | os.PathLike[str] | None] = (),
+) -> Path:
+    """Write ``text`` to ``target`` through a temporary sibling and one rename.
+
+    An existing file is replaced only with ``overwrite`` and when ``is_own`` says
+    distml wrote it; the file gets the usual permissions (umask), not mkstemp's 0600.
+    """
+    final = _resolve(target)
+    for root in _SYSTEM_ROOTS:
+        if Path(root) in final.parents:
+            raise DataError(f"{target}: cannot write under {root} (a system folder)")
+    for item in inputs:
+        if item is not None and _related(final, _resolve(item)) is not None:
+            raise DataError(f"{target}: is or lies inside input {item}; choose another file")
+    if final.is_dir():
+        raise DataError(f"{target}: is a folder; give a file name")
+    if final.exists() and not (overwrite and is_own):
+        raise DataError(
+            f"{target}: exists and is not a report distml wrote (pass --overwrite to replace "
+            "a distml report)"
+            if not is_own
+            else f"{target}: exists (pass --overwrite to replace it)"
+        )
+    _check_parent(final, os.fspath(target), "file")
+    final.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.tmp-", dir=final.parent)
+    except OSError as exc:
+        raise DataError(f"{target}: cannot write here ({exc.strerror or exc})") from None
+    try:
+        os.fchmod(fd, 0o666 & ~_umask())
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, final)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        Path(tmp).unlink(missing_ok=True)
         raise
-    if final.exists():
-        trash = Path(tempfile.mkdtemp(prefix=f".{final.name}.old-", dir=final.parent))
-        os.replace(final, trash / "old")
-        os.replace(tmp, final)
-        shutil.rmtree(trash, ignore_errors=True)
-    else:
-        os.replace(tmp, final)
+    return final
 
 
 def _umask() -> int:

@@ -13,12 +13,14 @@ import csv
 import html
 import json
 import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+from distml.atomic import atomic_file
 from distml.errors import DataError
+
+GENERATOR = '<meta name="generator" content="distml">'
 
 #: Captions of the plots distml writes (others are shown under their file name).
 CAPTIONS = {
@@ -68,22 +70,30 @@ def load_run(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 def write_report(
-    run_dir: str | os.PathLike[str], out: str | os.PathLike[str] | None = None
+    run_dir: str | os.PathLike[str],
+    out: str | os.PathLike[str] | None = None,
+    overwrite: bool = False,
 ) -> Path:
-    """Write the run's HTML report (default ``RUN_DIR/report.html``) atomically."""
+    """Write the run's HTML report (default ``RUN_DIR/report.html``) atomically.
+
+    The default file is replaced when it is a report distml wrote; an explicit ``out``
+    that exists is replaced only with ``overwrite``, and only if distml wrote it.
+    """
     run = Path(run_dir)
-    page = render_report(run)
     target = Path(out) if out is not None else run / "report.html"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.tmp-", dir=target.parent)
+    page = render_report(run)
+    return atomic_file(
+        target, page, overwrite=overwrite or out is None, is_own=is_distml_report(target)
+    )
+
+
+def is_distml_report(path: Path) -> bool:
+    """True when ``path`` is an HTML page distml wrote (its generator tag says so)."""
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(page)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return target
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            return GENERATOR in handle.read(2048)
+    except OSError:
+        return False
 
 
 def render_report(run_dir: str | os.PathLike[str]) -> str:
@@ -108,6 +118,7 @@ def render_report(run_dir: str | os.PathLike[str]) -> str:
     body += _search_section(run)
     return (
         '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        f"{GENERATOR}\n"
         f"<title>{_e(title)}</title>\n<style>{_STYLE}</style>\n</head>\n<body>\n"
         + "\n".join(body)
         + "\n</body>\n</html>\n"

@@ -30,7 +30,8 @@ def assert_same_generated_data(here: Path, there: Path, partitions: int) -> None
     """Two ``distml data generate`` folders hold the same files, table for table."""
     names = sorted(p.name for p in here.iterdir())
     parts = [f"part-{i:05d}.parquet" for i in range(partitions)]
-    assert names == sorted(p.name for p in there.iterdir()) == ["_truth.json", *parts]
+    expected = ["_distml.json", "_truth.json", *parts]  # the marker says distml wrote it
+    assert names == sorted(p.name for p in there.iterdir()) == expected
     for name in parts:
         assert pq.read_table(there / name).equals(pq.read_table(here / name)), name
     assert json.loads((there / "_truth.json").read_text()) == json.loads(

@@ -19,7 +19,7 @@ from typing import Any
 import psutil
 import pyarrow.parquet as pq
 
-from distml.atomic import atomic_dir
+from distml.atomic import OutputDir
 from distml.bench.measure import run_child
 from distml.bench.plan import IMAGE_TASKS, TASKS, BenchConfig, Run
 from distml.bench.report import write_outputs
@@ -119,15 +119,21 @@ def machine() -> dict[str, Any]:
 
 
 def run_bench(
-    config: BenchConfig, out: Path, data_dir: Path, progress: Progress | None = None
+    config: BenchConfig,
+    out: Path,
+    data_dir: Path,
+    progress: Progress | None = None,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
-    """Run the whole plan and write the results folder ``out`` (atomically, at the end)."""
+    """Run the whole plan and write the results folder ``out`` (atomically, at the end;
+    checked first: never the data folder, a non-empty folder only with ``overwrite``)."""
     config.validate()
+    output = OutputDir(out, "bench", overwrite=overwrite, inputs=[data_dir], what="results folder")
     progress = progress or Progress()
-    paths = datasets(config, data_dir, progress)
-    plan = config.runs({task: [rows] for task, rows in paths if task in IMAGE_TASKS})
     results: list[dict[str, Any]] = []
-    with atomic_dir(out) as tmp:
+    with output as tmp:  # the temporary folder first: an unwritable place fails at once
+        paths = datasets(config, data_dir, progress)
+        plan = config.runs({task: [rows] for task, rows in paths if task in IMAGE_TASKS})
         logs = tmp / "logs"
         logs.mkdir()
         progress.start(f"benchmark: {len(plan)} runs", total=len(plan))

@@ -130,9 +130,7 @@ def generate(
     """
     recipe.validate()
     out = Path(out)
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise DataError(f"{out}: folder exists and is not empty (pass --overwrite to replace it)")
-    with atomic_dir(out) as tmp:
+    with atomic_dir(out, kind="dataset", overwrite=overwrite) as tmp:
         truth = true_parameters(recipe)
         sizes = np.diff(np.linspace(0, recipe.rows, recipe.partitions + 1).astype(np.int64))
         write = functools.partial(

@@ -23,7 +23,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from distml.atomic import atomic_dir
+from distml.atomic import OutputDir
 from distml.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -138,7 +138,10 @@ def load_mnist(source: str | os.PathLike[str] = "keras") -> MnistArrays:
 
 
 def write_mnist(
-    out: str | os.PathLike[str], source: str | os.PathLike[str] = "keras", partitions: int = 4
+    out: str | os.PathLike[str],
+    source: str | os.PathLike[str] = "keras",
+    partitions: int = 4,
+    overwrite: bool = False,
 ) -> Path:
     """Write MNIST as ``out/train/`` and ``out/test/`` Parquet (atomically).
 
@@ -147,6 +150,8 @@ def write_mnist(
     """
     if partitions < 1:
         raise DataError(f"--partitions must be >= 1, got {partitions}")
+    local = [] if str(source) == "keras" else [source]
+    output = OutputDir(out, "dataset", overwrite=overwrite, inputs=local)  # before reading
     arrays = load_mnist(source)
     for name, images in (("train", arrays.x_train), ("test", arrays.x_test)):
         if images.shape[1:] != (SIDE, SIDE):
@@ -154,7 +159,7 @@ def write_mnist(
                 f"{source}: {name} images are {' x '.join(map(str, images.shape[1:]))}, "
                 f"MNIST's are {SIDE} x {SIDE}"
             )
-    with atomic_dir(out) as tmp:
+    with output as tmp:
         for name, images, labels in (
             ("train", arrays.x_train, arrays.y_train),
             ("test", arrays.x_test, arrays.y_test),

@@ -21,14 +21,14 @@ from typing import Any
 import numpy as np
 import pyarrow.parquet as pq
 
-from distml.atomic import atomic_dir
+from distml.atomic import OutputDir
 from distml.data.writer import prediction_table
 from distml.deep import devices
 from distml.deep.models import default_learning_rate
 from distml.deep.pipeline import PIXELS, ImageFiles, distribute, open_images, pixel_matrix
 from distml.errors import DataError, SpecError
 from distml.jobs import plots as job_plots
-from distml.jobs.runner import RunResult
+from distml.jobs.result import RunResult
 from distml.jobs.spec import JobSpec, TrainSpec
 from distml.progress import Progress
 
@@ -38,8 +38,12 @@ EVAL_BATCH = 256  # per replica, for evaluation and prediction
 MODEL_FILE = "model.keras"
 
 
-def run_keras_job(spec: JobSpec, out: Path, progress: Progress, verbose: bool = False) -> RunResult:
-    """Train ``spec``'s Keras model with MirroredStrategy and write the run folder ``out``."""
+def run_keras_job(
+    spec: JobSpec, output: OutputDir, progress: Progress, verbose: bool = False
+) -> RunResult:
+    """Train ``spec``'s Keras model with MirroredStrategy and write the run folder ``output``
+    (checked by the caller before anything runs)."""
+    out = output.final
     settings = spec.train or TrainSpec()
     train, test = _open_data(spec)  # footers only: bad data fails before TensorFlow starts
     devices.import_tensorflow(verbose)
@@ -104,7 +108,7 @@ def run_keras_job(spec: JobSpec, out: Path, progress: Progress, verbose: bool = 
     trained = callbacks[0].train_seconds  # this process's epochs
     epochs_run = len(trained)
 
-    with atomic_dir(out) as tmp:
+    with output as tmp:
         model.save(tmp / MODEL_FILE)
         predictions: list[str] = []
         confusion = _confusion_and_predictions(

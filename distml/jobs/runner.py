@@ -10,13 +10,12 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from distml.atomic import atomic_dir
+from distml.atomic import OutputDir
 from distml.backends import Backend, get_backend
 from distml.data.dataset import Dataset
 from distml.data.examples import EXAMPLES, write_example
@@ -24,6 +23,7 @@ from distml.data.generate import Recipe, generate
 from distml.data.split import Split
 from distml.jobs import plots
 from distml.jobs.insights import write_insights
+from distml.jobs.result import RunResult
 from distml.jobs.spec import KERAS, CVSpec, JobSpec, build_estimator
 from distml.models.base import DistmlEstimator
 from distml.preprocess import Pipeline
@@ -31,17 +31,6 @@ from distml.progress import Progress
 from distml.selection import Candidate, best, cross_validate, search, set_candidate
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class RunResult:
-    """What a run produced (also on disk in ``out``)."""
-
-    out: Path
-    summary: dict[str, Any]
-    model: Any  # a DistmlEstimator; a keras.Model for Keras jobs
-    predictions: list[str] = field(default_factory=list)
-    plots: list[str] = field(default_factory=list)
 
 
 def ensure_data(spec: JobSpec) -> str:
@@ -63,23 +52,50 @@ def default_out(spec: JobSpec) -> Path:
     return Path("runs") / f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
+def run_output(spec: JobSpec, out: str | Path | None, overwrite: bool = False) -> OutputDir:
+    """The run folder ``out`` (default ``runs/NAME-TIME``), checked before any work: never
+    the job's data or spec (nor a folder holding them), never a non-empty folder distml did
+    not write, and a folder distml wrote only with ``overwrite``."""
+    inputs = [spec.resolve(spec.data.train), spec.resolve(spec.data.test)]
+    if Path(spec.source).is_file():
+        inputs.append(spec.source)
+    target = Path(out) if out is not None else default_out(spec)
+    return OutputDir(target, "run", overwrite=overwrite, inputs=inputs, what="run folder")
+
+
 def run_job(
     spec: JobSpec,
     out: str | Path | None = None,
     backend: Backend | None = None,
     progress: Progress | None = None,
     verbose: bool = False,
+    overwrite: bool = False,
 ) -> RunResult:
     """Run ``spec`` and write its run folder to ``out`` (default ``runs/NAME-TIME``).
 
     ``progress`` receives the backend's reads and passes (default: log lines);
-    ``verbose`` lets TensorFlow print its start-up logs (Keras jobs).
+    ``verbose`` lets TensorFlow print its start-up logs (Keras jobs); ``overwrite``
+    replaces a previous run folder (only one distml wrote).
     """
+    output = run_output(spec, out, overwrite)
+    output.open()  # an unwritable destination fails here, before any work
+    try:
+        return _run(spec, output, backend, progress, verbose)
+    finally:
+        output.discard()  # a no-op once published
+
+
+def _run(
+    spec: JobSpec,
+    output: OutputDir,
+    backend: Backend | None,
+    progress: Progress | None,
+    verbose: bool,
+) -> RunResult:
     if spec.model.type == KERAS:  # MirroredStrategy on this machine's devices, not a Backend
         from distml.deep.train import run_keras_job
 
-        out_path = Path(out) if out is not None else default_out(spec)
-        return run_keras_job(spec, out_path, progress or Progress(), verbose=verbose)
+        return run_keras_job(spec, output, progress or Progress(), verbose=verbose)
     estimator = build_estimator(spec)
     task = estimator.task
     train_path = ensure_data(spec)
@@ -93,7 +109,6 @@ def run_job(
     )
     split_spec = spec.effective_split(task)
     split = Split(split_spec.test_size, split_spec.seed) if split_spec else None
-    out_path = Path(out) if out is not None else default_out(spec)
     owned = backend is None
     engine_backend = backend or get_backend(spec.backend.name, **spec.backend.options())
     if progress is not None:
@@ -120,7 +135,7 @@ def run_job(
             searched = cross_validate(engine_backend, estimator, loaded, plan)
             estimator = set_candidate(estimator, best(searched, plan).params)
         engine_backend.fit(estimator, loaded)
-        with atomic_dir(out_path) as tmp:
+        with output as tmp:
             metrics = engine_backend.evaluate(
                 estimator, evaluation, has_labels=dataset.label is not None
             )
@@ -157,7 +172,7 @@ def run_job(
                 search.write_table(searched, plan, tmp / "search.csv")
             text = json.dumps(_finite_or_null(summary), indent=2, default=_plain, allow_nan=False)
             (tmp / "metrics.json").write_text(text)
-        final = out_path.resolve()
+        final = output.final
         return RunResult(
             out=final,
             summary=summary,
@@ -221,13 +236,14 @@ def _plots(
     names = list(dataset.features)
     if isinstance(model, Pipeline):  # the sample is preprocessed: plot the model's own inputs
         names, model = model.feature_names_out_, model.model
+    kernel = model.kernel()
     if model.task == "regression":
         return [
             plots.predicted_vs_actual(
-                y.astype(float), model.predict(X), out / "predicted_vs_actual.png"
+                y.astype(float), kernel.predict(X), out / "predicted_vs_actual.png"
             )
         ]
-    labels = model.predict(X)
+    labels = kernel.predict(X)
     return [
         plots.clusters(X, labels, np.asarray(model.cluster_centers_), names, out / "clusters.png")
     ]

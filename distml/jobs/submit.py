@@ -27,7 +27,8 @@ from distml.backends.registry import parse_backend
 from distml.backends.spark.session import forward_stderr, log4j_config, probe_master
 from distml.clusters.state import cluster_for_address
 from distml.errors import SpecError
-from distml.jobs.runner import RunResult, default_out, run_job
+from distml.jobs.result import RunResult
+from distml.jobs.runner import default_out, run_job, run_output
 from distml.jobs.spec import load_spec
 from distml.packaging import package_zip
 from distml.progress import Progress
@@ -40,9 +41,11 @@ def submit_dask(
     overrides: list[str],
     state: Path,
     progress: Progress,
+    overwrite: bool = False,
 ) -> RunResult:
     """Run the job with this process as the Dask client; distml shipped to the workers."""
     spec = load_spec(spec_path, overrides, backend=cluster)
+    run_output(spec, out, overwrite)  # the run folder is checked before connecting
     record = cluster_for_address(state, cluster)
     options = spec.backend.options()
     if record is not None and record.tls and "tls" not in options:
@@ -53,7 +56,7 @@ def submit_dask(
         shipped = package_zip(Path(folder))
         backend.client.upload_file(str(shipped))  # type: ignore[attr-defined]
         progress.message(f"shipped {shipped.name} to the workers of {cluster}")
-        return run_job(spec, out, backend=backend, progress=progress)
+        return run_job(spec, out, backend=backend, progress=progress, overwrite=overwrite)
 
 
 def submit_spark(
@@ -63,6 +66,7 @@ def submit_spark(
     overrides: list[str],
     state: Path,
     properties: Path | None = None,
+    overwrite: bool = False,
 ) -> int:
     """``spark-submit`` the job in client mode; its exit status (0, 1 or 2) is returned.
 
@@ -72,6 +76,7 @@ def submit_spark(
     from distml.clusters.spark_cluster import spark_home
 
     spec = load_spec(spec_path, overrides, backend=cluster)  # validated before anything starts
+    run_output(spec, out, overwrite)  # and the run folder checked
     probe_master(cluster, spec.backend.timeout or 10.0)
     record = cluster_for_address(state, cluster)
     out = out or default_out(spec)
@@ -93,6 +98,8 @@ def submit_spark(
             command += ["--properties-file", record.secret_file]
         command += [str(Path(__file__).with_name("spark_driver.py")), "run", str(spec_path)]
         command += ["--backend", cluster, "--out", str(out)]
+        if overwrite:
+            command.append("--overwrite")
         for item in overrides:
             command += ["--set", item]
         driver_stderr = Path(folder) / "driver.stderr"
