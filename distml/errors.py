@@ -3,6 +3,10 @@
 Errors are raised where the fault is found and name the culprit (file, column,
 key, address). The CLI prints ``str(error)`` on one line and exits with code 2;
 anything that is not a :class:`DistmlError` is an internal error (exit code 1).
+
+Bad values are also ``ValueError`` (and wrong types ``TypeError``), the classes
+scikit-learn raises for the same inputs, so code written against scikit-learn's
+estimators catches distml's errors unchanged.
 """
 
 from __future__ import annotations
@@ -15,20 +19,24 @@ class DistmlError(Exception):
     """Base class: bad input the user can correct (exit code 2)."""
 
 
-class SpecError(DistmlError):
+class SpecError(DistmlError, ValueError):
     """A job spec or a command-line override is invalid."""
 
 
-class DataError(DistmlError):
+class DataError(DistmlError, ValueError):
     """A dataset is missing, unreadable or does not fit the job (names the file/column)."""
 
 
-class ModelError(DistmlError):
+class ModelError(DistmlError, ValueError):
     """Invalid estimator parameters, an unfitted model, or input that does not match it."""
 
 
-class NotFittedError(ModelError):
-    """The estimator is used before ``fit``."""
+class NotFittedError(ModelError, AttributeError):
+    """The estimator is used before ``fit`` (scikit-learn's NotFittedError is one too)."""
+
+
+class InputTypeError(DataError, TypeError):
+    """Input of a kind distml does not take (sparse matrices, objects that are not numbers)."""
 
 
 class BackendError(DistmlError):

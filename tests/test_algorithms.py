@@ -130,7 +130,7 @@ def test_logistic_regression_warns_at_max_iter() -> None:
 
 def test_logistic_regression_with_a_single_class_is_an_error() -> None:
     X = np.random.default_rng(0).normal(size=(10, 2))
-    with pytest.raises(DataError, match=r"single class \(1\)"):
+    with pytest.raises(DataError, match=r"only one class \(1\)"):
         fit_logistic(InMemoryEngine.from_arrays(X, np.ones(10, dtype=int)))
 
 

@@ -83,7 +83,7 @@ def test_predict_with_different_columns_is_a_clear_error() -> None:
         model.predict(X.rename(columns={"c": "d"}))
     reordered = X[["c", "a", "b"]]
     np.testing.assert_allclose(model.predict(reordered), model.predict(X))
-    with pytest.raises(ModelError, match="X has 2 features, the model was fitted with 3"):
+    with pytest.raises(ModelError, match="X has 2 features, but LinearRegression is expecting 3"):
         model.predict(X.to_numpy()[:, :2])
 
 
@@ -94,7 +94,7 @@ def test_unfitted_model() -> None:
 
 def test_nan_input_is_a_data_error() -> None:
     X = np.array([[1.0, np.nan], [2.0, 3.0]])
-    with pytest.raises(DataError, match="column 1 contains NaN"):
+    with pytest.raises(DataError, match="X column 1 contains NaN or infinite values"):
         distml.LinearRegression().fit(X, np.array([1.0, 2.0]))
 
 

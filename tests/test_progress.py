@@ -69,7 +69,7 @@ def test_cli_prints_plain_progress_lines_when_not_a_terminal(tmp_path: Path) -> 
     assert any(
         line.startswith("fitting linear_regression (native): done (1 passes") for line in lines
     )
-    assert "mse: 2.04082" in result.stdout
+    assert "mse: 0.734694" in result.stdout
 
 
 def test_line_progress_is_throttled() -> None:

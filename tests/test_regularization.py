@@ -126,7 +126,7 @@ def test_l2_and_no_penalty_keep_their_meaning() -> None:
     for model, reference in cases:
         model.fit_engine(InMemoryEngine.from_arrays(X, y, 4))
         np.testing.assert_allclose(model.coef_, reference.coef_, rtol=1e-8)
-        assert not hasattr(model, "n_iter_")
+        assert model.n_iter_ == 1 and not hasattr(model, "dual_gap_")  # closed form: one pass
 
 
 def test_lasso_reads_the_data_once_and_streams(tmp_path: Path, monkeypatch) -> None:

@@ -194,7 +194,7 @@ def test_regression_interpretation_equals_numpy_and_sklearn(tmp_path: Path) -> N
         "r2",
     )
     order = np.argsort(row_keys(0, SAMPLE_STREAM, np.arange(len(test))))
-    X, y = test[features].to_numpy()[order], test["y"].to_numpy()[order]
+    X, y = test[features].iloc[order], test["y"].to_numpy()[order]
     expected = permutation_importance(model, X, y, n_repeats=5, random_state=0)
     got = [r["importance_mean"] for r in permutation["rows"]]
     np.testing.assert_allclose(got, expected.importances_mean, rtol=1e-12)

@@ -154,7 +154,7 @@ def test_mllib_run_keeps_sparks_own_model_beside_distmls(spark_session, tmp_path
     assert reloaded.coefficients.toArray().tolist() == pytest.approx(result.model.coef_.tolist())
     portable = distml.load_model(result.out / "model")
     assert portable.fit_info_["solver"] == "mllib"
-    assert portable.coef_.tolist() == pytest.approx([0.942857142857], rel=1e-9)
+    assert portable.coef_.tolist() == pytest.approx([0.6857142857142857], rel=1e-9)
 
 
 def test_a_killed_service_task_is_replaced_and_the_model_is_unchanged(

@@ -13,7 +13,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from sklearn.inspection import permutation_importance as _sklearn_permutation_importance
 
 from distml.algorithms.engine import Engine, Partition
 
@@ -71,6 +70,36 @@ def _neg_mean_inertia(model: Any, X: np.ndarray, y: Any = None) -> float:
     return -float(np.mean(model.transform(X).min(axis=1) ** 2))
 
 
+def _r2(model: Any, X: np.ndarray, y: np.ndarray) -> float:
+    """scikit-learn's ``r2_score`` of the model's predictions (1 - SS_res / SS_tot)."""
+    residual = float(((y - model.predict(X)) ** 2).sum())
+    total = float(((y - y.mean()) ** 2).sum())
+    if total == 0.0:
+        return 1.0 if residual == 0.0 else 0.0
+    return 1.0 - residual / total
+
+
+def _accuracy(model: Any, X: np.ndarray, y: np.ndarray) -> float:
+    return float(np.mean(model.predict(X) == y))
+
+
+class _Fitted:
+    """A kernel as scikit-learn's ``permutation_importance`` takes it (it wants ``fit``)."""
+
+    def __init__(self, kernel: Any) -> None:
+        self.kernel = kernel
+
+    def fit(self, *args: Any) -> _Fitted:
+        return self
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.kernel, name)
+
+
+#: The score each task's permutation importance drops (scikit-learn's ``score`` methods).
+_SCORERS = {"regression": _r2, "classification": _accuracy, "clustering": _neg_mean_inertia}
+
+
 def permutation_importance(
     model: Any,
     X: np.ndarray,
@@ -81,12 +110,14 @@ def permutation_importance(
 ) -> dict[str, Any]:
     """Mean and standard deviation over ``repeats`` shuffles of the drop in the task's
     main score (:data:`SCORING`) when one feature's column is shuffled."""
+    from sklearn.inspection import permutation_importance as sklearn_permutation_importance
+
     task = model.task
-    scorer = _neg_mean_inertia if task == "clustering" else None  # else model.score: r2/accuracy
+    scorer = _SCORERS[task]
     y_arg = None if task == "clustering" else y
-    baseline = scorer(model, X) if scorer else float(model.score(X, y_arg))
-    result = _sklearn_permutation_importance(
-        model, X, y_arg, scoring=scorer, n_repeats=repeats, random_state=seed
+    baseline = scorer(model, X, y_arg)
+    result = sklearn_permutation_importance(
+        _Fitted(model), X, y_arg, scoring=scorer, n_repeats=repeats, random_state=seed
     )
     return {
         "scoring": SCORING[task],

@@ -116,7 +116,7 @@ def fit_logistic(
     classes = find_classes(engine)
     if len(classes) < 2:
         raise DataError(
-            f"the label has a single class ({classes[0] if len(classes) else 'none'}); "
+            f"the label has only one class ({classes[0] if len(classes) else 'none'}); "
             "classification needs at least 2"
         )
     n = float(engine.n_rows)

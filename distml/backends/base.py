@@ -208,12 +208,13 @@ class Backend(ABC):
         """The task's metrics on ``engine``'s rows, computed on the workers."""
         self.progress.start("evaluating")
         with model_input(model, engine) as (fitted, rows):
+            kernel = fitted.kernel()  # what the workers need: numpy arrays, no scikit-learn
             if model.task == "regression":
-                result = metrics.regression_metrics(rows, fitted)
+                result = metrics.regression_metrics(rows, kernel)
             elif model.task == "classification":
-                result = metrics.classification_metrics(rows, fitted)
+                result = metrics.classification_metrics(rows, kernel)
             else:
-                result = metrics.clustering_metrics(rows, fitted, has_labels)
+                result = metrics.clustering_metrics(rows, kernel, has_labels)
         self.progress.finish()
         return result
 
@@ -221,7 +222,9 @@ class Backend(ABC):
         """Each partition writes ``part-NNNNN.parquet`` into ``out_dir`` where it lives."""
         self.progress.start("writing predictions")
         with model_input(model, engine) as (fitted, rows):
-            files = rows.map_reduce(write_partition_predictions, fitted, out_dir, combine=concat)
+            files = rows.map_reduce(
+                write_partition_predictions, fitted.kernel(), out_dir, combine=concat
+            )
         self.progress.finish()
         return files
 

@@ -54,7 +54,7 @@ def write_insights(
     with model_input(model, evaluation) as (fitted, rows):
         drawn = metrics_module.sample(rows, IMPORTANCE_SAMPLE, SEED)
         if plots_too and fitted.task == "classification" and hasattr(fitted, "predict_proba"):
-            curves = metrics_module.roc_curves(rows, fitted)
+            curves = metrics_module.roc_curves(rows, fitted.kernel())
     names = _feature_names(fitted)
     info: dict[str, Any] = {"features": names}
     if hasattr(fitted, "coef_"):
@@ -65,12 +65,12 @@ def write_insights(
             "intercept": np.asarray(fitted.intercept_, dtype=float).tolist(),
             "std_from": "training rows" if train is not None else "evaluation rows",
             "std_rows": int(std_rows),
-            "rows": importance.coefficient_rows(fitted, names, std),
+            "rows": importance.coefficient_rows(fitted.kernel(), names, std),
         }
         _write_csv(out / "coefficients.csv", info["coefficients"]["rows"])
     if len(drawn) >= 2:  # scores (R² first) need two rows
         permutation = importance.permutation_importance(
-            fitted, drawn.X, drawn.y, names, IMPORTANCE_REPEATS, SEED
+            fitted.kernel(), drawn.X, drawn.y, names, IMPORTANCE_REPEATS, SEED
         )
         info["permutation_importance"] = permutation
         _write_csv(out / "permutation_importance.csv", permutation["rows"])
@@ -93,7 +93,7 @@ def _plots(
         pngs.append(plots.roc_curve(curves, out / "roc_curve.png"))
     if fitted.task == "regression" and len(drawn):
         X, y = drawn.X[:PLOT_ROWS], drawn.y[:PLOT_ROWS].astype(float)
-        fitted_values = fitted.predict(X)
+        fitted_values = fitted.kernel().predict(X)
         pngs.append(plots.residuals(fitted_values, y - fitted_values, out / "residuals.png"))
     if "coefficients" in info:
         rows = info["coefficients"]["rows"]

@@ -54,8 +54,8 @@ def clusters(
         second = 1 if X.shape[1] > 1 else 0
         X, centers = X[:, [0, second]], centers[:, [0, second]]
         axes = [names[0], names[second]]
-    ax.scatter(X[:, 0], X[:, 1], c=labels, cmap="viridis", s=30)
-    ax.scatter(centers[:, 0], centers[:, 1], s=300, c="red", marker="x", label="centres")
+    ax.scatter(X[:, 0], X[:, 1], c=labels, cmap="viridis")
+    ax.scatter(centers[:, 0], centers[:, 1], s=200, color="red", marker="x", label="centres")
     ax.set_xlabel(axes[0])
     ax.set_ylabel(axes[1])
     ax.set_title("K-means clusters")

@@ -17,14 +17,19 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator
+from sklearn.exceptions import NotFittedError as SklearnNotFittedError
 
 from distml.algorithms.engine import Engine, InMemoryEngine
 from distml.atomic import atomic_dir
-from distml.errors import DataError, ModelError, NotFittedError
+from distml.errors import DataError, DistmlError, InputTypeError, ModelError, NotFittedError
 
 SOLVERS = ("auto", "native", "sklearn", "dask-ml", "mllib")
 FORMAT_VERSION = 1
 _MODEL_TYPES: dict[str, type[DistmlEstimator]] = {}
+
+
+class _NotFitted(NotFittedError, SklearnNotFittedError):
+    """Not fitted yet: distml's error and scikit-learn's, so either ``except`` catches it."""
 
 
 class DistmlEstimator(BaseEstimator):
@@ -64,15 +69,13 @@ class DistmlEstimator(BaseEstimator):
 
     # -- fitting ---------------------------------------------------------------------------
     def fit(self, X: Any, y: Any = None) -> DistmlEstimator:
-        """Fit on in-memory numpy/pandas data (one partition, this process)."""
+        """Fit on in-memory numpy/pandas data (one partition, this process).
+
+        Input is checked as scikit-learn checks it (same error classes: ``ValueError``,
+        ``TypeError`` for sparse or non-numeric input), naming what is wrong.
+        """
         self._validate_params()
-        names = _column_names(X)
-        X_arr = _as_float_matrix(X, where="X")
-        y_arr = None if y is None else _as_vector(y)
-        if self.supervised and y_arr is None:
-            raise ModelError(f"{self.model_type}: fit needs y")
-        if y_arr is not None and len(y_arr) != len(X_arr):
-            raise ModelError(f"{self.model_type}: X has {len(X_arr)} rows but y has {len(y_arr)}")
+        X_arr, y_arr = self._validated_input(X, y, reset=True)
         engine = InMemoryEngine.from_arrays(X_arr, y_arr)
         solver = "native" if self.solver == "auto" else self.solver  # type: ignore[attr-defined]
         if solver == "native":
@@ -86,11 +89,43 @@ class DistmlEstimator(BaseEstimator):
                 f"{self.model_type}: solver '{solver}' needs its backend; fit through "
                 "distml.run_job or a backend's fit()"
             )
-        self.set_feature_info(names, None, n_features=X_arr.shape[1])
+        names = getattr(self, "feature_names_in_", None)
+        self.set_feature_info(
+            None if names is None else [str(n) for n in names], None, n_features=X_arr.shape[1]
+        )
         return self
+
+    def _validated_input(
+        self, X: Any, y: Any = None, reset: bool = True
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """scikit-learn's checks (``validate_data``) as distml errors naming the culprit."""
+        from sklearn.utils.multiclass import check_classification_targets
+        from sklearn.utils.validation import validate_data
+
+        try:
+            if self.supervised and reset:
+                X_arr, y_arr = validate_data(
+                    self, X, y, dtype=np.float64, y_numeric=self.task == "regression"
+                )
+                if self.task == "classification":
+                    check_classification_targets(y_arr)
+                return X_arr, y_arr
+            X_arr = validate_data(self, X, dtype=np.float64, reset=reset)
+            return X_arr, None
+        except TypeError as exc:
+            raise InputTypeError(f"{type(self).__name__}: {_first_line(exc)}") from None
+        except ValueError as exc:
+            if isinstance(exc, DistmlError):
+                raise
+            error = DataError if reset else ModelError  # predict: input that does not match
+            raise error(f"{type(self).__name__}: {_describe_input_error(exc, X, y)}") from None
 
     def fit_engine(self, engine: Engine) -> DistmlEstimator:
         """Fit with the native algorithm on any engine's partitions."""
+        raise NotImplementedError
+
+    def kernel(self) -> Any:
+        """The fitted model as the workers use it (:mod:`distml.models.kernels`)."""
         raise NotImplementedError
 
     def set_feature_info(
@@ -112,10 +147,11 @@ class DistmlEstimator(BaseEstimator):
     # -- prediction helpers ----------------------------------------------------------------
     def _check_fitted(self) -> None:
         if not hasattr(self, "n_features_in_"):
-            raise NotFittedError(f"this {type(self).__name__} is not fitted yet; call fit first")
+            raise _NotFitted(f"this {type(self).__name__} is not fitted yet; call fit first")
 
     def _prepare(self, X: Any) -> np.ndarray:
-        """Validate prediction input against the training features."""
+        """Validate prediction input against the training features (columns by name when
+        both have names, then scikit-learn's checks: count, finiteness, types)."""
         self._check_fitted()
         if isinstance(X, pd.DataFrame) and hasattr(self, "feature_names_in_"):
             expected = [str(n) for n in self.feature_names_in_]
@@ -125,20 +161,16 @@ class DistmlEstimator(BaseEstimator):
             if missing or extra:
                 parts = []
                 if missing:
-                    parts.append(f"missing {', '.join(repr(c) for c in missing)}")
+                    parts.append(f"missing {', '.join(repr(c) for c in missing[:5])}")
                 if extra:
-                    parts.append(f"unexpected {', '.join(repr(c) for c in extra)}")
+                    parts.append(f"unexpected {', '.join(repr(c) for c in extra[:5])}")
                 raise ModelError(
                     f"{self.model_type}: input columns differ from the training features "
-                    f"({'; '.join(parts)}); expected {', '.join(expected)}"
+                    f"({'; '.join(parts)}); expected {', '.join(expected[:20])}"
                 )
-            X = X[expected]
-        X_arr = _as_float_matrix(X, where="X")
-        if X_arr.shape[1] != self.n_features_in_:
-            raise ModelError(
-                f"{self.model_type}: X has {X_arr.shape[1]} features, "
-                f"the model was fitted with {self.n_features_in_}"
-            )
+            X = X[[c for c in X.columns if str(c) in expected]]
+            X = X[sorted(X.columns, key=lambda c: expected.index(str(c)))]
+        X_arr, _ = self._validated_input(X, reset=False)
         return X_arr
 
     # -- persistence -----------------------------------------------------------------------
@@ -161,6 +193,7 @@ class DistmlEstimator(BaseEstimator):
             "task": self.task,
             "params": params,
             "features": self._feature_names(),
+            "named_features": hasattr(self, "feature_names_in_"),
             "feature_dtypes": self.feature_dtypes_,
             "attributes": {
                 name: _json_scalar(getattr(self, name))
@@ -214,7 +247,10 @@ def load_model(path: str | os.PathLike[str]) -> DistmlEstimator:
             setattr(model, name, arrays[name])
     for name, value in metadata.get("attributes", {}).items():
         setattr(model, name, value)
-    model.set_feature_info(features, metadata.get("feature_dtypes"))
+    if metadata.get("named_features", True):
+        model.set_feature_info(features, metadata.get("feature_dtypes"))
+    else:  # fitted on unnamed arrays: predict takes arrays without a feature-name warning
+        model.set_feature_info(None, metadata.get("feature_dtypes"), n_features=len(features))
     model.fit_info_ = metadata.get("provenance", {})
     return model
 
@@ -229,32 +265,32 @@ def model_types() -> list[str]:
 
 
 # -- small helpers ---------------------------------------------------------------------------
-def _column_names(X: Any) -> list[str] | None:
-    return [str(c) for c in X.columns] if isinstance(X, pd.DataFrame) else None
+def _first_line(exc: Exception) -> str:
+    """A library message on one line, without the lines that echo the data
+    (scikit-learn's ``array=[...]``)."""
+    lines = [line.strip() for line in str(exc).strip().splitlines()]
+    kept = [line for line in lines if line and not line.startswith("array=")]
+    if not kept:
+        return type(exc).__name__
+    return " ".join(kept[:2]) if kept[0].endswith(":") else kept[0]
 
 
-def _as_float_matrix(X: Any, where: str) -> np.ndarray:
+def _describe_input_error(exc: ValueError, X: Any, y: Any) -> str:
+    """scikit-learn's complaint in one line; for NaN/inf, the column that holds them."""
+    message = _first_line(exc)
+    if "NaN" not in message and "infinity" not in message:
+        return message
+    where = "y" if message.startswith("Input y") else "X"
+    if where == "y":
+        return "y contains NaN or infinite values"
     try:
-        arr = np.asarray(X, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise ModelError(f"{where}: expected numeric values ({exc})") from None
-    if arr.ndim != 2:
-        raise ModelError(f"{where}: expected a 2-D array, got shape {arr.shape}")
-    if not np.isfinite(arr).all():
-        column = int(np.nonzero(~np.isfinite(arr).all(axis=0))[0][0])
-        raise DataError(f"{where}: column {column} contains NaN or infinite values")
-    return arr
-
-
-def _as_vector(y: Any) -> np.ndarray:
-    arr = np.asarray(y)
-    if arr.ndim == 2 and arr.shape[1] == 1:
-        arr = arr[:, 0]
-    if arr.ndim != 1:
-        raise ModelError(f"y: expected a 1-D array, got shape {arr.shape}")
-    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
-        raise DataError("y: contains NaN or infinite values")
-    return arr
+        values = np.asarray(X, dtype=np.float64)
+        bad = np.nonzero(~np.isfinite(values).all(axis=0))[0]
+        column = int(bad[0])
+    except (TypeError, ValueError, IndexError):
+        return message
+    name = str(X.columns[column]) if isinstance(X, pd.DataFrame) else str(column)
+    return f"X column {name} contains NaN or infinite values; impute or drop them first"
 
 
 def _json_scalar(value: Any) -> Any:

@@ -5,17 +5,18 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from sklearn.base import ClusterMixin
+from sklearn.base import ClusterMixin, TransformerMixin
 
 from distml.algorithms.engine import Engine
 from distml.algorithms.kmeans import fit_kmeans
 from distml.errors import DataError, ModelError
 from distml.models.base import DistmlEstimator
+from distml.models.kernels import KMeansKernel
 
 INITS = ("k-means||", "k-means++", "random")
 
 
-class KMeans(ClusterMixin, DistmlEstimator):
+class KMeans(ClusterMixin, TransformerMixin, DistmlEstimator):
     """K-means with scikit-learn's parameters.
 
     ``init`` defaults to ``"k-means||"`` (scalable: a fixed number of passes
@@ -92,19 +93,25 @@ class KMeans(ClusterMixin, DistmlEstimator):
         return self
 
     def fit(self, X: Any, y: Any = None) -> KMeans:
+        """Fit on in-memory data; ``y`` is ignored (scikit-learn's signature)."""
         super().fit(X, None)
-        self.labels_ = self.predict(X)
+        self.labels_ = self.kernel().predict(self._validated_input(X, reset=False)[0])
         return self
 
+    def kernel(self) -> KMeansKernel:
+        self._check_fitted()
+        return KMeansKernel(np.asarray(self.cluster_centers_, dtype=np.float64))
+
     def transform(self, X: Any) -> np.ndarray:
-        X_arr = self._prepare(X)
-        centers = np.asarray(self.cluster_centers_)
-        d2 = (X_arr**2).sum(1)[:, None] - 2 * X_arr @ centers.T + (centers**2).sum(1)
-        return np.sqrt(np.maximum(d2, 0.0))
+        """Distances to every centre (scikit-learn's cluster-distance space)."""
+        return self.kernel().transform(self._prepare(X))
 
     def predict(self, X: Any) -> np.ndarray:
-        return self.transform(X).argmin(axis=1)
+        """The nearest centre of each row."""
+        return self.kernel().predict(self._prepare(X))
 
     def score(self, X: Any, y: Any = None, sample_weight: Any = None) -> float:
         """Opposite of the inertia of ``X`` (scikit-learn's convention)."""
-        return -float((self.transform(X).min(axis=1) ** 2).sum())
+        if sample_weight is not None:
+            raise ModelError("KMeans.score: sample_weight is not supported")
+        return self.kernel().score(self._prepare(X))

@@ -11,6 +11,7 @@ from distml.algorithms.engine import Engine
 from distml.algorithms.linear import fit_elastic_net, fit_linear
 from distml.errors import ModelError
 from distml.models.base import DistmlEstimator
+from distml.models.kernels import LinearKernel
 from distml.models.penalties import check_l1_ratio, check_number, check_penalty
 
 PENALTIES = ("l2", "l1", "elasticnet", None)
@@ -111,12 +112,18 @@ class LinearRegression(RegressorMixin, DistmlEstimator):
         return self
 
     def _set_iterations(self, n_iter: int | None, dual_gap: float | None) -> None:
-        """Record coordinate descent's sweeps and final gap (closed-form fits have neither)."""
-        for name, value in (("n_iter_", n_iter), ("dual_gap_", dual_gap)):
-            if value is not None:
-                setattr(self, name, value)
-            elif hasattr(self, name):
-                delattr(self, name)
+        """Record coordinate descent's sweeps and final gap; a closed-form fit is one
+        iteration (one pass over the data) and has no gap."""
+        self.n_iter_ = 1 if n_iter is None else n_iter
+        if dual_gap is not None:
+            self.dual_gap_ = dual_gap
+        elif hasattr(self, "dual_gap_"):
+            del self.dual_gap_
+
+    def kernel(self) -> LinearKernel:
+        self._check_fitted()
+        return LinearKernel(np.asarray(self.coef_, dtype=np.float64), float(self.intercept_))
 
     def predict(self, X: Any) -> np.ndarray:
-        return self._prepare(X) @ np.asarray(self.coef_) + float(self.intercept_)
+        """``X @ coef_ + intercept_`` for validated ``X``."""
+        return self.kernel().predict(self._prepare(X))

@@ -5,13 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from scipy.special import expit, softmax
 from sklearn.base import ClassifierMixin
 
 from distml.algorithms.engine import Engine
 from distml.algorithms.logistic import fit_logistic
 from distml.errors import DataError, ModelError
 from distml.models.base import DistmlEstimator
+from distml.models.kernels import LogisticKernel
 from distml.models.penalties import check_l1_ratio, check_number, check_penalty
 
 PENALTIES = ("auto", "l2", "l1", "elasticnet", None)
@@ -112,18 +112,25 @@ class LogisticRegression(ClassifierMixin, DistmlEstimator):
         self.objective_ = solution.objective
         return self
 
+    def kernel(self) -> LogisticKernel:
+        self._check_fitted()
+        return LogisticKernel(
+            np.asarray(self.coef_, dtype=np.float64),
+            np.asarray(self.intercept_, dtype=np.float64),
+            np.asarray(self.classes_),
+        )
+
     def decision_function(self, X: Any) -> np.ndarray:
-        scores = self._prepare(X) @ np.asarray(self.coef_).T + np.asarray(self.intercept_)
-        return scores[:, 0] if scores.shape[1] == 1 else scores
+        """Signed distances to the decision boundary (one column per class, multinomial)."""
+        return self.kernel().decision_function(self._prepare(X))
 
     def predict_proba(self, X: Any) -> np.ndarray:
-        scores = self.decision_function(X)
-        if scores.ndim == 1:
-            positive = expit(scores)
-            return np.column_stack([1.0 - positive, positive])
-        return softmax(scores, axis=1)
+        """Class probabilities, columns in ``classes_`` order."""
+        return self.kernel().predict_proba(self._prepare(X))
+
+    def predict_log_proba(self, X: Any) -> np.ndarray:
+        with np.errstate(divide="ignore"):
+            return np.log(self.predict_proba(X))
 
     def predict(self, X: Any) -> np.ndarray:
-        scores = self.decision_function(X)
-        index = (scores > 0).astype(int) if scores.ndim == 1 else scores.argmax(axis=1)
-        return np.asarray(self.classes_)[index]
+        return self.kernel().predict(self._prepare(X))

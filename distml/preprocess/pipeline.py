@@ -158,11 +158,15 @@ class Pipeline:
         part = Partition(np.empty((len(frame), 0)), None, np.arange(len(frame)), 0, None, columns)
         return assemble(part, Prepared(self.stages), self.feature_names_out_).X
 
+    def kernel(self) -> Any:
+        """The model's kernel (its input is the assembled features, see :meth:`transform`)."""
+        return self.model.kernel()
+
     def predict(self, X: Any) -> np.ndarray:
-        return self.model.predict(self._matrix(X))
+        return self.model.kernel().predict(self._matrix(X))
 
     def predict_proba(self, X: Any) -> np.ndarray:
-        return self.model.predict_proba(self._matrix(X))  # type: ignore[attr-defined, no-any-return]
+        return self.model.kernel().predict_proba(self._matrix(X))  # type: ignore[union-attr]
 
     def transform(self, X: Any) -> np.ndarray:
         """The model's input: raw rows preprocessed and assembled."""

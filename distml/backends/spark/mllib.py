@@ -229,7 +229,7 @@ def _logistic(estimator: Any, frame: Any, stats: dict[str, Any], label: str | No
     classes = np.array(sorted(r[0] for r in frame.select(label).distinct().collect()))
     if len(classes) < 2:
         raise DataError(
-            f"the label has a single class ({classes[0] if len(classes) else 'none'}); "
+            f"the label has only one class ({classes[0] if len(classes) else 'none'}); "
             "classification needs at least 2"
         )
     mapping = F.create_map(

@@ -1,0 +1,93 @@
+"""Fitted models as the workers use them: numpy arrays and the arithmetic of prediction.
+
+A kernel is what travels to the workers (Dask tasks, Spark executors, local threads)
+to predict, evaluate and score: it imports numpy only, so a worker never pays for
+scikit-learn. Estimators (:mod:`distml.models`) validate user input, then call their
+kernel; engine-side code, whose inputs are already validated partitions, calls the
+kernel directly. Attribute names are the estimators' (``coef_``, ``classes_``,
+``cluster_centers_``), so metrics read either.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+
+
+def _expit(z: np.ndarray) -> np.ndarray:
+    """The logistic function, stable for large |z| (as scipy.special.expit)."""
+    out = np.empty_like(z, dtype=np.float64)
+    positive = z >= 0
+    out[positive] = 1.0 / (1.0 + np.exp(-z[positive]))
+    e = np.exp(z[~positive])
+    out[~positive] = e / (1.0 + e)
+    return out
+
+
+def _softmax(scores: np.ndarray) -> np.ndarray:
+    shifted = scores - scores.max(axis=1, keepdims=True)
+    np.exp(shifted, out=shifted)
+    shifted /= shifted.sum(axis=1, keepdims=True)
+    return shifted
+
+
+@dataclass(frozen=True)
+class LinearKernel:
+    """``X @ coef + intercept``."""
+
+    coef_: np.ndarray
+    intercept_: float
+    task: ClassVar[str] = "regression"
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        return X @ self.coef_ + self.intercept_
+
+
+@dataclass(frozen=True)
+class LogisticKernel:
+    """Binary (one row of ``coef_``) or multinomial logistic regression."""
+
+    coef_: np.ndarray
+    intercept_: np.ndarray
+    classes_: np.ndarray
+    task: ClassVar[str] = "classification"
+
+    def decision_function(self, X: np.ndarray) -> np.ndarray:
+        scores = X @ self.coef_.T + self.intercept_
+        return scores[:, 0] if scores.shape[1] == 1 else scores
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        scores = self.decision_function(X)
+        if scores.ndim == 1:
+            positive = _expit(scores)
+            return np.column_stack([1.0 - positive, positive])
+        return _softmax(scores)
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        scores = self.decision_function(X)
+        index = (scores > 0).astype(np.intp) if scores.ndim == 1 else scores.argmax(axis=1)
+        return self.classes_[index]
+
+
+@dataclass(frozen=True)
+class KMeansKernel:
+    """Distances to the centres; the nearest centre is the cluster."""
+
+    cluster_centers_: np.ndarray
+    task: ClassVar[str] = "clustering"
+
+    def transform(self, X: np.ndarray) -> np.ndarray:
+        centers = self.cluster_centers_
+        d2 = (X**2).sum(1)[:, None] - 2 * X @ centers.T + (centers**2).sum(1)
+        return np.sqrt(np.maximum(d2, 0.0))
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        return self.transform(X).argmin(axis=1).astype(np.int32)
+
+    def score(self, X: np.ndarray) -> float:
+        return -float((self.transform(X).min(axis=1) ** 2).sum())
+
+
+Kernel = LinearKernel | LogisticKernel | KMeansKernel
