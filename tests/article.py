@@ -13,7 +13,6 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-
 from conftest import REPO
 
 SEED = REPO.parent / "shared" / "seed" / "000_2059b8b4e178deaa.txt"

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from article import assert_article_numbers
 from conftest import REPO, assert_same_generated_data
 
 pytest.importorskip("distributed", reason="the dask extra is not installed")
@@ -107,6 +108,7 @@ def test_seed_jobs_run_unchanged_on_dask(dask_address: str, tmp_path: Path) -> N
         assert pq.read_table(on_dask.out / "predictions").equals(
             pq.read_table(on_local.out / "predictions")
         )
+        assert_article_numbers(on_dask.out, name)  # the article's printed numbers, on this engine
 
 
 def test_backend_starts_and_closes_its_own_local_cluster(tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+from article import assert_article_numbers
 from conftest import REPO, assert_same_generated_data, write_parts
 
 pytest.importorskip("pyspark", reason="the spark extra is not installed")
@@ -139,6 +140,7 @@ def test_seed_jobs_run_unchanged_on_spark(spark_session, tmp_path: Path) -> None
         assert pq.read_table(on_spark.out / "predictions").equals(
             pq.read_table(on_local.out / "predictions")
         )
+        assert_article_numbers(on_spark.out, name)  # the article's printed numbers, on this engine
 
 
 def test_mllib_run_keeps_sparks_own_model_beside_distmls(spark_session, tmp_path: Path) -> None:
