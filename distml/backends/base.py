@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
@@ -31,6 +31,9 @@ from distml.errors import BackendError, ModelError
 from distml.models.base import DistmlEstimator
 from distml.preprocess.pipeline import Pipeline
 from distml.progress import Progress
+
+if TYPE_CHECKING:
+    from distml.backends.gang import GangResult, GangTask
 
 log = logging.getLogger(__name__)
 
@@ -231,6 +234,15 @@ class Backend(ABC):
     @abstractmethod
     def run_tasks(self, fn: Callable[[Any], Any], items: list[Any]) -> list[Any]:
         """``[fn(item) for item in items]`` run in parallel on the workers (data generation)."""
+
+    def run_gang(self, task: GangTask, size: int) -> GangResult:
+        """Start ``size`` cooperating processes running ``task`` — one per rank, all at once,
+        each told every member's address — and wait for them (:mod:`distml.backends.gang`).
+
+        Raises :class:`~distml.backends.gang.GangLost` when a member is killed or lost
+        (the caller may start the gang again) and ``GangFailed`` when one exits with an error.
+        """
+        raise BackendError(f"the {self.name} backend cannot start a gang of processes")
 
     def save_native_model(self, model: DistmlEstimator, model_dir: Path) -> Path | None:
         """Save the engine library's own model inside ``model_dir`` when its solver made one."""

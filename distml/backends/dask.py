@@ -467,6 +467,12 @@ class DaskBackend(Backend):
         with scheduler_errors(self.client):
             return self.client.gather(self.client.map(fn, items, pure=False))
 
+    def run_gang(self, task, size):  # type: ignore[no-untyped-def]
+        from distml.backends.dask_gang import run_dask_gang
+
+        self.start()  # one task per member, pinned to distinct workers
+        return run_dask_gang(self.client, task, size, self.progress, self.timeout, self.description)
+
     def _caches(self, dataset: Dataset) -> bool:
         """Whether the partitions fit in the workers' memory (else every pass re-reads them)."""
         if self.cache is not None:

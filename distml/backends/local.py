@@ -214,6 +214,11 @@ class LocalBackend(Backend):
         test = None if split is None else self._engine(sizes(1), d, None, loader(1))
         return LoadedData(engine, test, dataset, time.perf_counter() - started)
 
+    def run_gang(self, task, size):  # type: ignore[no-untyped-def]
+        from distml.backends.gang import run_local_gang
+
+        return run_local_gang(task, size, self.progress)  # processes on this machine
+
     def run_tasks(self, fn, items):  # type: ignore[no-untyped-def]
         self.start()
         assert self._pool is not None

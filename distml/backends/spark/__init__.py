@@ -392,6 +392,12 @@ class SparkBackend(Backend):
                 raise value
         return [value for _, value in outcomes]
 
+    def run_gang(self, task, size):  # type: ignore[no-untyped-def]
+        from distml.backends.spark.gang import run_spark_gang
+
+        self.start()  # a barrier stage of `size` tasks
+        return run_spark_gang(self, task, size)
+
     def _caches(self, dataset: Dataset) -> bool:
         """Whether the partitions fit in the executors' memory budget (else: streaming)."""
         if self.cache is not None:
