@@ -92,6 +92,10 @@ def _run(
     progress: Progress | None,
     verbose: bool,
 ) -> RunResult:
+    if spec.model.type == KERAS and spec.train is not None and spec.train.workers:
+        from distml.deep.launch import run_multiworker_job  # worker processes: a backend's gang
+
+        return run_multiworker_job(spec, output, backend, progress or Progress())
     if spec.model.type == KERAS:  # MirroredStrategy on this machine's devices, not a Backend
         from distml.deep.train import run_keras_job
 

@@ -94,6 +94,12 @@ class TrainSpec(_Strict):
     devices: int | None = Field(None, ge=1)  # None: all GPUs, else 2 logical CPU devices
     shuffle_buffer: int = Field(10_000, ge=0)  # rows; 0 reads in file order
     seed: int = 0
+    # MultiWorkerMirroredStrategy: N worker processes started by the backend (distml.deep.launch)
+    workers: int | None = Field(None, ge=1)
+    threads: int | None = Field(None, ge=1)  # CPU threads per worker; None: the slot's cores
+    max_restarts: int = Field(3, ge=0)  # gangs started again after a lost worker
+    collective_timeout: float = Field(300.0, gt=0)  # seconds one all-reduce may wait
+    start_timeout: float = Field(120.0, gt=0)  # seconds for every worker to start
 
 
 class CVSpec(_Strict):
@@ -305,10 +311,17 @@ def _validate_keras(spec: JobSpec) -> None:
             raise SpecError(
                 f"{source}: model.params.learning_rate must be a positive number, got {value!r}"
             )
-    if not spec.backend.name.startswith("local"):
+    workers = spec.train.workers if spec.train is not None else None
+    if workers is None and not spec.backend.name.startswith("local"):
         raise SpecError(
             f"{source}: backend: Keras jobs run on the local backend (MirroredStrategy over "
-            f"this machine's devices), got '{spec.backend.name}'"
+            f"this machine's devices) unless train.workers is set (N worker processes with "
+            f"MultiWorkerMirroredStrategy, started by '{spec.backend.name}'), got no train.workers"
+        )
+    if workers is not None and spec.train is not None and spec.train.devices is not None:
+        raise SpecError(
+            f"{source}: train.devices is for one process (MirroredStrategy); with "
+            "train.workers each worker uses one device (a GPU if it has one, else its CPU)"
         )
     data = spec.data
     for key, value in (
