@@ -108,23 +108,22 @@ class Dataset:
     def _discover(self) -> tuple[list[pads.ParquetFileFragment], list[str]]:
         info = self.filesystem.get_file_info(self.root)
         if info.type == pafs.FileType.NotFound:
+            if os.path.islink(self.root):
+                raise DataError(f"{self.uri}: a symbolic link to a missing target")
             raise DataError(f"{self.uri}: no such file or directory")
         if info.type == pafs.FileType.File:
             source: Any = [self.root]
         else:
-            selector = pafs.FileSelector(self.root, recursive=True)
-            source = sorted(
-                i.path
-                for i in self.filesystem.get_file_info(selector)
-                if i.type == pafs.FileType.File
-                and i.path.endswith(PARQUET_SUFFIXES)
-                and not any(
-                    part.startswith((".", "_"))
-                    for part in os.path.relpath(i.path, self.root).split(os.sep)
-                )
+            source = (
+                _local_parquet_files(self.root)
+                if isinstance(self.filesystem, pafs.LocalFileSystem)
+                else self._remote_parquet_files()
             )
             if not source:
                 raise DataError(f"{self.uri}: no Parquet files (*.parquet) in this folder")
+        keys = self._hive_keys(source) if info.type == pafs.FileType.Directory else []
+        if keys:
+            self._check_keys_are_not_columns(source[0], keys)
         try:
             dataset = pads.dataset(
                 source,
@@ -133,14 +132,38 @@ class Dataset:
                 partitioning="hive",
                 partition_base_dir=self.root if info.type == pafs.FileType.Directory else None,
             )
-        except (pa.ArrowInvalid, OSError) as exc:
+        except (pa.ArrowInvalid, pa.ArrowTypeError, OSError) as exc:
             raise DataError(f"{self.uri}: cannot read Parquet metadata ({exc})") from None
-        keys = self._hive_keys(source) if info.type == pafs.FileType.Directory else []
         expression = None
         if self.filters:
-            expression = self._filter_expression(keys)
-        fragments = list(dataset.get_fragments(filter=expression))
+            expression = self._filter_expression(keys, dataset.schema)
+        try:
+            fragments = list(dataset.get_fragments(filter=expression))
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
+            raise DataError(f"{self.uri}: filters {self.filters!r} do not apply ({exc})") from None
         return sorted(fragments, key=lambda f: f.path), keys
+
+    def _remote_parquet_files(self) -> list[str]:
+        selector = pafs.FileSelector(self.root, recursive=True)
+        return sorted(
+            i.path
+            for i in self.filesystem.get_file_info(selector)
+            if i.type == pafs.FileType.File
+            and i.path.endswith(PARQUET_SUFFIXES)
+            and not _hidden(os.path.relpath(i.path, self.root))
+        )
+
+    def _check_keys_are_not_columns(self, path: str, keys: list[str]) -> None:
+        try:
+            names = pq.read_schema(path, filesystem=self.filesystem).names
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise DataError(f"{path}: not a readable Parquet file ({exc})") from None
+        for key in keys:
+            if key in names:
+                raise DataError(
+                    f"{path}: column '{key}' is also a partition key ({key}=... folders); "
+                    "rename the column or the folders"
+                )
 
     def _hive_keys(self, files: list[str]) -> list[str]:
         keys: list[str] = []
@@ -153,18 +176,24 @@ class Dataset:
                         keys.append(key)
         return keys
 
-    def _filter_expression(self, keys: list[str]) -> pads.Expression:
+    def _filter_expression(self, keys: list[str], schema: pa.Schema) -> pads.Expression:
+        clauses = normalize_filters(self.filters, self.uri)
+        for clause in clauses:
+            for i, (name, op, value) in enumerate(clause):
+                if name not in keys:
+                    raise DataError(
+                        f"{self.uri}: filter column '{name}' is not a partition key "
+                        f"(partition keys: {', '.join(keys) or 'none'})"
+                    )
+                clause[i] = (
+                    name,
+                    op,
+                    _filter_value(self.uri, name, schema.field(name).type, value),
+                )
         try:
-            expression = pq.filters_to_expression(self.filters)
+            return pq.filters_to_expression([list(c) for c in clauses])
         except (TypeError, ValueError) as exc:
             raise DataError(f"{self.uri}: invalid filters {self.filters!r} ({exc})") from None
-        for name in _filter_columns(self.filters):
-            if name not in keys:
-                raise DataError(
-                    f"{self.uri}: filter column '{name}' is not a partition key "
-                    f"(partition keys: {', '.join(keys) or 'none'})"
-                )
-        return expression
 
     def _unify_schemas(self, fragments: list[pads.ParquetFileFragment]) -> pa.Schema:
         if not fragments:
@@ -285,9 +314,107 @@ def _chunk_row_groups(groups: list[int], max_rows: int) -> list[list[int]]:
     return chunks if chunks[0] else [list(range(len(groups)))]
 
 
-def _filter_columns(filters: list[Any]) -> list[str]:
-    clauses = filters if filters and isinstance(filters[0], list) else [filters]
-    return [term[0] for clause in clauses for term in clause]
+#: Comparison operators pyarrow's filters take.
+FILTER_OPS = ("=", "==", "!=", "<", ">", "<=", ">=", "in", "not in")
+
+
+def normalize_filters(filters: Any, where: str) -> list[list[tuple[str, str, Any]]]:
+    """Filters as a list of AND-clauses (OR between them) of ``(column, op, value)``.
+
+    Takes pyarrow's two forms as YAML writes them: ``[[col, op, value], ...]`` (one
+    conjunction, the README's form) and ``[[[col, op, value], ...], ...]`` (disjunctive
+    normal form). Anything else is a :class:`DataError` naming the part that is wrong.
+    """
+
+    def term(item: Any) -> tuple[str, str, Any]:
+        if (
+            not isinstance(item, (list, tuple))
+            or len(item) != 3
+            or not isinstance(item[0], str)
+            or not isinstance(item[1], str)
+        ):
+            raise DataError(
+                f"{where}: filter {_short(item)} is not [column, operator, value], e.g. "
+                '[year, ">=", 2024]'
+            )
+        if item[1] not in FILTER_OPS:
+            raise DataError(
+                f"{where}: filter operator {_short(item[1])} is not one of {', '.join(FILTER_OPS)}"
+            )
+        return item[0], item[1], item[2]
+
+    if not isinstance(filters, (list, tuple)) or not filters:
+        raise DataError(f"{where}: filters must be a non-empty list, got {_short(filters)}")
+    if all(isinstance(t, (list, tuple)) and t and isinstance(t[0], str) for t in filters):
+        return [[term(t) for t in filters]]
+    clauses = []
+    for clause in filters:
+        if not isinstance(clause, (list, tuple)) or not clause:
+            raise DataError(f"{where}: filter clause {_short(clause)} is not a list of filters")
+        clauses.append([term(t) for t in clause])
+    return clauses
+
+
+def _filter_value(where: str, name: str, kind: pa.DataType, value: Any) -> Any:
+    """``value`` as the partition key's type (hive keys like ``year=2024`` are integers)."""
+    values = value if isinstance(value, (list, tuple, set)) else [value]
+    converted = []
+    for v in values:
+        if (pa.types.is_integer(kind) or pa.types.is_floating(kind)) and isinstance(v, str):
+            try:
+                v = int(v) if pa.types.is_integer(kind) else float(v)
+            except ValueError:
+                raise DataError(
+                    f"{where}: filter on '{name}' compares a numeric partition key with {_short(v)}"
+                ) from None
+        elif (pa.types.is_string(kind) or pa.types.is_large_string(kind)) and not isinstance(
+            v, str
+        ):
+            v = str(v)
+        converted.append(v)
+    return converted if isinstance(value, (list, tuple, set)) else converted[0]
+
+
+def _short(value: Any, limit: int = 40) -> str:
+    """A short, quoted rendering of user input for error messages."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _hidden(relative: str) -> bool:
+    return any(part.startswith((".", "_")) for part in relative.split(os.sep))
+
+
+def _local_parquet_files(root: str) -> list[str]:
+    """Parquet files under ``root`` (hidden ``.``/``_`` names skipped), following symbolic
+    links to folders once each; a link back into a folder already walked (a loop) and a
+    link to a missing Parquet file are errors naming the link."""
+    found: list[str] = []
+    seen = {os.path.realpath(root)}
+    for folder, dirs, files in os.walk(root, followlinks=True):
+        for name in list(dirs):
+            path = os.path.join(folder, name)
+            if os.path.islink(path):
+                target = os.path.realpath(path)
+                if target in seen or any(
+                    target == s or s.startswith(target + os.sep) for s in seen
+                ):
+                    raise DataError(
+                        f"{path}: a symbolic link loop (it leads back to {target}); "
+                        "remove it from the data folder"
+                    )
+                seen.add(target)
+        dirs[:] = sorted(d for d in dirs if not d.startswith((".", "_")))
+        for name in sorted(files):
+            path = os.path.join(folder, name)
+            if name.startswith((".", "_")) or not name.endswith(PARQUET_SUFFIXES):
+                continue
+            if _hidden(os.path.relpath(path, root)):
+                continue
+            if not os.path.exists(path):
+                raise DataError(f"{path}: a symbolic link to a missing file")
+            found.append(os.path.abspath(path))
+    return sorted(found)
 
 
 def _schema_difference(path: str, schema: pa.Schema, ref_path: str, ref: pa.Schema) -> str:
