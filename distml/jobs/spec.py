@@ -120,6 +120,23 @@ class SearchSpec(_Strict):
     parallel: int = Field(default=4, ge=1)
 
 
+class TrackingSpec(_Strict):
+    """Log the finished run to MLflow (:mod:`distml.tracking`); ``uri`` None: MLflow's default."""
+
+    uri: str | None = None
+    experiment: str | None = None  # None: the job's name
+    run_name: str | None = None  # None: the run folder's name
+    tags: dict[str, str] = Field(default_factory=dict)
+
+
+class InterpretSpec(_Strict):
+    """Explanations written into the run folder (:mod:`distml.interpret`)."""
+
+    shap: bool = False
+    rows: bool = False  # per-row SHAP values as Parquet in shap/, beside predictions/
+    plot_rows: int = Field(1000, ge=1)  # the deterministic sample drawn in the summary plot
+
+
 class JobSpec(_Strict):
     name: str
     model: ModelSpec
@@ -131,6 +148,8 @@ class JobSpec(_Strict):
     preprocess: list[dict[str, dict[str, Any] | None]] | None = None  # [{stage: {params}}]
     cv: CVSpec | None = None
     search: SearchSpec | None = None
+    tracking: TrackingSpec | None = None
+    interpret: InterpretSpec | None = None
 
     # set by load_spec, not part of the YAML
     base_dir: Path = Field(default_factory=Path.cwd, exclude=True)
@@ -311,6 +330,11 @@ def _validate_keras(spec: JobSpec) -> None:
             raise SpecError(
                 f"{source}: model.params.learning_rate must be a positive number, got {value!r}"
             )
+    if spec.interpret is not None and spec.interpret.shap:
+        raise SpecError(
+            f"{source}: interpret.shap: not available for Keras jobs (a model-agnostic "
+            "explainer needs thousands of network evaluations per image; see the README)"
+        )
     workers = spec.train.workers if spec.train is not None else None
     if workers is None and not spec.backend.name.startswith("local"):
         raise SpecError(
