@@ -34,6 +34,7 @@ from distml.progress import Progress
 
 if TYPE_CHECKING:
     from distml.backends.gang import GangResult, GangTask
+    from distml.predict.task import InputFile, ScoreJob
 
 log = logging.getLogger(__name__)
 
@@ -243,6 +244,21 @@ class Backend(ABC):
         (the caller may start the gang again) and ``GangFailed`` when one exits with an error.
         """
         raise BackendError(f"the {self.name} backend cannot start a gang of processes")
+
+    def score(self, files: list[InputFile], job: ScoreJob) -> list[int]:
+        """Score every input file where the data lives — one output Parquet file per input
+        file, at the same relative path under ``job.out_dir`` — and return the rows written
+        per file, in ``files`` order (:mod:`distml.predict.task`; the third primitive beside
+        ``map_reduce`` and ``run_gang``). The model travels once per worker, not per file."""
+        from distml.predict.task import score_file
+
+        self.progress.start("scoring", total=len(files))
+        rows = []
+        for file in files:  # engines override this with their parallel version
+            rows.append(score_file(file, job))
+            self.progress.step()
+        self.progress.finish()
+        return rows
 
     def save_native_model(self, model: DistmlEstimator, model_dir: Path) -> Path | None:
         """Save the engine library's own model inside ``model_dir`` when its solver made one."""

@@ -467,6 +467,24 @@ class DaskBackend(Backend):
         with scheduler_errors(self.client):
             return self.client.gather(self.client.map(fn, items, pure=False))
 
+    def score(self, files, job):  # type: ignore[no-untyped-def]
+        from distml.predict.task import score_file
+
+        self.start()
+        assert self.client is not None
+        # the job (the model) is sent to every worker once and deserialised there once; each
+        # task — one per input file — receives that worker's copy
+        with scheduler_errors(self.client):
+            [shared] = self.client.scatter([job], broadcast=True, hash=False)
+        futures = self.client.map(score_file, files, job=shared, pure=False)
+        self.progress.start("scoring", total=len(futures))
+        with self.client.as_current(), scheduler_errors(self.client):
+            for _ in as_completed(futures):
+                self.progress.step()
+        self.progress.finish()
+        with scheduler_errors(self.client):
+            return self.client.gather(futures)
+
     def run_gang(self, task, size):  # type: ignore[no-untyped-def]
         from distml.backends.dask_gang import run_dask_gang
 

@@ -214,6 +214,20 @@ class LocalBackend(Backend):
         test = None if split is None else self._engine(sizes(1), d, None, loader(1))
         return LoadedData(engine, test, dataset, time.perf_counter() - started)
 
+    def score(self, files, job):  # type: ignore[no-untyped-def]
+        from distml.predict.task import score_file
+
+        self.start()  # one file per task on the thread pool; the job is shared, not copied
+        assert self._pool is not None
+        self.progress.start("scoring", total=len(files))
+        rows = []
+        with threadpool_limits(limits=1, user_api="blas"):
+            for count in self._pool.map(lambda file: score_file(file, job), files):
+                rows.append(count)
+                self.progress.step()
+        self.progress.finish()
+        return rows
+
     def run_gang(self, task, size):  # type: ignore[no-untyped-def]
         from distml.backends.gang import run_local_gang
 

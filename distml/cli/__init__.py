@@ -5,7 +5,7 @@ One module per command group (``run``, ``data``, ``bench``, ``cluster``/``submit
 signals. The CLI imports the library, never the reverse.
 """
 
-from distml.cli import bench, cluster, data, demo, report, run  # noqa: F401 - registers
+from distml.cli import bench, cluster, data, demo, predict, report, run  # noqa: F401 - registers
 from distml.cli.app import main
 
 __all__ = ["main"]

@@ -152,6 +152,15 @@ def submit(
 
     state = resolve(state_dir)
     kind = engine_of(cluster_url)
+    from distml.predict.spec import is_predict_spec
+
+    if is_predict_spec(job):  # `predict:` instead of `model:`: a batch prediction job
+        from distml.cli.predict import submit_predict_job
+
+        return submit_predict_job(
+            job, cluster_url, kind, out, overrides, overwrite, detach, spark_properties, job_id,
+            state,
+        )  # fmt: skip
     spec = load_spec(job, list(overrides), backend=cluster_url)  # validated before anything runs
     from distml.jobs.runner import run_output
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import pyarrow as pa
 import pyarrow.dataset as pads
@@ -82,6 +82,9 @@ class Dataset:
         for a preprocessing pipeline to impute, encode and assemble them.
     """
 
+    #: Whether a dataset without rows is accepted (scoring: empty files give empty outputs).
+    allow_empty: ClassVar[bool] = False
+
     def __init__(
         self,
         path: str | os.PathLike[str],
@@ -101,7 +104,7 @@ class Dataset:
         self.features = self._resolve_features(features)
         self.partitions = self._plan_partitions(files)
         self.num_rows = sum(p.num_rows for p in self.partitions)
-        if self.num_rows == 0:
+        if self.num_rows == 0 and not self.allow_empty:
             raise DataError(f"{self.uri}: the dataset has no rows" + self._filter_note())
 
     # -- discovery -------------------------------------------------------------------------

@@ -33,6 +33,19 @@ def _softmax(scores: np.ndarray) -> np.ndarray:
     return shifted
 
 
+def affine(X: np.ndarray, coef: np.ndarray, intercept: float) -> np.ndarray:
+    """``X @ coef + intercept`` with every row summed in feature order, so a row's value has
+    the same bits whatever batch it is scored in, in whichever memory layout (BLAS's
+    matrix-vector product blocks rows, and its last bit changes with the row count)."""
+    out = np.multiply(X[:, 0], coef[0]) if len(coef) else np.zeros(X.shape[0])
+    term = np.empty_like(out)
+    for j in range(1, len(coef)):
+        np.multiply(X[:, j], coef[j], out=term)
+        out += term
+    out += intercept
+    return out
+
+
 @dataclass(frozen=True)
 class LinearKernel:
     """``X @ coef + intercept``."""
@@ -42,7 +55,7 @@ class LinearKernel:
     task: ClassVar[str] = "regression"
 
     def predict(self, X: np.ndarray) -> np.ndarray:
-        return X @ self.coef_ + self.intercept_
+        return affine(X, self.coef_, self.intercept_)
 
 
 @dataclass(frozen=True)
@@ -55,7 +68,9 @@ class LogisticKernel:
     task: ClassVar[str] = "classification"
 
     def decision_function(self, X: np.ndarray) -> np.ndarray:
-        scores = X @ self.coef_.T + self.intercept_
+        scores = np.column_stack(
+            [affine(X, w, b) for w, b in zip(self.coef_, self.intercept_, strict=True)]
+        )
         return scores[:, 0] if scores.shape[1] == 1 else scores
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
@@ -80,7 +95,9 @@ class KMeansKernel:
 
     def transform(self, X: np.ndarray) -> np.ndarray:
         centers = self.cluster_centers_
-        d2 = (X**2).sum(1)[:, None] - 2 * X @ centers.T + (centers**2).sum(1)
+        squares = affine(X * X, np.ones(X.shape[1]), 0.0)  # row by row, as affine: same bits
+        cross = np.column_stack([affine(X, c, 0.0) for c in centers])  # in any batch
+        d2 = squares[:, None] - 2 * cross + (centers**2).sum(1)
         return np.sqrt(np.maximum(d2, 0.0))
 
     def predict(self, X: np.ndarray) -> np.ndarray:

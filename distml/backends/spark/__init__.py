@@ -392,6 +392,12 @@ class SparkBackend(Backend):
                 raise value
         return [value for _, value in outcomes]
 
+    def score(self, files, job):  # type: ignore[no-untyped-def]
+        from distml.backends.spark.scoring import score_files
+
+        self.start()  # ordinary tasks, one per file, the model broadcast (see .scoring)
+        return score_files(self, files, job)
+
     def run_gang(self, task, size):  # type: ignore[no-untyped-def]
         from distml.backends.spark.gang import run_spark_gang
 

@@ -1,0 +1,132 @@
+"""``distml submit`` of a predict job spec (:mod:`distml.predict.spec`) to a cluster.
+
+The same two ways as training jobs (:mod:`distml.jobs.submit`): on a Dask cluster
+this process is the client, distml is zipped and uploaded to the workers, and
+:func:`~distml.predict.runner.predict` runs with that client; on a Spark cluster
+``spark-submit`` runs ``distml predict`` as the driver in client mode, distml
+shipped as ``--py-files``. Either way the workers must see the data and the
+output folder (a shared filesystem), as for training.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from distml.atomic import check_destination
+from distml.backends import get_backend
+from distml.clusters.state import cluster_for_address
+from distml.predict.runner import KIND, PredictResult, predict
+from distml.predict.spec import PredictJobSpec
+from distml.progress import Progress
+
+
+def default_out(spec: PredictJobSpec) -> Path:
+    return Path("runs") / f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def check_output(spec: PredictJobSpec, out: Path | None, overwrite: bool) -> Path:
+    """The predictions folder, checked before anything connects (see :mod:`distml.atomic`)."""
+    target = out if out is not None else default_out(spec)
+    inputs = [spec.resolve(spec.predict.data), spec.resolve(spec.predict.model)]
+    check_destination(target, f"{KIND} folder", overwrite, inputs)
+    return target
+
+
+def _arguments(spec: PredictJobSpec, out: Path, overwrite: bool, backend: str) -> list[str]:
+    block = spec.predict
+    columns = block.columns if isinstance(block.columns, str) else ",".join(block.columns)
+    arguments = [spec.resolve(block.model), "--data", spec.resolve(block.data)]
+    arguments += ["--out", str(out), "--backend", backend, "--columns", columns]
+    arguments += ["--output", block.output]
+    return arguments + (["--overwrite"] if overwrite else [])
+
+
+def submit_predict_dask(
+    spec: PredictJobSpec,
+    cluster: str,
+    out: Path,
+    state: Path,
+    progress: Progress,
+    overwrite: bool = False,
+) -> PredictResult:
+    """Score with this process as the Dask client; distml shipped to the workers."""
+    from distml.packaging import package_zip
+
+    options = spec.backend.options()
+    record = cluster_for_address(state, cluster)
+    if record is not None and record.tls and "tls" not in options:
+        options["tls"] = record.tls
+    backend = get_backend(cluster, **options)
+    backend.progress = progress
+    with backend, tempfile.TemporaryDirectory(prefix="distml-ship-") as folder:
+        shipped = package_zip(Path(folder))
+        backend.client.upload_file(str(shipped))  # type: ignore[attr-defined]
+        progress.message(f"shipped {shipped.name} to the workers of {cluster}")
+        block = spec.predict
+        return predict(
+            spec.resolve(block.model),
+            spec.resolve(block.data),
+            out,
+            backend=backend,
+            columns=block.columns,
+            output=block.output,
+            overwrite=overwrite,
+            progress=progress,
+            filters=block.filters,
+        )
+
+
+def submit_predict_spark(
+    spec: PredictJobSpec,
+    cluster: str,
+    out: Path,
+    state: Path,
+    properties: Path | None = None,
+    overwrite: bool = False,
+) -> int:
+    """``spark-submit`` of ``distml predict`` in client mode; its exit status."""
+    from distml.backends.spark.session import log4j_config, probe_master
+    from distml.clusters.spark_cluster import spark_home
+    from distml.jobs.submit import _run_streaming
+    from distml.packaging import package_zip
+
+    if spec.predict.filters:
+        from distml.errors import SpecError
+
+        raise SpecError(f"{spec.source}: predict.filters: not supported by spark submission yet")
+    probe_master(cluster, spec.backend.timeout or 10.0)
+    record = cluster_for_address(state, cluster)
+    driver = Path(__file__).resolve().parents[1] / "jobs" / "spark_driver.py"
+    with tempfile.TemporaryDirectory(prefix="distml-ship-") as folder:
+        shipped = package_zip(Path(folder))
+        command = [
+            str(spark_home() / "bin" / "spark-submit"),
+            "--master", cluster,
+            "--deploy-mode", "client",
+            "--py-files", str(shipped),
+            "--conf", f"spark.pyspark.python={sys.executable}",
+            "--conf", f"spark.pyspark.driver.python={sys.executable}",
+            "--conf", f"spark.driver.extraJavaOptions=-Dlog4j2.configurationFile={log4j_config()}",
+            "--conf", "spark.ui.enabled=false",
+        ]  # fmt: skip
+        if properties is not None:
+            command += ["--properties-file", str(properties)]
+        elif record is not None and record.secret_file:
+            command += ["--properties-file", record.secret_file]
+        command += [str(driver), "predict", *_arguments(spec, out, overwrite, cluster)]
+        driver_stderr = Path(folder) / "driver.stderr"
+        driver_stderr.touch()
+        env = {
+            **os.environ,
+            "PYSPARK_PYTHON": sys.executable,
+            "DISTML_DRIVER_STDERR": str(driver_stderr),
+        }
+        host = cluster.split("://", 1)[1].rsplit(":", 1)[0]
+        if host in ("127.0.0.1", "localhost"):
+            env.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+        env.pop("PYSPARK_GATEWAY_PORT", None)
+        return _run_streaming(command, env, driver_stderr)

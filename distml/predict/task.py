@@ -1,0 +1,80 @@
+"""One scoring task: an input Parquet file in, its predictions file out (worker-side).
+
+Every backend runs :func:`score_file` where the data lives (a local thread, a Dask
+worker, a Spark executor). The file is read row group by row group, so memory stays
+bounded by a row group, and each one is written as a row group of the output, which
+lands at the input's relative path (hive ``key=value`` folders kept) under the
+job's output folder. The file is written under a temporary name and renamed when
+complete, so a task re-run after a lost worker never leaves a torn file.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from distml.data.dataset import filesystem_for
+from distml.errors import DataError
+from distml.predict.scorers import Scorer
+
+
+@dataclass(frozen=True)
+class InputFile:
+    """One input Parquet file: where it is, where its output goes, its hive keys."""
+
+    index: int
+    path: str
+    relpath: str
+    num_rows: int
+    partition_values: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ScoreJob:
+    """What every task of one ``distml predict`` shares (sent once per worker)."""
+
+    scorer: Scorer
+    uri: str  # the input location (its filesystem)
+    out_dir: str  # the hidden folder the outputs are built in
+    keep: tuple[str, ...]  # input columns copied to the output (in the files)
+    output: str  # predict | proba | both
+    schema: pa.Schema  # the output files' schema: kept columns, then the added ones
+
+
+def score_file(file: InputFile, job: ScoreJob) -> int:
+    """Score ``file`` into ``job.out_dir/file.relpath``; the number of rows written."""
+    keys = file.partition_values
+    wanted = [*job.keep, *(c for c in job.scorer.columns() if c not in job.keep)]
+    in_file = [c for c in wanted if c not in keys]
+    target = os.path.join(job.out_dir, file.relpath)
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    partial = f"{target}.{uuid.uuid4().hex}.tmp"
+    rows = 0
+    try:
+        parquet = pq.ParquetFile(file.path, filesystem=filesystem_for(job.uri))
+        with pq.ParquetWriter(partial, job.schema) as writer:
+            for group in range(parquet.num_row_groups):
+                table = parquet.read_row_group(group, columns=in_file, use_threads=False)
+                for key, value in keys.items():  # a hive key the model reads: a constant column
+                    if key in wanted:
+                        table = table.append_column(key, pa.array([value] * table.num_rows))
+                added = job.scorer.score(table, job.output, file.path)
+                columns = [table.column(name) for name in job.keep] + added
+                writer.write_table(pa.Table.from_arrays(columns, schema=job.schema))
+                rows += table.num_rows
+        os.replace(partial, target)
+    except FileNotFoundError as exc:
+        if exc.filename not in (None, file.path):
+            raise
+        raise DataError(f"{file.path}: not found where this task ran") from None
+    except (OSError, pa.ArrowInvalid) as exc:
+        raise DataError(f"{file.path}: cannot score ({exc})") from None
+    finally:
+        if os.path.exists(partial):
+            os.unlink(partial)
+    return rows
