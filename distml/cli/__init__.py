@@ -6,6 +6,7 @@ signals. The CLI imports the library, never the reverse.
 """
 
 from distml.cli import bench, cluster, data, demo, predict, report, run  # noqa: F401 - registers
+from distml.cli import serve  # noqa: F401 - registers distml serve
 from distml.cli.app import main
 
 __all__ = ["main"]
