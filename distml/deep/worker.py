@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 import time
 import traceback
@@ -71,6 +72,9 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"worker {rank}: its port was taken before TensorFlow bound it", flush=True)
                 return EXIT_PORT_TAKEN
             raise
+        # MultiWorkerMirroredStrategy installs a C++ SIGTERM handler (TensorFlow's preemption
+        # notifier) that swallows the signal: an aborted worker would linger until SIGKILL
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
         from distml.deep.multiworker import train_rank
 
         train_rank(plan, strategy, rank, time.perf_counter() - started)
