@@ -394,7 +394,8 @@ def _apply_override(raw: dict[str, Any], item: str, source: str) -> None:
 
 def _describe(exc: ValidationError) -> str:
     error = exc.errors()[0]
-    loc = [str(p) for p in error["loc"] if not str(p).startswith(("function-", "str", "int"))]
+    # pydantic's union tags ("str", "int", "function-...") are not keys ("interpret" is)
+    loc = [str(p) for p in error["loc"] if str(p) not in ("str", "int") and not str(p).startswith("function-")]
     where = ".".join(loc) or "spec"
     if error["type"] == "extra_forbidden":
         parent = ".".join(loc[:-1])
