@@ -141,10 +141,11 @@ class OutputDir:
         self.what = what or f"{kind} folder"
         self.final = check_destination(final, self.what, overwrite, inputs)
         self.tmp: Path | None = None
+        self._made: list[Path] = []  # parent folders open() created (removed again by discard)
 
     def open(self) -> Path:
         if self.tmp is None:
-            self.final.parent.mkdir(parents=True, exist_ok=True)
+            self._made = _make_parents(self.final.parent)
             try:
                 tmp = tempfile.mkdtemp(prefix=f".{self.final.name}.tmp-", dir=self.final.parent)
             except OSError as exc:
@@ -177,6 +178,12 @@ class OutputDir:
         if self.tmp is not None:
             shutil.rmtree(self.tmp, ignore_errors=True)
             self.tmp = None
+            for folder in self._made:  # parents this output created, if still empty
+                try:
+                    folder.rmdir()
+                except OSError:
+                    break
+            self._made = []
 
     def __enter__(self) -> Path:
         return self.open()
@@ -186,6 +193,17 @@ class OutputDir:
             self.publish()
         else:
             self.discard()
+
+
+def _make_parents(folder: Path) -> list[Path]:
+    """``mkdir -p folder``; returns the folders it created, deepest first."""
+    missing = []
+    for candidate in [folder, *folder.parents]:
+        if candidate.exists():
+            break
+        missing.append(candidate)
+    folder.mkdir(parents=True, exist_ok=True)
+    return missing
 
 
 @contextmanager

@@ -43,7 +43,10 @@ class BarProgress(Progress):
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        self.finish()
+        if exc[0] is None:
+            self.finish()
+        else:  # a failed or interrupted stage is not "done"
+            self.abandon()
         self._bar.stop()
 
     def _count(self) -> str:
@@ -64,6 +67,11 @@ class BarProgress(Progress):
             self._bar.update(self._task, total=total, completed=total, count=self._count())
             self._task = None
 
+    def on_abandon(self) -> None:
+        if self._task is not None:
+            self._bar.remove_task(self._task)
+            self._task = None
+
     def message(self, text: str) -> None:
         self._bar.console.print(text, markup=False, highlight=False)
 
@@ -81,7 +89,10 @@ class LineProgress(Progress):
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        self.finish()
+        if exc[0] is None:
+            self.finish()
+        else:  # a failed or interrupted stage is not "done"; the error line says why
+            self.abandon()
 
     def _line(self, text: str) -> None:
         print(self._prefix + text, file=self._stream, flush=True)
@@ -96,6 +107,9 @@ class LineProgress(Progress):
             else f"{self.completed} passes"
         )
         self._line(f"{self.stage_name}: done ({done}, {seconds:.2f}s)")
+
+    def on_abandon(self) -> None:
+        pass  # no line: the error (or the interruption) is reported once, by the CLI
 
     def message(self, text: str) -> None:
         self._line(text)

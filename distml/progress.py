@@ -51,6 +51,12 @@ class Progress:
             self.on_finish(time.monotonic() - self._started)
             self.stage_name = None
 
+    def abandon(self) -> None:
+        """End the current stage without calling it done (it failed or was interrupted)."""
+        if self.stage_name is not None:
+            self.on_abandon()
+            self.stage_name = None
+
     def message(self, text: str) -> None:
         """A one-off line for the user (a dashboard link, a resumed checkpoint)."""
         log.info("%s", text)
@@ -64,6 +70,9 @@ class Progress:
 
     def on_finish(self, seconds: float) -> None:
         log.info("%s: done in %.2fs", self.stage_name, seconds)
+
+    def on_abandon(self) -> None:
+        log.debug("%s: stopped", self.stage_name)
 
     def describe(self, detail: str | None = None) -> str:
         """``reading: 12/16, 0:03 elapsed, ~0:01 left`` or ``fitting: pass 7 (lloyd_step)``."""

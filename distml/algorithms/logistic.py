@@ -25,8 +25,17 @@ from distml.errors import ConvergenceWarning, DataError
 
 
 def partition_classes(part: Partition) -> np.ndarray:
+    """This partition's distinct labels; a continuous (non-integral float) label is refused."""
     assert part.y is not None
-    return np.unique(part.y)
+    classes = np.unique(part.y)
+    if classes.dtype.kind == "f":
+        fractional = classes[classes != np.round(classes)]
+        if fractional.size:
+            raise DataError(
+                f"the label has continuous values (e.g. {fractional[0]:.6g}); logistic regression "
+                "needs class labels (integers or strings); use linear_regression for a continuous target"
+            )
+    return classes
 
 
 def find_classes(engine: Engine) -> np.ndarray:

@@ -11,7 +11,6 @@ through the backend's :class:`~distml.algorithms.engine.Engine`; library solvers
 from __future__ import annotations
 
 import logging
-import re
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
@@ -31,6 +30,7 @@ from distml.errors import BackendError, ModelError
 from distml.models.base import DistmlEstimator
 from distml.preprocess.pipeline import Pipeline
 from distml.progress import Progress
+from distml.units import parse_bytes  # noqa: F401  (re-exported: backends import it from here)
 
 if TYPE_CHECKING:
     from distml.backends.gang import GangResult, GangTask
@@ -41,30 +41,6 @@ log = logging.getLogger(__name__)
 # Partitions stay cached while the data takes at most this fraction of the memory available
 # to the workers; beyond it every pass re-reads the files (streaming).
 CACHE_MEMORY_FRACTION = 0.5
-
-
-_UNITS = {
-    "": 1,
-    "b": 1,
-    "kb": 10**3,
-    "mb": 10**6,
-    "gb": 10**9,
-    "tb": 10**12,
-    "kib": 2**10,
-    "mib": 2**20,
-    "gib": 2**30,
-    "tib": 2**40,
-}
-
-
-def parse_bytes(value: int | str) -> int:
-    """``512MB``, ``2GiB`` or a plain number of bytes."""
-    if isinstance(value, int):
-        return value
-    match = re.fullmatch(r"\s*([0-9.]+)\s*([a-zA-Z]*)\s*", str(value))
-    if not match or match.group(2).lower() not in _UNITS:
-        raise BackendError(f"memory_limit: cannot parse {value!r} (use e.g. 512MB or 2GiB)")
-    return int(float(match.group(1)) * _UNITS[match.group(2).lower()])
 
 
 def feature_bytes(dataset: Dataset) -> float:

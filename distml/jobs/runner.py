@@ -21,7 +21,9 @@ from distml.data.dataset import Dataset
 from distml.data.examples import EXAMPLES, write_example
 from distml.data.generate import Recipe, generate
 from distml.data.split import Split
+from distml.errors import DataError
 from distml.jobs import plots
+from distml.jobs.checks import check_before_work
 from distml.jobs.insights import write_insights
 from distml.jobs.result import RunResult
 from distml.jobs.spec import KERAS, CVSpec, JobSpec, build_estimator
@@ -113,6 +115,7 @@ def _run(
     )
     split_spec = spec.effective_split(task)
     split = Split(split_spec.test_size, split_spec.seed) if split_spec else None
+    check_before_work(spec, dataset, split, selection_plan(spec, task))
     owned = backend is None
     engine_backend = backend or get_backend(spec.backend.name, **spec.backend.options())
     if progress is not None:
@@ -138,7 +141,15 @@ def _run(
         if plan is not None:  # k-fold scores of every candidate, then the best refitted on all
             searched = cross_validate(engine_backend, estimator, loaded, plan)
             estimator = set_candidate(estimator, best(searched, plan).params)
-        engine_backend.fit(estimator, loaded)
+        try:
+            engine_backend.fit(estimator, loaded)
+        except DataError as exc:  # a worker's finding about "the label": name the column
+            text = str(exc)
+            if not text.startswith("the label "):
+                raise
+            raise DataError(
+                f"{dataset.uri}: label column '{dataset.label}'{text[len('the label') :]}"
+            ) from None
         with output as tmp:
             metrics = engine_backend.evaluate(
                 estimator, evaluation, has_labels=dataset.label is not None

@@ -13,14 +13,16 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from distml.deep.models import ARCHITECTURES as KERAS_ARCHITECTURES
 from distml.deep.models import PARAMS as KERAS_PARAMS
 from distml.errors import DistmlError, SpecError, did_you_mean
 from distml.models import model_class, model_types
+from distml.units import parse_bytes
 
 KERAS = "keras"  # model.type of Keras jobs, which distml.deep runs
+SEED_MAX = 2**32 - 1  # numpy's RandomState takes seeds in [0, 2**32 - 1]
 
 
 class _Strict(BaseModel):
@@ -40,7 +42,7 @@ class GenerateSpec(_Strict):
     rows: int = 100_000
     features: int = 20
     partitions: int = 4
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=SEED_MAX)
     classes: int = 2
     centers: int = 5
 
@@ -55,25 +57,35 @@ class DataSpec(_Strict):
 
 
 class SplitSpec(_Strict):
-    test_size: float = 0.2
-    seed: int = 42
+    test_size: float = Field(0.2, gt=0, lt=1)
+    seed: int = Field(42, ge=0, le=SEED_MAX)
 
 
 class BackendSpec(_Strict):
     name: str = "local"
-    threads: int | None = None
+    threads: int | None = Field(None, ge=1)
     address: str | None = None
-    workers: int | None = None
+    workers: int | None = Field(None, ge=1)
     master: str | None = None
     memory_limit: str | int | None = None
     dashboard: bool = False
     driver_memory: str | None = None
     ui: bool = False
-    timeout: float | None = None
-    executor_timeout: float | None = None
+    timeout: float | None = Field(None, gt=0)
+    executor_timeout: float | None = Field(None, gt=0)
     cache: bool | None = None
     tls: dict[str, str] | None = None
     conf: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("memory_limit")
+    @classmethod
+    def _memory_limit_is_a_size(cls, value: str | int | None) -> str | int | None:
+        if value is not None:
+            try:
+                parse_bytes(value)
+            except DistmlError as exc:
+                raise ValueError(str(exc).removeprefix("memory_limit: ")) from None
+        return value
 
     def options(self) -> dict[str, Any]:
         """Engine options for the backend constructor (unset ones omitted)."""
@@ -106,7 +118,7 @@ class CVSpec(_Strict):
     """k-fold cross-validation: folds chosen by global row number and ``seed``."""
 
     folds: int = Field(default=5, ge=2)
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=SEED_MAX)
 
 
 class SearchSpec(_Strict):
@@ -115,7 +127,7 @@ class SearchSpec(_Strict):
     grid: dict[str, list[Any]] | None = None
     random: dict[str, Any] | None = None
     trials: int = Field(default=10, ge=1)
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=SEED_MAX)
     metric: str | None = None
     parallel: int = Field(default=4, ge=1)
 
@@ -178,13 +190,53 @@ def load_spec(
     path = Path(path)
     if not path.is_file():
         raise SpecError(f"{path}: job spec not found")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise SpecError(f"{path}: invalid YAML ({str(exc).splitlines()[0]})") from None
+    raw = read_yaml(path)
     return parse_spec(
         raw, source=str(path), base_dir=path.parent, overrides=overrides, backend=backend
     )
+
+
+MAX_SPEC_BYTES = 1 << 20  # a job spec is a page of YAML; 1 MiB is far beyond any real one
+
+
+class _NoAliasLoader(yaml.SafeLoader):
+    """YAML's safe loader without anchors and aliases (no "billion laughs" expansion)."""
+
+    def compose_node(self, parent, index):  # type: ignore[no-untyped-def]
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.YAMLError(
+                f"aliases (*name) are not allowed in job specs (line {event.start_mark.line + 1})"
+            )
+        return super().compose_node(parent, index)
+
+
+def read_yaml(path: Path) -> Any:
+    """A YAML file's contents: UTF-8, at most 1 MiB, no aliases; errors are one SpecError line."""
+    try:
+        size = path.stat().st_size
+        if size > MAX_SPEC_BYTES:
+            raise SpecError(f"{path}: {size:,} bytes is too large for a job spec (at most 1 MiB)")
+        data = path.read_bytes()
+    except OSError as exc:
+        raise SpecError(f"{path}: cannot read ({exc.strerror})") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise SpecError(f"{path}: not a UTF-8 text file (byte {exc.start})") from None
+    try:
+        return yaml.load(text, Loader=_NoAliasLoader)  # noqa: S506 (a SafeLoader subclass)
+    except yaml.YAMLError as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise SpecError(f"{path}: invalid YAML ({_short(first, 160)})") from None
+    except RecursionError:
+        raise SpecError(f"{path}: invalid YAML (nested too deeply)") from None
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    """What the user wrote, cut to a short prefix for error lines."""
+    text = value if isinstance(value, str) else repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def parse_spec(
@@ -241,6 +293,9 @@ def _validate_search(spec: JobSpec, estimator: Any) -> None:
             f"choose one of {', '.join(TASK_METRICS[task])}"
         )
     where = "grid" if search.grid is not None else "random"
+    for key, values in (search.grid or {}).items():
+        if not values:
+            raise SpecError(f"{source}: search.grid.{key}: an empty list of values; give at least one")
     try:
         for params in candidates(search.grid, search.random, min(search.trials, 3), search.seed)[
             :3
@@ -374,7 +429,7 @@ def _apply_override(raw: dict[str, Any], item: str, source: str) -> None:
         raise SpecError(f"--set {item!r}: expected key.path=value")
     key, text = item.split("=", 1)
     try:
-        value = yaml.safe_load(text) if text != "" else ""
+        value = yaml.load(text, Loader=_NoAliasLoader) if text != "" else ""  # noqa: S506
     except yaml.YAMLError:
         value = text
     parts = key.strip().split(".")
@@ -405,7 +460,9 @@ def _describe(exc: ValidationError) -> str:
         return f"unknown key '{loc[-1]}'{scope}{suggestion}; allowed: {', '.join(allowed)}"
     if error["type"] == "missing":
         return f"{where}: required key is missing"
-    return f"{where}: {error['msg']} (got {error.get('input')!r})"
+    if error["type"] == "value_error":
+        return f"{where}: {error['msg'].removeprefix('Value error, ')}"
+    return f"{where}: {error['msg']} (got {_short(repr(error.get('input')))})"
 
 
 def _fields_at(loc: list[str]) -> list[str]:

@@ -176,6 +176,12 @@ class Impute(Stage):
                 f"choose one of {', '.join(self.STRATEGIES)}"
             )
         _column_list(self.columns, "impute")
+        if self.fill_value is not None and (
+            isinstance(self.fill_value, bool) or not isinstance(self.fill_value, (str, int, float))
+        ):
+            raise ModelError(
+                f"impute: fill_value must be a number or a string, got {type(self.fill_value).__name__}"
+            )
 
     def _targets(self, kinds: Kinds) -> list[str]:
         numeric_only = self.strategy in ("mean", "median")
@@ -188,13 +194,20 @@ class Impute(Stage):
         if self.strategy == "median" and self.columns_:
             self.finish_values(medians(engine, prepare, self.columns_))
         elif self.strategy == "constant":
-            self.statistics_ = [self._constant(self.kinds_[c]) for c in self.columns_]
+            self.statistics_ = [self._constant(c, self.kinds_[c]) for c in self.columns_]
         elif self.columns_:
             self.finish(engine.map_reduce(_stats_pass, prepare, self, combine=self.combine))
         return dict(kinds)
 
-    def _constant(self, kind: str) -> Any:
+    def _constant(self, column: str, kind: str) -> Any:
         if self.fill_value is not None:
+            if kind == "numeric" and not isinstance(self.fill_value, (int, float)):
+                raise DataError(
+                    f"impute: fill_value {str(self.fill_value)[:40]!r} is not a number, but column "
+                    f"'{column}' is numeric; give a number or list string columns in impute.columns"
+                )
+            if kind == "numeric" and not np.isfinite(self.fill_value):
+                raise DataError(f"impute: fill_value for numeric column '{column}' must be finite")
             return self.fill_value
         return "missing_value" if kind == "string" else 0.0  # scikit-learn's defaults
 
