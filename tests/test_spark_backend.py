@@ -369,3 +369,52 @@ def test_executors_joining_one_by_one_are_all_waited_for(monkeypatch: pytest.Mon
     started = time.monotonic()
     assert session.wait_for_executors(None, "spark://127.0.0.1:7077", timeout=10) == 2
     assert time.monotonic() - started < 5  # 1 s of quiet after the last change, not the limit
+
+
+def test_a_rogue_client_is_refused_before_anything_is_unpickled(
+    spark_session, tmp_path: Path
+) -> None:
+    """Whoever reaches the service's port while it starts cannot run code on the driver."""
+    import pickle
+    import socket
+    import struct
+
+    marker = tmp_path / ("pwned-" + "x" * 40)  # a long name: the payload is > the 36-byte hello
+
+    class Payload:
+        def __reduce__(self):  # type: ignore[no-untyped-def]
+            return (open, (str(marker), "w"))
+
+    frame = pickle.dumps(Payload())
+    path = generate(
+        Recipe("regression", rows=2_000, features=3, partitions=2, seed=1), tmp_path / "r"
+    )
+    ds = distml.Dataset(path, label="y")
+    attacks: list[bytes] = []
+
+    with get_backend("spark") as spark:
+        service = spark.service
+
+        def attack() -> None:
+            deadline = time.monotonic() + 60
+            while service.address is None and time.monotonic() < deadline:
+                time.sleep(0.001)
+            if service.address is None:
+                return
+            with socket.create_connection(service.address, timeout=15) as rogue:
+                rogue.sendall(struct.pack(">Q", len(frame)) + frame)  # the old wire: pickle first
+                try:
+                    attacks.append(rogue.recv(1))  # b"": the driver hung up on us
+                except ConnectionResetError:  # ... with our unread bytes still in its buffer
+                    attacks.append(b"")
+
+        attacker = threading.Thread(target=attack)
+        attacker.start()
+        model = spark.fit(distml.LinearRegression(), spark.load(ds))
+        attacker.join(timeout=60)
+    assert attacks == [b""]
+    assert service.rejected >= 1
+    assert not marker.exists()  # the payload never ran
+    with get_backend("local") as local:
+        expected = local.fit(distml.LinearRegression(), local.load(ds))
+    np.testing.assert_array_equal(model.coef_, expected.coef_)

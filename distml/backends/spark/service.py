@@ -16,9 +16,12 @@ engines'. The tasks hold their executor slots while the service runs: the
 backend suspends it before running other Spark jobs (MLlib) and it reloads what
 it held on the next pass.
 
-Wire: length-prefixed cloudpickle frames over TCP. A task must first present the
-service's random token, which only Spark's closure carries; the driver reads
-nothing else from a connection before that.
+Wire (:mod:`distml.backends.spark.wire`): a task first sends the service's random
+32-byte token (which only Spark's closure carries) as raw bytes, compared in constant
+time before anything else is read; after that every frame in both directions carries
+an HMAC-SHA256 of its sequence number and bytes under that key, checked before the
+frame is unpickled. With Spark's own network encryption or SSL on, the channel is TLS
+too (an ephemeral certificate whose fingerprint travels in the closure).
 
 Failure: a task that dies (executor or worker lost) breaks its connection. The
 driver cancels the stage, starts a new one on the slots left, reloads every
@@ -28,13 +31,11 @@ dataset it holds (from Parquet: the lineage) and repeats the pass.
 from __future__ import annotations
 
 import functools
-import hmac
 import logging
 import pickle
 import secrets
 import select
 import socket
-import struct
 import threading
 import time
 import traceback
@@ -44,6 +45,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from distml.algorithms.engine import Partition
+from distml.backends.spark.wire import Channel, TlsIdentity, WireError, accept_task, connect_task
 from distml.data.dataset import PartitionSpec
 from distml.data.reader import load_partition
 from distml.data.split import Split
@@ -51,8 +53,6 @@ from distml.errors import BackendError
 from distml.progress import Progress
 
 log = logging.getLogger(__name__)
-
-_HEADER = struct.Struct(">Q")
 
 
 @dataclass(frozen=True)
@@ -73,32 +73,6 @@ class TaskLost(Exception):
     """A service task stopped answering (its executor or worker is gone)."""
 
 
-# -- wire ---------------------------------------------------------------------------------------
-def send(sock: socket.socket, message: Any) -> None:
-    from pyspark import cloudpickle
-
-    data = cloudpickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
-    sock.sendall(_HEADER.pack(len(data)))
-    sock.sendall(data)
-
-
-def _recv_exact(sock: socket.socket, n: int) -> bytes:
-    buffer = bytearray(n)
-    view = memoryview(buffer)
-    got = 0
-    while got < n:
-        read = sock.recv_into(view[got:], n - got)
-        if read == 0:
-            raise EOFError("connection closed")
-        got += read
-    return bytes(buffer)
-
-
-def recv(sock: socket.socket) -> Any:
-    (size,) = _HEADER.unpack(_recv_exact(sock, _HEADER.size))
-    return pickle.loads(_recv_exact(sock, size))
-
-
 def portable_exception(exc: BaseException) -> BaseException:
     """The exception itself when it survives pickling, else its text with the remote traceback."""
     try:
@@ -109,21 +83,21 @@ def portable_exception(exc: BaseException) -> BaseException:
 
 
 # -- the task side (runs in a Spark Python worker) ---------------------------------------------
-def serve(address: tuple[str, int], token: bytes, _: Iterable[Any]) -> Iterator[Any]:
+def serve(
+    address: tuple[str, int], token: bytes, fingerprint: bytes | None, _: Iterable[Any]
+) -> Iterator[Any]:
     """The body of one barrier task: hold partitions, answer passes until told to stop."""
     from pyspark import BarrierTaskContext
 
     rank = BarrierTaskContext.get().partitionId()
-    conn = socket.create_connection(address, timeout=60)
-    conn.settimeout(None)
+    conn = connect_task(address, token, rank, fingerprint, timeout=60)
     held: dict[str, tuple[list[Partition], list[Partition]]] = {}
     try:
-        send(conn, ("hello", token, rank))
         while True:
             try:
                 message = recv(conn)
-            except (EOFError, OSError):
-                break  # the driver closed the service
+            except (EOFError, OSError, WireError):
+                break  # the driver closed the service (or the channel is no longer trusted)
             kind = message[0]
             if kind == "stop":
                 break
@@ -159,9 +133,15 @@ def serve(address: tuple[str, int], token: bytes, _: Iterable[Any]) -> Iterator[
     return iter(())
 
 
-def _load(
-    conn: socket.socket, key: str, request: LoadRequest
-) -> tuple[list[Partition], list[Partition]]:
+def send(conn: Channel, message: Any) -> None:
+    conn.send(message)
+
+
+def recv(conn: Channel) -> Any:
+    return conn.recv()
+
+
+def _load(conn: Channel, key: str, request: LoadRequest) -> tuple[list[Partition], list[Partition]]:
     train: list[Partition] = []
     test: list[Partition] = []
     for spec in request.specs:
@@ -206,7 +186,9 @@ class PartitionService:
         self._held: set[str] = set()  # what the current tasks hold
         self._derived: dict[str, tuple[str, int, bytes]] = {}  # key → (parent, which, fn)
         self.n_features: dict[str, int] = {}
-        self._tasks: list[socket.socket] = []
+        self._tasks: list[Channel] = []
+        self.address: tuple[str, int] | None = None  # the listener while tasks connect
+        self.rejected = 0  # connections that did not present the token
         self._job: threading.Thread | None = None
         self._job_error: BaseException | None = None
         self._group = ""
@@ -321,11 +303,13 @@ class PartitionService:
         conf = self._sc.getConf()
         host = conf.get("spark.driver.host", "127.0.0.1")
         bind = conf.get("spark.driver.bindAddress", host)
+        tls = TlsIdentity.create(host) if _encrypted(conf) else None
         server = socket.create_server((bind, 0))
         address = (host, server.getsockname()[1])
+        self.address = address
         self._group = f"distml-service-{uuid.uuid4().hex[:12]}"
         self._job_error = None
-        body = functools.partial(serve, address, token)
+        body = functools.partial(serve, address, token, tls.fingerprint if tls else None)
         sc, group = self._sc, self._group
 
         def run_stage() -> None:
@@ -340,9 +324,12 @@ class PartitionService:
         self._job = InheritableThread(target=run_stage, name="distml-spark-service", daemon=True)
         self._job.start()
         try:
-            self._tasks = self._accept(server, token, n_tasks)
+            self._tasks = self._accept(server, token, n_tasks, tls)
         finally:
             server.close()
+            self.address = None
+            if tls is not None:
+                tls.close()
         log.info("spark partition service: %d task(s)", n_tasks)
 
     def _settled_slots(self) -> int:
@@ -356,9 +343,11 @@ class PartitionService:
             raise BackendError("spark: no executor slots are available for distml's tasks")
         return count
 
-    def _accept(self, server: socket.socket, token: bytes, n_tasks: int) -> list[socket.socket]:
+    def _accept(
+        self, server: socket.socket, token: bytes, n_tasks: int, tls: TlsIdentity | None
+    ) -> list[Channel]:
         server.settimeout(0.5)
-        tasks: dict[int, socket.socket] = {}
+        tasks: dict[int, Channel] = {}
         deadline = time.monotonic() + self.connect_timeout
         while len(tasks) < n_tasks:
             if self._job_error is not None or (self._job is not None and not self._job.is_alive()):
@@ -378,17 +367,18 @@ class PartitionService:
                 conn, _ = server.accept()
             except TimeoutError:
                 continue
-            conn.settimeout(10)
-            try:
-                kind, presented, rank = recv(conn)
-            except Exception:  # noqa: BLE001 - not one of ours: drop it
+            try:  # raw token first, compared in constant time; nothing is unpickled before
+                channel, rank = accept_task(conn, token, tls, timeout=10)
+            except (WireError, OSError) as exc:
+                log.warning("spark partition service: refused a connection (%s)", exc)
+                self.rejected += 1
                 conn.close()
                 continue
-            if kind != "hello" or not hmac.compare_digest(presented, token):
-                conn.close()
+            if rank in tasks or not 0 <= rank < n_tasks:
+                self.rejected += 1
+                channel.close()
                 continue
-            conn.settimeout(None)
-            tasks[rank] = conn
+            tasks[rank] = channel
         return [tasks[rank] for rank in sorted(tasks)]
 
     def _kill(self) -> None:
@@ -405,7 +395,7 @@ class PartitionService:
         self._held.clear()
 
     @staticmethod
-    def _close_all(conns: Iterable[socket.socket]) -> None:
+    def _close_all(conns: Iterable[Channel]) -> None:
         for conn in conns:
             try:
                 conn.close()
@@ -485,11 +475,14 @@ class PartitionService:
         while waiting:
             if self._job_error is not None:
                 raise TaskLost(str(self._job_error).splitlines()[0])
-            readable, _, _ = select.select(list(waiting.values()), [], [], 1.0)
+            # a TLS connection may hold decrypted bytes that select() cannot see
+            readable = [conn for conn in waiting.values() if conn.pending()]
+            if not readable:
+                readable, _, _ = select.select(list(waiting.values()), [], [], 1.0)
             for conn in readable:
                 try:
                     message = recv(conn)
-                except (EOFError, OSError) as exc:
+                except (EOFError, OSError, WireError) as exc:
                     raise TaskLost(f"a task's connection closed ({exc})") from None
                 if message[0] in (final, "error"):
                     replies.append(message)
@@ -499,8 +492,16 @@ class PartitionService:
         return replies
 
     @staticmethod
-    def _send(conn: socket.socket, message: Any) -> None:
+    def _send(conn: Channel, message: Any) -> None:
         try:
             send(conn, message)
         except OSError as exc:
             raise TaskLost(f"cannot reach a task ({exc})") from None
+
+
+def _encrypted(conf: Any) -> bool:
+    """Spark's own RPC encryption or SSL is on: distml's channel must be encrypted too."""
+    return any(
+        str(conf.get(key, "false")).lower() == "true"
+        for key in ("spark.network.crypto.enabled", "spark.ssl.enabled", "spark.ssl.rpc.enabled")
+    )
