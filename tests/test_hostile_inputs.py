@@ -3,8 +3,10 @@ naming the culprit, no traceback, and nothing deleted or left behind."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,6 +20,7 @@ from conftest import regression_frame, write_parts
 
 import distml
 from distml.cli import main
+from distml.errors import DataError
 
 SPEC_HEAD = "name: hostile\nmodel: {type: linear_regression}\n"
 
@@ -312,3 +315,109 @@ def test_pandas_reads_what_the_world_wrote(world: Path) -> None:
     assert "prediction" in pd.read_parquet(world / "clash").columns
     assert os.path.islink(world / "dangling" / "part-9.parquet")
     assert not os.path.exists(world / "dangling" / "part-9.parquet")
+
+
+# -- tampered model folders ----------------------------------------------------------------------
+def _edit_json(key_path: str, value):  # type: ignore[no-untyped-def]
+    def edit(folder: Path) -> None:
+        meta = json.loads((folder / "model.json").read_text())
+        node = meta
+        *parents, last = key_path.split(".")
+        for part in parents:
+            node = node[part]
+        node[last] = value
+        (folder / "model.json").write_text(json.dumps(meta))
+
+    return edit
+
+
+def _edit_arrays(**changes):  # type: ignore[no-untyped-def]
+    def edit(folder: Path) -> None:
+        with np.load(folder / "arrays.npz") as npz:
+            arrays = {name: npz[name] for name in npz.files}
+        arrays.update(changes)
+        np.savez(folder / "arrays.npz", **arrays)
+
+    return edit
+
+
+def _raw(name: str, data: bytes):  # type: ignore[no-untyped-def]
+    return lambda folder: (folder / name).write_bytes(data)
+
+
+TAMPERED = [
+    ("linear", _edit_json("format_version", 99), r"model.json: format_version 99 is not one"),
+    ("linear", _edit_json("type", "svm"), r"model.json: type 'svm' is not a model type"),
+    ("linear", _edit_json("params.alpha", -5), r"model.json: params: .*alpha"),
+    (
+        "linear",
+        _edit_json("params.shrink", 1),
+        r"model.json: params.shrink is not a linear_regression parameter",
+    ),
+    (
+        "linear",
+        _edit_json("attributes.predict", 1),
+        r"model.json: attributes.predict is not a fitted attribute",
+    ),
+    (
+        "linear",
+        _edit_json("attributes.intercept_", "abc"),
+        r"model.json: attributes.intercept_ must be a number",
+    ),
+    ("linear", _edit_json("features", []), r"model.json: features must be a non-empty list"),
+    (
+        "linear",
+        _edit_arrays(coef_=np.ones(3)),
+        r"arrays.npz: array 'coef_' has shape \(3,\), expected \(5,\) for 5 features",
+    ),
+    (
+        "linear",
+        _edit_arrays(coef_=np.array([np.nan] * 5)),
+        r"arrays.npz: array 'coef_' must hold finite numbers",
+    ),
+    (
+        "linear",
+        _edit_arrays(predict=np.ones(2)),
+        r"arrays.npz: array 'predict' is not part of a linear_regression",
+    ),
+    ("linear", _raw("model.json", b"\xff\xfe{"), r"model.json: not valid JSON"),
+    ("linear", _raw("arrays.npz", b"PK\x03\x04 junk"), r"arrays.npz: not a plain numpy archive"),
+    (
+        "logistic",
+        _edit_arrays(intercept_=np.ones(3)),
+        r"array 'intercept_' has shape \(3,\), expected \(1,\)",
+    ),
+    (
+        "logistic",
+        _edit_arrays(classes_=np.array([1, 1])),
+        r"array 'classes_' must hold 2 or more distinct labels",
+    ),
+    (
+        "kmeans",
+        _edit_arrays(cluster_centers_=np.ones((3, 4))),
+        r"array 'cluster_centers_' has shape \(3, 4\), expected \(3, 5\)",
+    ),
+]
+
+
+@pytest.fixture(scope="module")
+def saved_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("models")
+    X = np.random.RandomState(0).randn(60, 5)
+    distml.LinearRegression().fit(X, X @ np.arange(5.0)).save(root / "linear")
+    distml.LogisticRegression().fit(X, (X[:, 0] > 0).astype(int)).save(root / "logistic")
+    distml.KMeans(n_clusters=3, n_init=1, random_state=0).fit(X).save(root / "kmeans")
+    return {name: root / name for name in ("linear", "logistic", "kmeans")}
+
+
+@pytest.mark.parametrize(("kind", "tamper", "culprit"), TAMPERED, ids=[c[2][:50] for c in TAMPERED])
+def test_a_tampered_model_is_one_data_error(
+    saved_models: dict[str, Path], tmp_path: Path, kind: str, tamper, culprit: str
+) -> None:
+    folder = tmp_path / kind
+    shutil.copytree(saved_models[kind], folder)
+    assert distml.load_model(folder).n_features_in_ == 5  # the copy loads before tampering
+    tamper(folder)
+    with pytest.raises(DataError, match=culprit) as info:
+        distml.load_model(folder)
+    assert "\n" not in str(info.value)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import zipfile
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -22,6 +23,7 @@ from sklearn.exceptions import NotFittedError as SklearnNotFittedError
 from distml.algorithms.engine import Engine, InMemoryEngine
 from distml.atomic import atomic_dir
 from distml.errors import DataError, DistmlError, InputTypeError, ModelError, NotFittedError
+from distml.models import schema
 
 SOLVERS = ("auto", "native", "sklearn", "dask-ml", "mllib")
 FORMAT_VERSION = 1
@@ -216,13 +218,16 @@ def load_model(path: str | os.PathLike[str]) -> DistmlEstimator:
         raise DataError(f"{path}: not a distml model folder (model.json missing)")
     try:
         metadata = json.loads(meta_path.read_text())
-        if metadata.get("type") == "pipeline":
-            from distml.preprocess.pipeline import Pipeline
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DataError(f"{meta_path}: not valid JSON ({_first_line(exc)[:80]})") from None
+    except OSError as exc:
+        raise DataError(f"{meta_path}: cannot read ({exc.strerror})") from None
+    schema.check_metadata(meta_path, metadata, model_types())
+    if metadata["type"] == "pipeline":
+        from distml.preprocess.pipeline import Pipeline  # a pipeline wraps an estimator folder
 
-            return Pipeline.load(path, metadata)  # type: ignore[return-value]
-        model_cls = _MODEL_TYPES[metadata["type"]]
-    except (json.JSONDecodeError, KeyError) as exc:
-        raise DataError(f"{meta_path}: invalid model metadata ({exc})") from None
+        return Pipeline.load(path, metadata)  # type: ignore[return-value]
+    model_cls = _MODEL_TYPES[metadata["type"]]
     arrays_path = path / "arrays.npz"
     try:
         with np.load(arrays_path, allow_pickle=False) as npz:
@@ -231,22 +236,26 @@ def load_model(path: str | os.PathLike[str]) -> DistmlEstimator:
         raise DataError(
             f"{arrays_path}: missing (a model folder holds model.json and arrays.npz)"
         ) from None
-    except (ValueError, OSError) as exc:  # a pickled object array is refused, never executed
-        raise DataError(f"{arrays_path}: not a plain numpy archive ({exc})") from None
-    try:
-        params = {
-            name: arrays[value["array"]] if isinstance(value, dict) and "array" in value else value
-            for name, value in metadata["params"].items()
-        }
-        features = metadata["features"]
-    except KeyError as exc:
-        raise DataError(f"{meta_path}: invalid model metadata (missing {exc})") from None
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:  # pickles refused, never run
+        raise DataError(
+            f"{arrays_path}: not a plain numpy archive ({_first_line(exc)[:80]})"
+        ) from None
+    schema.check_model_fields(meta_path, arrays_path, model_cls, metadata, arrays)
+    features = metadata["features"]
+    params = {}
+    for name, value in metadata["params"].items():
+        if isinstance(value, dict):
+            if set(value) != {"array"} or value["array"] not in arrays:
+                raise DataError(f"{meta_path}: params.{name} names no array in {arrays_path.name}")
+            value = arrays[value["array"]]
+        params[name] = value
     model = model_cls(**params)
     for name in model_cls._array_attributes:
         if name in arrays:
             setattr(model, name, arrays[name])
     for name, value in metadata.get("attributes", {}).items():
         setattr(model, name, value)
+    schema.check_fitted(meta_path, arrays_path, model, len(features))
     if metadata.get("named_features", True):
         model.set_feature_info(features, metadata.get("feature_dtypes"))
     else:  # fitted on unnamed arrays: predict takes arrays without a feature-name warning

@@ -19,7 +19,7 @@ import pandas as pd
 
 from distml.algorithms.engine import Engine, Partition
 from distml.atomic import atomic_dir
-from distml.errors import DataError, ModelError
+from distml.errors import DataError, DistmlError, ModelError
 from distml.models.base import FORMAT_VERSION, DistmlEstimator, load_model
 from distml.preprocess.stages import Kinds, Prepared, Stage, is_string, make_stage
 
@@ -194,11 +194,24 @@ class Pipeline:
 
     @classmethod
     def load(cls, path: Path, metadata: dict[str, Any]) -> Pipeline:
-        pipeline = cls(
-            [Stage.from_state(s) for s in metadata["stages"]], load_model(path / "estimator")
-        )
-        pipeline.input_kinds_ = metadata["input_kinds"]
-        pipeline.feature_names_out_ = metadata["features_out"]
+        estimator = load_model(path / "estimator")
+        try:
+            stages = [Stage.from_state(s) for s in metadata["stages"]]
+            kinds, names_out = metadata["input_kinds"], metadata["features_out"]
+            if not isinstance(kinds, dict) or not isinstance(names_out, list):
+                raise TypeError("input_kinds must be an object and features_out a list")
+        except DistmlError as exc:
+            raise DataError(f"{path / 'model.json'}: stages: {exc}") from None
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise DataError(f"{path / 'model.json'}: invalid pipeline metadata ({exc})") from None
+        if len(names_out) != estimator.n_features_in_:
+            raise DataError(
+                f"{path / 'model.json'}: features_out has {len(names_out)} names but the "
+                f"estimator takes {estimator.n_features_in_} features"
+            )
+        pipeline = cls(stages, estimator)
+        pipeline.input_kinds_ = kinds
+        pipeline.feature_names_out_ = names_out
         pipeline.set_feature_info(metadata["features"], metadata.get("feature_dtypes"))
         pipeline.fit_info_ = metadata.get("provenance", {})
         return pipeline
