@@ -126,13 +126,40 @@ def test_backend_starts_and_closes_its_own_local_cluster(tmp_path: Path) -> None
     backend.stop()  # safe twice
 
 
-def test_unreachable_scheduler_fails_in_bounded_time() -> None:
-    started = time.monotonic()
+def test_a_closed_port_is_one_line() -> None:
     with pytest.raises(
-        BackendError, match=r"dask scheduler dask://127.0.0.1:9 did not answer within 2s"
+        BackendError, match=r"dask scheduler dask://127.0.0.1:9: nothing listens there"
     ):
         get_backend("dask://127.0.0.1:9", timeout=2).start()
-    assert time.monotonic() - started < 15
+
+
+@pytest.mark.timeout(60)  # a guard against the hang this test is about, not a timing claim
+@pytest.mark.parametrize("peer", ["http", "silent"])
+def test_something_that_is_not_a_scheduler_is_refused_not_waited_on(peer: str) -> None:
+    import http.server
+    import socket
+
+    if peer == "http":
+        server = http.server.ThreadingHTTPServer(
+            ("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler
+        )
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        port = server.server_address[1]
+    else:
+        listener = socket.create_server(("127.0.0.1", 0))  # accepts, never speaks
+        port = listener.getsockname()[1]
+    try:
+        with pytest.raises(
+            BackendError,
+            match=rf"dask scheduler dask://127.0.0.1:{port}: something listens there but it is "
+            r"not a Dask scheduler",
+        ):
+            get_backend(f"dask://127.0.0.1:{port}", timeout=10).start()
+    finally:
+        if peer == "http":
+            server.shutdown()
+        else:
+            listener.close()
 
 
 def test_worker_errors_keep_their_class_and_message(tmp_path: Path, dask_address: str) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import time
 import uuid
 import warnings
@@ -310,6 +311,44 @@ def _scheduler_address(address: str) -> str:
     return "tcp://" + address[len("dask://") :] if address.startswith("dask://") else address
 
 
+def probe_scheduler(address: str, shown: str, timeout: float) -> None:
+    """Fail fast unless a plain-TCP address speaks Dask's protocol.
+
+    A Dask scheduler writes its handshake frame as soon as a connection is accepted;
+    an HTTP server or another service writes nothing (or text), and ``Client`` would
+    wait on it far beyond its own timeout.
+    """
+    if not address.startswith("tcp://"):
+        return  # TLS and other transports: the Client's own timeout applies
+    host, _, port = address[len("tcp://") :].rpartition(":")
+    if not port.isdigit():
+        raise BackendError(f"dask scheduler {shown}: expected HOST:PORT")
+    try:
+        sock = socket.create_connection((host.strip("[]"), int(port)), timeout=timeout)
+    except ConnectionRefusedError:
+        raise BackendError(
+            f"dask scheduler {shown}: nothing listens there (connection refused)"
+        ) from None
+    except OSError as exc:
+        raise BackendError(
+            f"dask scheduler {shown} did not answer within {timeout:g}s ({exc})"
+        ) from None
+    with sock:
+        sock.settimeout(min(timeout, 5.0))
+        try:
+            first = sock.recv(16)
+        except (TimeoutError, OSError):
+            first = b""
+    # the handshake: 8 bytes of total length, then 8 bytes of frame count (little-endian)
+    frames = int.from_bytes(first[8:16], "little") if len(first) >= 16 else -1
+    if not 0 < frames < 64:
+        said = " (it answered in text: an HTTP server?)" if first[:4].isascii() and first else ""
+        raise BackendError(
+            f"dask scheduler {shown}: something listens there but it is not a Dask scheduler"
+            f"{said or ' (it sent no Dask handshake)'}"
+        )
+
+
 class DaskBackend(Backend):
     """Dask on a ``LocalCluster`` of worker processes, or on an existing scheduler.
 
@@ -376,6 +415,7 @@ class DaskBackend(Backend):
                     "(backend.tls: {ca_file, cert, key}; distml submit finds those of clusters "
                     "started by distml cluster up)"
                 )
+            probe_scheduler(address, self.address, self.timeout)
             try:
                 self.client = Client(
                     address,
