@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import socket
+import threading
 import time
 import uuid
 import warnings
@@ -169,6 +171,10 @@ def scheduler_errors(client: Client) -> Iterator[None]:
         raise BackendError(
             f"dask: lost the scheduler {client.scheduler.address} during the job ({reason})"
         ) from None
+    except BaseException as exc:
+        if not isinstance(exc, Exception):  # Ctrl-C or SIGTERM: the client's pending wait is
+            logging.getLogger("asyncio").setLevel(logging.CRITICAL)  # abandoned; no log noise
+        raise
 
 
 def _fit_dask_ml(backend: Backend, estimator: DistmlEstimator, engine: Engine) -> None:
@@ -311,6 +317,21 @@ def _scheduler_address(address: str) -> str:
     return "tcp://" + address[len("dask://") :] if address.startswith("dask://") else address
 
 
+@contextmanager
+def _workers_ignore_ctrl_c() -> Iterator[None]:
+    """SIGINT ignored while worker processes start, so they inherit SIG_IGN (kept across
+    exec); without it a Ctrl-C makes every worker print a KeyboardInterrupt traceback and
+    die before the driver can close the cluster in order."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def probe_scheduler(address: str, shown: str, timeout: float) -> None:
     """Fail fast unless a plain-TCP address speaks Dask's protocol.
 
@@ -431,15 +452,16 @@ class DaskBackend(Backend):
             options: dict[str, Any] = {}
             if self.memory_limit is not None:
                 options["memory_limit"] = self.memory_limit
-            self.cluster = LocalCluster(
-                n_workers=self.workers,
-                threads_per_worker=self.threads,
-                processes=True,
-                dashboard_address=":0",
-                scheduler_kwargs={"dashboard": self.dashboard},
-                silence_logs=logging.ERROR,
-                **options,
-            )
+            with _workers_ignore_ctrl_c():  # Ctrl-C reaches the whole process group: the
+                self.cluster = LocalCluster(  # driver alone handles it and closes the cluster
+                    n_workers=self.workers,
+                    threads_per_worker=self.threads,
+                    processes=True,
+                    dashboard_address=":0",
+                    scheduler_kwargs={"dashboard": self.dashboard},
+                    silence_logs=logging.ERROR,
+                    **options,
+                )
             self.client = Client(self.cluster, set_as_default=False)
         if self.dashboard and self.client.dashboard_link:
             self.progress.message(f"dask dashboard: {self.client.dashboard_link}")
