@@ -281,3 +281,33 @@ def test_generation_on_the_workers_writes_the_files_threads_write(
     with get_backend(dask_address) as backend:
         there = generate(recipe, tmp_path / "workers", backend=backend)
     assert_same_generated_data(here, there, 6)
+
+
+def test_an_error_distml_reports_is_one_line_without_worker_logs(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    generate(Recipe("regression", rows=400, features=3, partitions=2, seed=0), tmp_path / "d")
+    spec = tmp_path / "job.yaml"
+    spec.write_text("name: c\nmodel: {type: logistic_regression}\ndata: {train: d, label: y}\n")
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "distml",
+            "run",
+            str(spec),
+            "--backend",
+            "dask",
+            "--out",
+            str(tmp_path / "r"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2
+    assert "Compute Failed" not in done.stderr and "Traceback" not in done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"error: {tmp_path / 'd'}: label column 'y' has continuous values")
+    assert not (tmp_path / "r").exists()

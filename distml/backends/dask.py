@@ -463,6 +463,9 @@ class DaskBackend(Backend):
                     **options,
                 )
             self.client = Client(self.cluster, set_as_default=False)
+            from distml.backends.dask_quiet import QuietDistmlErrors
+
+            self.client.register_plugin(QuietDistmlErrors())  # our workers print to the terminal
         if self.dashboard and self.client.dashboard_link:
             self.progress.message(f"dask dashboard: {self.client.dashboard_link}")
 

@@ -1,0 +1,49 @@
+"""Dask workers that stay quiet about errors distml reports itself.
+
+A task that raises one of distml's own errors (bad data found while reading, a label
+that does not fit the model) makes the worker log "Compute Failed" with a traceback,
+while the driver prints the same error as one line. On the workers of a LocalCluster,
+whose stderr is the user's terminal, that log record is dropped; anything else a worker
+logs is kept.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from distributed.diagnostics.plugin import WorkerPlugin
+
+from distml import errors
+
+
+def _distml_error_names() -> tuple[str, ...]:
+    names, todo = [], [errors.DistmlError]
+    while todo:
+        cls = todo.pop()
+        names.append(cls.__name__ + "(")
+        todo.extend(cls.__subclasses__())
+    return tuple(names)
+
+
+class _DropReportedErrors(logging.Filter):
+    def __init__(self) -> None:
+        super().__init__()
+        self._names = _distml_error_names()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not str(record.msg).startswith("Compute Failed") or not record.args:
+            return True
+        exception_text = str(record.args[3]) if len(record.args) > 3 else ""  # type: ignore[arg-type]
+        return not exception_text.startswith(self._names)
+
+
+class QuietDistmlErrors(WorkerPlugin):
+    """Installs the filter on each worker's ``distributed.worker`` logger."""
+
+    name = "distml-quiet-errors"
+
+    def setup(self, worker: Any) -> None:
+        logger = logging.getLogger("distributed.worker")
+        if not any(isinstance(f, _DropReportedErrors) for f in logger.filters):
+            logger.addFilter(_DropReportedErrors())
