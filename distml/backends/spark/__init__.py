@@ -10,6 +10,7 @@ than MLlib on the benchmark (docs/benchmarks.md).
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import time
 import uuid
@@ -318,6 +319,10 @@ class SparkBackend(Backend):
         }
         if self.driver_memory:
             settings["spark.driver.memory"] = self.driver_memory
+        if master.startswith("local") and not os.environ.get("PYSPARK_PYTHON"):
+            # local executors run on this machine: this Python, with distml and its libraries
+            # (not whatever `python3` is first on PATH)
+            settings["spark.pyspark.python"] = sys.executable
         settings.update(self.conf)
         user_options = str(self.conf.get("spark.driver.extraJavaOptions", ""))
         settings["spark.driver.extraJavaOptions"] = f"{java_options} {user_options}".strip()

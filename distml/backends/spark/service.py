@@ -352,6 +352,11 @@ class PartitionService:
         while len(tasks) < n_tasks:
             if self._job_error is not None or (self._job is not None and not self._job.is_alive()):
                 self._close_all(tasks.values())
+                if "No module named 'distml'" in str(self._job_error):
+                    raise BackendError(
+                        "spark: the executors' Python cannot import distml; install distml "
+                        "where the executors run, or use `distml submit`, which ships it"
+                    )
                 raise TaskLost(
                     f"the service stage ended before its tasks connected: {self._job_error}"
                 )
