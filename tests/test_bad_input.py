@@ -120,8 +120,10 @@ def test_numpy_target_checks() -> None:
 def test_corrupt_model_metadata(tmp_path: Path) -> None:
     model = distml.LinearRegression().fit(np.eye(3), np.arange(3.0))
     model.save(tmp_path / "m")
-    (tmp_path / "m" / "model.json").write_text(json.dumps({"type": "decision_tree"}))
-    with pytest.raises(DataError, match=r"m/model.json: invalid model metadata"):
+    (tmp_path / "m" / "model.json").write_text(
+        json.dumps({"format_version": 1, "type": "decision_tree"})
+    )
+    with pytest.raises(DataError, match=r"m/model.json: type 'decision_tree' is not a model type"):
         distml.load_model(tmp_path / "m")
 
 
@@ -132,7 +134,7 @@ def test_corrupt_or_missing_model_arrays_and_keys(tmp_path: Path) -> None:
     del metadata["features"]
     (tmp_path / "m" / "model.json").write_text(json.dumps(metadata))
     with pytest.raises(
-        DataError, match=r"m/model.json: invalid model metadata \(missing 'features'\)"
+        DataError, match=r"m/model.json: features must be a non-empty list of column names"
     ):
         distml.load_model(tmp_path / "m")
     model.save(tmp_path / "p")

@@ -18,7 +18,6 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.linalg
 
 from distml.algorithms.engine import Engine, Partition
 from distml.errors import ConvergenceWarning
@@ -108,6 +107,8 @@ def solve_normal_equations(moments: Moments, alpha: float, fit_intercept: bool) 
     top = max(float(eigenvalues[-1]), 0.0)
     well_conditioned = top > 0 and eigenvalues[0] > top * 1e-10
     if well_conditioned:
+        import scipy.linalg  # driver-side solve; workers only compute moments
+
         coef = scipy.linalg.cho_solve(scipy.linalg.cho_factor(A, lower=True), b)
         rank = d
     else:

@@ -17,8 +17,6 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.optimize
-from scipy.special import expit, logsumexp
 
 from distml.algorithms.engine import Engine, Partition
 from distml.errors import ConvergenceWarning, DataError
@@ -59,6 +57,8 @@ def binary_loss_grad(
     coef, intercept = _split_weights(w, d, fit_intercept)
     z = X @ coef + intercept
     loss = float(np.sum(np.logaddexp(0.0, z)) - t @ z)
+    from scipy.special import expit  # imported where used: workers that never fit stay light
+
     residual = expit(z) - t
     grad = np.empty_like(w)
     grad[:d] = X.T @ residual
@@ -80,6 +80,8 @@ def multinomial_loss_grad(
         Z += W[:, d]
     target = np.searchsorted(classes, part.y)
     rows = np.arange(X.shape[0])
+    from scipy.special import logsumexp
+
     lse = logsumexp(Z, axis=1)
     loss = float(np.sum(lse) - np.sum(Z[rows, target]))
     P = np.exp(Z - lse[:, None])
@@ -122,6 +124,8 @@ def fit_logistic(
     ``penalty`` is ``"l2"``, ``"l1"``, ``"elasticnet"`` (mixing by ``l1_ratio``) or
     ``None``; ``C=inf`` also means no penalty.
     """
+    import scipy.optimize  # the driver's optimiser; workers only evaluate losses
+
     classes = find_classes(engine)
     if len(classes) < 2:
         raise DataError(

@@ -30,9 +30,10 @@ from distributed import Client, LocalCluster, Security, as_completed
 from distributed.client import FutureCancelledError
 from distributed.comm import CommClosedError
 
-from distml.algorithms.engine import Engine, Partition, concat
+from distml.algorithms.engine import Engine, concat
 from distml.algorithms.logistic import find_classes
 from distml.backends.base import CACHE_MEMORY_FRACTION, Backend, LoadedData, feature_bytes
+from distml.backends.dask_tasks import _X, _Apply, _n_rows, _pick, _shape, _shape_list, _y
 from distml.data.dataset import Dataset, PartitionSpec
 from distml.data.reader import PartitionReader, ReadThenApply, load_partition
 from distml.data.split import Split, split_sizes
@@ -40,49 +41,6 @@ from distml.errors import BackendError, ModelError
 from distml.models.base import DistmlEstimator
 
 log = logging.getLogger(__name__)
-
-
-class _Apply:
-    """``fn(partition, *broadcast)`` as one opaque callable.
-
-    Embedding ``broadcast`` in a task tuple would let Dask traverse it: a tuple
-    that starts with a callable would run as a nested task, a string equal to a
-    key would be replaced by that key's value.
-    """
-
-    def __init__(self, fn: Any, broadcast: tuple[Any, ...]) -> None:
-        self.fn = fn
-        self.broadcast = broadcast
-
-    def __call__(self, part: Partition) -> Any:
-        return self.fn(part, *self.broadcast)
-
-
-def _pick(pair: tuple[Partition, Partition | None], which: int) -> Partition:
-    part = pair[which]
-    assert part is not None
-    return part
-
-
-def _n_rows(part: Partition) -> int:
-    return part.n_rows
-
-
-def _shape(part: Partition) -> tuple[int, int]:
-    return part.X.shape
-
-
-def _shape_list(part: Partition) -> list[tuple[int, int]]:
-    return [part.X.shape]
-
-
-def _X(part: Partition) -> np.ndarray:
-    return part.X
-
-
-def _y(part: Partition) -> np.ndarray:
-    assert part.y is not None
-    return part.y
 
 
 class DaskEngine(Engine):

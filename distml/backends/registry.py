@@ -27,7 +27,7 @@ class BackendEntry:
 REGISTRY: dict[str, BackendEntry] = {
     "local": BackendEntry("distml.backends.local", "LocalBackend", None),
     "dask": BackendEntry("distml.backends.dask", "DaskBackend", "dask"),
-    "spark": BackendEntry("distml.backends.spark", "SparkBackend", "spark"),
+    "spark": BackendEntry("distml.backends.spark.backend", "SparkBackend", "spark"),
 }
 
 _LOCAL = re.compile(r"^local(?:\[(\*|\d+)\])?$")

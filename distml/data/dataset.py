@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import pyarrow as pa
-import pyarrow.dataset as pads
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from distml.errors import DataError, did_you_mean
+
+if TYPE_CHECKING:  # pyarrow.dataset imports pandas: loaded where a driver needs it, not on workers
+    import pyarrow.dataset as pads
 
 PARQUET_SUFFIXES = (".parquet", ".parq", ".pq")
 # Files larger than this many rows are split into several partitions by row group.
@@ -128,6 +130,8 @@ class Dataset:
         if keys:
             self._check_keys_are_not_columns(source[0], keys)
         try:
+            import pyarrow.dataset as pads
+
             dataset = pads.dataset(
                 source,
                 filesystem=self.filesystem,
@@ -216,6 +220,8 @@ class Dataset:
                     _schema_difference(fragment.path, schema, reference_path, reference)
                 )
         assert reference is not None
+        import pyarrow.dataset as pads
+
         for key, value in pads.get_partition_keys(fragments[0].partition_expression).items():
             if key not in reference.names:
                 reference = reference.append(pa.field(key, pa.scalar(value).type))
@@ -261,6 +267,8 @@ class Dataset:
         return list(features)
 
     def _plan_partitions(self, fragments: list[pads.ParquetFileFragment]) -> list[PartitionSpec]:
+        import pyarrow.dataset as pads
+
         partitions: list[PartitionSpec] = []
         offset = 0
         for fragment in fragments:

@@ -1,9 +1,31 @@
 """Engine-neutral estimators; a fitted estimator is the portable model."""
 
-from distml.models.base import DistmlEstimator, load_model, model_class, model_types
-from distml.models.kmeans import KMeans
-from distml.models.linear import LinearRegression
-from distml.models.logistic import LogisticRegression
+# Imported on first use (PEP 562), so that ``import distml.<light module>`` on a worker
+# does not pull scikit-learn, pandas or pydantic in through this package.
+_LAZY = {
+    "DistmlEstimator": "distml.models.base",
+    "load_model": "distml.models.base",
+    "model_class": "distml.models.base",
+    "model_types": "distml.models.base",
+    "KMeans": "distml.models.kmeans",
+    "LinearRegression": "distml.models.linear",
+    "LogisticRegression": "distml.models.logistic",
+}
+
+
+def __getattr__(name: str):  # type: ignore[no-untyped-def]
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY])
+
 
 __all__ = [
     "DistmlEstimator",

@@ -227,7 +227,7 @@ def load_model(path: str | os.PathLike[str]) -> DistmlEstimator:
         from distml.preprocess.pipeline import Pipeline  # a pipeline wraps an estimator folder
 
         return Pipeline.load(path, metadata)  # type: ignore[return-value]
-    model_cls = _MODEL_TYPES[metadata["type"]]
+    model_cls = _registered()[metadata["type"]]
     arrays_path = path / "arrays.npz"
     try:
         with np.load(arrays_path, allow_pickle=False) as npz:
@@ -266,11 +266,20 @@ def load_model(path: str | os.PathLike[str]) -> DistmlEstimator:
 
 def model_class(model_type: str) -> type[DistmlEstimator]:
     """The estimator class registered for a job spec's ``model.type``."""
-    return _MODEL_TYPES[model_type]
+    return _registered()[model_type]
 
 
 def model_types() -> list[str]:
-    return sorted(_MODEL_TYPES)
+    return sorted(_registered())
+
+
+def _registered() -> dict[str, type[DistmlEstimator]]:
+    """The model types, after importing the built-in ones (they register as they load)."""
+    import distml.models.kmeans
+    import distml.models.linear
+    import distml.models.logistic  # noqa: F401
+
+    return _MODEL_TYPES
 
 
 # -- small helpers ---------------------------------------------------------------------------

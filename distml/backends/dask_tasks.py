@@ -1,0 +1,56 @@
+"""What Dask workers run for distml's graphs, kept apart from the backend module.
+
+Dask pickles these by reference; a worker imports this module (numpy and distml's
+engine types only), not :mod:`distml.backends.dask`, which pulls in the driver's side.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from distml.algorithms.engine import Partition
+
+
+class _Apply:
+    """``fn(partition, *broadcast)`` as one opaque callable.
+
+    Embedding ``broadcast`` in a task tuple would let Dask traverse it: a tuple
+    that starts with a callable would run as a nested task, a string equal to a
+    key would be replaced by that key's value.
+    """
+
+    def __init__(self, fn: Any, broadcast: tuple[Any, ...]) -> None:
+        self.fn = fn
+        self.broadcast = broadcast
+
+    def __call__(self, part: Partition) -> Any:
+        return self.fn(part, *self.broadcast)
+
+
+def _pick(pair: tuple[Partition, Partition | None], which: int) -> Partition:
+    part = pair[which]
+    assert part is not None
+    return part
+
+
+def _n_rows(part: Partition) -> int:
+    return part.n_rows
+
+
+def _shape(part: Partition) -> tuple[int, int]:
+    return part.X.shape
+
+
+def _shape_list(part: Partition) -> list[tuple[int, int]]:
+    return [part.X.shape]
+
+
+def _X(part: Partition) -> np.ndarray:
+    return part.X
+
+
+def _y(part: Partition) -> np.ndarray:
+    assert part.y is not None
+    return part.y

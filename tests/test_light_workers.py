@@ -1,0 +1,96 @@
+"""What runs on workers imports numpy, pyarrow and distml's own modules only: no
+scikit-learn, SciPy (unless the task needs it), pandas, matplotlib or pydantic."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+HEAVY = (
+    "sklearn",
+    "scipy",
+    "pandas",
+    "matplotlib",
+    "pydantic",
+    "yaml",
+    "rich",
+    "click",
+    "tensorflow",
+)
+
+WORKER_MODULES = (
+    "distml.data.reader",
+    "distml.data.writer",
+    "distml.algorithms.linear",
+    "distml.algorithms.logistic",
+    "distml.algorithms.kmeans",
+    "distml.algorithms.metrics",
+    "distml.models.kernels",
+    "distml.preprocess.stages",
+    "distml.backends.dask_tasks",
+    "distml.backends.spark.service",
+    "distml.predict.task",
+)
+
+
+def heavy_loaded() -> list[str]:
+    """The heavy top-level packages this process has imported (runs on Dask workers too)."""
+    return sorted({name.split(".")[0] for name in sys.modules} & set(HEAVY))
+
+
+def test_worker_modules_import_no_heavy_library() -> None:
+    code = (
+        f"import sys\nimport {', '.join(WORKER_MODULES)}\n"
+        f"print(sorted({{m.split('.')[0] for m in sys.modules}} & set({HEAVY!r})))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
+
+
+def test_import_distml_is_light() -> None:
+    code = "import sys, distml\nprint(sorted({m.split('.')[0] for m in sys.modules}))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    loaded = set(eval(done.stdout))  # noqa: S307 - our own subprocess's printed list
+    assert not loaded & set(HEAVY)
+    assert "numpy" not in loaded  # the package itself imports nothing until used
+
+
+@pytest.mark.dask
+def test_dask_workers_gain_only_what_a_task_needs(tmp_path: Path) -> None:
+    import distml
+    from distml.backends import get_backend
+
+    rng = np.random.RandomState(0)
+    X = rng.randn(3000, 4)
+    frame = pd.DataFrame(X, columns=[f"x{i}" for i in range(4)])
+    frame["y"] = X @ np.arange(4.0)
+    frame["c"] = (X[:, 0] > 0).astype(int)
+    (tmp_path / "d").mkdir()
+    for i in range(2):
+        frame.iloc[i::2].to_parquet(tmp_path / "d" / f"part-{i}.parquet")
+    features = ["x0", "x1", "x2", "x3"]
+
+    def worker_heavy(dask) -> set[str]:  # type: ignore[no-untyped-def]
+        return set(next(iter(dask.client.run(heavy_loaded).values())))
+
+    with get_backend("dask", workers=1, threads=1) as dask:
+        bare = worker_heavy(dask)  # what Dask's own worker process imports
+        for label, model in (
+            ("y", distml.LinearRegression()),
+            ("y", distml.KMeans(n_clusters=3, random_state=0, n_init=1)),
+        ):
+            data = dask.load(distml.Dataset(tmp_path / "d", label=label, features=features))
+            dask.fit(model, data)
+            dask.evaluate(model, data.train)
+            dask.write_predictions(
+                model, data.train, str(tmp_path / f"p-{label}-{model.model_type}")
+            )
+        assert worker_heavy(dask) == bare
+        data = dask.load(distml.Dataset(tmp_path / "d", label="c", features=features))
+        dask.fit(distml.LogisticRegression(), data)
+        assert worker_heavy(dask) - bare == {"scipy"}  # the loss uses scipy.special
