@@ -395,7 +395,7 @@ def test_unreachable_clusters_fail_in_one_line_and_bounded_time(
 ) -> None:
     data, _ = local_seed_runs["kmeans"]
     for url, message in [
-        ("dask://127.0.0.1:9", "dask scheduler dask://127.0.0.1:9 did not answer within 2s"),
+        ("dask://127.0.0.1:9", "dask scheduler dask://127.0.0.1:9: nothing listens there"),
         ("spark://127.0.0.1:9", "spark master spark://127.0.0.1:9 did not answer within 2s"),
     ]:
         started = time.monotonic()
