@@ -32,6 +32,7 @@ CAPTIONS = {
     "coefficients.png": "Standardised coefficients",
     "permutation_importance.png": "Permutation importance",
     "training_curve.png": "Training curve",
+    "shap_summary.png": "SHAP summary",
 }
 _ORDER = list(CAPTIONS)
 _MAX_TABLE_ROWS = 200
@@ -115,6 +116,7 @@ def render_report(run_dir: str | os.PathLike[str]) -> str:
         body += _classification_tables(metrics)
     body += _figures(run)
     body += _model_section(summary.get("model"), insights)
+    body += _shap_section(_read_json(run / "shap_summary.json"))
     body += _search_section(run)
     return (
         '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
@@ -219,6 +221,32 @@ def _model_section(model: Any, insights: dict[str, Any] | None) -> list[str]:
             ),
         ]
     return parts
+
+
+def _shap_section(info: dict[str, Any] | None) -> list[str]:
+    """Mean |SHAP| per feature (and output), largest first, with what was explained."""
+    if not info or not isinstance(info.get("rows"), list) or not info["rows"]:
+        return []
+    background = info.get("background") or {}
+    note = (
+        f"{_e(info.get('explainer', ''))}. Output explained: {_e(info.get('output', ''))}; "
+        f"feature space: {_e(info.get('space', ''))}; {_fmt(info.get('explained_rows'))} rows "
+        f"explained against the mean of {_fmt(background.get('rows'))} "
+        f"{_e(background.get('from', 'background rows'))}; base value "
+        f"{_e(_fmt(info.get('base_value')))}."
+    )
+    rows = sorted(info["rows"], key=lambda r: -(r.get("mean_abs_shap") or 0.0))
+    header = ["feature", *(["output"] if "output" in rows[0] else []), "mean |SHAP|", "mean SHAP"]
+    table = [
+        [
+            r.get("feature"),
+            *([r.get("output")] if "output" in r else []),
+            r.get("mean_abs_shap"),
+            r.get("mean_shap"),
+        ]
+        for r in rows[:_MAX_TABLE_ROWS]
+    ]
+    return ["<h2>Explanations (SHAP)</h2>", f'<p class="note">{note}</p>', _table(header, table)]
 
 
 def _coefficient_table(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[Any]]]:

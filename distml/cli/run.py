@@ -26,6 +26,14 @@ from distml.display import progress_for
 )
 @overwrite_option
 @click.option("--verbose", is_flag=True, help="Show TensorFlow's start-up logs (Keras jobs).")
+@click.option(
+    "--track",
+    is_flag=False,
+    flag_value="",
+    default=None,
+    metavar="[URI]",
+    help="Log the run to MLflow (URI default: the spec's, else MLflow's default).",
+)
 def run(
     job: Path,
     backend: str | None,
@@ -33,18 +41,34 @@ def run(
     out: Path | None,
     overwrite: bool,
     verbose: bool,
+    track: str | None,
 ) -> None:
     """Run a job spec and write its run folder."""
     from distml.jobs import load_spec, run_job
     from distml.jobs.spec import KERAS
 
     spec = load_spec(job, list(overrides), backend)
+    if track is not None:
+        from distml.jobs.spec import TrackingSpec
+
+        spec.tracking = spec.tracking or TrackingSpec()
+        spec.tracking.uri = track or spec.tracking.uri
     # Keras (per-epoch bars) and Spark (its console progress bar) draw on the terminal
     # themselves: a second, live bar would garble both, so distml prints lines beside them
     engine_draws = spec.model.type == KERAS or parse_backend(spec.backend.name)[0] == "spark"
     with progress_for(err_console, engine_draws=engine_draws) as progress:
         result = run_job(spec, out, progress=progress, verbose=verbose, overwrite=overwrite)
     print_result(result)
+    if result.tracking is not None:
+        print_tracking(result.tracking)
+
+
+def print_tracking(where: dict[str, Any]) -> None:
+    """Where the run was tracked (a failure was already logged as one warning line)."""
+    if "error" not in where:
+        from distml.cli.track import print_tracked
+
+        print_tracked(where)
 
 
 def print_result(result: Any) -> None:

@@ -16,3 +16,5 @@ class RunResult:
     model: Any  # a DistmlEstimator; a keras.Model for Keras jobs
     predictions: list[str] = field(default_factory=list)
     plots: list[str] = field(default_factory=list)
+    #: what MLflow tracking did (``run_id``, ``uri``, ...) or ``error``; None when not asked
+    tracking: dict[str, Any] | None = None

@@ -82,9 +82,14 @@ def run_job(
     output = run_output(spec, out, overwrite)
     output.open()  # an unwritable destination fails here, before any work
     try:
-        return _run(spec, output, backend, progress, verbose)
+        result = _run(spec, output, backend, progress, verbose)
     finally:
         output.discard()  # a no-op once published
+    if spec.tracking is not None:  # after publishing: a tracking failure never loses the run
+        from distml.tracking import track_result
+
+        result.tracking = track_result(result, spec.tracking, spec.name)
+    return result
 
 
 def _run(
@@ -170,6 +175,8 @@ def _run(
             pngs += write_insights(  # importance.json, coefficients, ROC, residuals
                 engine_backend, estimator, evaluation, tmp, loaded.train, spec.output.plots
             )
+            if spec.interpret is not None and spec.interpret.shap:
+                pngs += _shap(spec, engine_backend, estimator, evaluation, loaded.train, tmp)
             summary = {
                 "job": spec.name,
                 "task": task,
@@ -198,6 +205,27 @@ def _run(
     finally:
         if owned:
             engine_backend.stop()
+
+
+def _shap(
+    spec: JobSpec, backend: Backend, model: Any, evaluation: Any, train: Any, out: Path
+) -> list[Path]:
+    """SHAP values of the evaluation rows against the training rows' mean (shap_summary.*)."""
+    from distml.interpret import write_shap
+
+    assert spec.interpret is not None
+    write_shap(
+        backend,
+        model,
+        evaluation,
+        out,
+        background=train,
+        per_row=spec.interpret.rows,
+        plot_rows=spec.interpret.plot_rows,
+        plots_too=spec.output.plots,
+    )
+    png = out / "shap_summary.png"
+    return [png] if png.exists() else []
 
 
 def selection_plan(spec: JobSpec, task: str) -> search.Plan | None:

@@ -1,0 +1,47 @@
+"""``distml explain``: SHAP values of a saved model over a Parquet dataset."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from distml.cli.app import console, err_console, main, overwrite_option
+from distml.display import progress_for
+
+
+@main.command()
+@click.argument("model", type=click.Path(path_type=Path))
+@click.option("--data", required=True, help="Parquet folder, file or URL of the rows to explain.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Folder to write.")
+@click.option("--backend", default="local", show_default=True, help="local[N], dask, spark, URL.")
+@click.option("--background", help="Rows whose mean is the baseline (default: --data itself).")
+@click.option("--rows/--no-rows", default=True, help="Write per-row SHAP values (shap/).")
+@click.option("--plot-rows", default=1000, show_default=True, help="Rows drawn in the plot.")
+@overwrite_option
+def explain(
+    model: Path,
+    data: str,
+    out: Path | None,
+    backend: str,
+    background: str | None,
+    rows: bool,
+    plot_rows: int,
+    overwrite: bool,
+) -> None:
+    """Explain MODEL (a model folder or a run folder) with SHAP values of every row of DATA."""
+    from distml.interpret.command import explain_model
+
+    with progress_for(err_console) as progress:
+        folder, info = explain_model(
+            model, data, out, backend, background, rows, plot_rows, overwrite, progress
+        )
+    top = sorted(info["rows"], key=lambda r: -r["mean_abs_shap"])[:5]
+    console.print(
+        f"SHAP ({info['method']}, {info['output']}): {info['explained_rows']:,} rows explained "
+        f"against {info['background']['rows']:,} background rows"
+    )
+    for row in top:
+        where = f" [{row['output']}]" if "output" in row else ""
+        console.print(f"  {row['feature']}{where}: mean |SHAP| {row['mean_abs_shap']:.6g}")
+    console.print(f"  folder: {folder}")

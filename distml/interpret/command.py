@@ -1,0 +1,92 @@
+"""``distml explain``: SHAP values of a saved model over a Parquet dataset, on a backend,
+written atomically into an output folder."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from distml.atomic import OutputDir
+from distml.backends import get_backend
+from distml.data.dataset import Dataset
+from distml.errors import ModelError
+from distml.interpret.explain import write_shap
+from distml.progress import Progress
+
+
+def resolve_model_dir(path: str | os.PathLike[str]) -> Path:
+    """A model folder, or a run folder holding ``model/``; Keras models are refused."""
+    path = Path(path)
+    if (path / "model.keras").is_file() or path.suffix == ".keras":
+        raise ModelError(
+            f"{path}: SHAP explanations of Keras models are not available in distml "
+            "(use shap.GradientExplainer on the model.keras yourself)"
+        )
+    if not (path / "model.json").is_file() and (path / "model" / "model.json").is_file():
+        return path / "model"
+    return path
+
+
+def explain_model(
+    model_path: str | os.PathLike[str],
+    data: str,
+    out: str | os.PathLike[str] | None = None,
+    backend: str = "local",
+    background: str | None = None,
+    per_row: bool = True,
+    plot_rows: int = 1000,
+    overwrite: bool = False,
+    progress: Progress | None = None,
+) -> tuple[Path, dict[str, Any]]:
+    """Explain the model at ``model_path`` on every row of ``data`` (background: the rows
+    of ``background``, else ``data`` itself) into ``out``; returns the folder and summary."""
+    from distml.models.base import load_model
+    from distml.preprocess import Pipeline
+
+    model_dir = resolve_model_dir(model_path)
+    model = load_model(model_dir)
+    target = Path(out) if out is not None else default_out(model_dir)
+    output = OutputDir(
+        target,
+        "explain",
+        overwrite=overwrite,
+        inputs=[data, background, str(model_dir)],
+        what="explanation folder",
+    )
+    raw = isinstance(model, Pipeline)
+    features = [str(n) for n in getattr(model, "feature_names_in_", [])] or None
+    dataset = Dataset(data, None, features, raw=raw)
+    if features is None and len(dataset.features) != model.n_features_in_:
+        raise ModelError(
+            f"{model_dir}: the model was fitted on {model.n_features_in_} unnamed features; "
+            f"{data} has {len(dataset.features)} columns ({', '.join(dataset.features[:10])})"
+        )
+    bg_dataset = Dataset(background, None, dataset.features, raw=raw) if background else None
+    output.open()
+    try:
+        with get_backend(backend) as engine_backend:
+            if progress is not None:
+                engine_backend.progress = progress
+            rows = engine_backend.load(dataset).train
+            bg = engine_backend.load(bg_dataset).train if bg_dataset is not None else None
+            with output as tmp:
+                info = write_shap(
+                    engine_backend,
+                    model,
+                    rows,
+                    tmp,
+                    background=bg,
+                    background_from=f"rows of {background}",
+                    per_row=per_row,
+                    plot_rows=plot_rows,
+                )
+    finally:
+        output.discard()
+    return output.final, info
+
+
+def default_out(model_dir: Path) -> Path:
+    name = model_dir.parent.name if model_dir.name == "model" else model_dir.name
+    return Path("explanations") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
