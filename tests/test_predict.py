@@ -385,3 +385,38 @@ def test_keras_mnist_model_scores_pixels(tmp_path: Path) -> None:
     pq.write_table(pa.table({"pixels": pa.array([b"\x00" * 10], pa.binary(10))}), bad / "a.parquet")
     with pytest.raises(DataError, match="'pixels' holds 10 pixels per row; the model takes 784"):
         predict(tmp_path / "model.keras", bad, tmp_path / "q")
+
+
+# -- predict job specs (distml submit) -----------------------------------------------------------
+def test_a_predict_job_spec_resolves_paths_and_names_bad_keys(tmp_path: Path) -> None:
+    from distml.errors import SpecError
+    from distml.predict.spec import is_predict_spec, load_predict_spec
+
+    spec_file = tmp_path / "jobs" / "score.yaml"
+    spec_file.parent.mkdir()
+    spec_file.write_text(
+        "name: score\npredict:\n  model: ../runs/m\n  data: ../data\n  columns: [a, b]\n"
+        "backend: dask\n"
+    )
+    assert is_predict_spec(spec_file)
+    spec = load_predict_spec(spec_file, ["predict.output=both"], backend="tcp://127.0.0.1:1")
+    assert spec.resolve(spec.predict.model) == str(tmp_path / "runs" / "m")
+    assert spec.predict.output == "both" and spec.predict.columns == ["a", "b"]
+    assert spec.backend.name == "tcp://127.0.0.1:1"
+    spec_file.write_text("name: s\npredict:\n  model: m\n  data: d\n  colums: all\n")
+    with pytest.raises(SpecError, match="unknown key 'colums'.*did you mean 'columns'"):
+        load_predict_spec(spec_file)
+
+
+def test_submitting_a_predict_job_checks_the_output_before_connecting(tmp_path: Path) -> None:
+    spec_file = tmp_path / "score.yaml"
+    spec_file.write_text("name: s\npredict:\n  model: m\n  data: d\n")
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "x.txt").write_text("mine")
+    code, output = cli(
+        "submit", str(spec_file), "--cluster", "tcp://127.0.0.1:9", "--out", str(foreign),
+        "--overwrite", "--state-dir", str(tmp_path / "state"),
+    )  # fmt: skip
+    assert code == 2 and "not a folder distml wrote" in output
+    assert (foreign / "x.txt").read_text() == "mine"  # refused before connecting to port 9
