@@ -24,7 +24,7 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
     result = CliRunner().invoke(
         main,
         [
-            "bench", "--tasks", "linreg,kmeans", "--backends", "local,dask", "--solvers", "native",
+            "bench", "--tasks", "linreg", "--backends", "local,dask", "--solvers", "native",
             "--rows", "2000", "--features", "3", "--workers", "1,2", "--repeat", "1",
             "--timeout", "120", "--data", str(root / "data"), "--out", str(root / "out"),
         ],
@@ -37,7 +37,7 @@ def test_every_run_is_recorded_with_its_phases_memory_and_quality(tiny: Path) ->
     written = json.loads((tiny / "results.json").read_text())
     runs = written["runs"]
     # per task: floor + scikit-learn once, distml local, distml dask, dask-ml direct per worker count
-    assert len(runs) == 2 * (2 + 3 * 2)
+    assert len(runs) == 2 + 3 * 2  # one task (k-means on every engine is compared elsewhere)
     assert {r["status"] for r in runs} == {"ok"}, [r.get("error") for r in runs]
     assert {r["candidate"] for r in runs} == {
         "floor (pyarrow decode)", "scikit-learn", "distml local/native", "distml dask/native", "dask-ml direct"
@@ -62,16 +62,14 @@ def test_every_run_is_recorded_with_its_phases_memory_and_quality(tiny: Path) ->
 def test_csv_markdown_and_plots(tiny: Path) -> None:
     with open(tiny / "results.csv") as handle:
         rows = list(csv.DictReader(handle))
-    assert list(rows[0]) == FIELDS and len(rows) == 16
+    assert list(rows[0]) == FIELDS and len(rows) == 8
     text = (tiny / "results.md").read_text()
     assert "| task | rows | workers | candidate | start-up s | read + fit s (min–max) |" in text
-    assert (
-        "## Summary" in text and "linreg at 2,000 rows:" in text and "kmeans at 2,000 rows:" in text
-    )
+    assert "## Summary" in text and "linreg at 2,000 rows:" in text
     for name in ("time_vs_rows.png", "speedup_vs_workers.png", "quality_vs_sklearn.png"):
         assert (tiny / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert f"![{name[:-4]}]({name})" in text
-    assert len(list((tiny / "logs").iterdir())) == 16
+    assert len(list((tiny / "logs").iterdir())) == 8
 
 
 def test_the_plan_interleaves_candidates_and_skips_one_process_ones_per_worker_count() -> None:
