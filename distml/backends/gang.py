@@ -67,6 +67,9 @@ THREAD_VARIABLES = (
 )  # fmt: skip
 #: Exit status a child uses when its reserved port was taken after all (retried).
 EXIT_PORT_TAKEN = 75
+#: Exit status a child uses when a collective timed out or lost a peer (retried).
+EXIT_PEER_LOST = 76
+RETRIABLE = (EXIT_PORT_TAKEN, EXIT_PEER_LOST)
 TAIL_LINES = 20
 
 
@@ -343,7 +346,7 @@ def _supervise(
     result = {"rank": rank, "exit": code, "tail": list(tail), "aborted": aborted}
     if link_open:
         with contextlib.suppress(OSError):
-            _send(link, {"exit": code, "tail": list(tail)})
+            _send(link, {"exit": code, "tail": list(tail), "stopped": aborted is not None})
     return result
 
 
@@ -474,6 +477,7 @@ class Coordinator:
         tails: dict[int, list[str]] = {}
         lost: list[str] = []
         aborted: set[int] = set()  # members told to stop: how they end is no cause
+        stopped: set[int] = set()  # members whose process they stopped themselves
         abort_deadline: float | None = None
         while live:
             reason = None if lost else engine_lost()
@@ -512,25 +516,35 @@ class Coordinator:
                     elif "exit" in message:
                         exits[rank] = int(message["exit"])
                         tails[rank] = list(message.get("tail", []))
+                        if message.get("stopped"):
+                            stopped.add(rank)
         seconds = time.monotonic() - started
         if not lost and len(exits) == self.size and all(c == 0 for c in exits.values()):
             return GangResult([exits[r] for r in range(self.size)], tails, seconds)
-        causes = {rank: code for rank, code in exits.items() if rank not in aborted}
+        # A member's own account decides, not the order exits arrive in: when a worker is
+        # killed, its peer may fail on the broken collective (exit 1) and report first; that
+        # peer was not told to stop, the killed one was not stopped by its member, so the
+        # gang counts as lost (retried), not as failed.
+        causes = {rank: code for rank, code in exits.items() if rank not in stopped}
         raise self._failure(causes, tails, lost)
 
     def _failure(
         self, exits: dict[int, int], tails: dict[int, list[str]], lost: list[str]
     ) -> BackendError:
-        killed = [r for r, code in sorted(exits.items()) if code < 0 or code == EXIT_PORT_TAKEN]
-        failed = [r for r, code in sorted(exits.items()) if code > 0 and code != EXIT_PORT_TAKEN]
+        killed = [r for r, code in sorted(exits.items()) if code < 0 or code in RETRIABLE]
+        failed = [r for r, code in sorted(exits.items()) if code > 0 and code not in RETRIABLE]
         if killed or lost:
             what = [
                 f"member {r} was killed by signal {-exits[r]}"
                 if exits[r] < 0
                 else f"member {r}'s port was taken"
+                if exits[r] == EXIT_PORT_TAKEN
+                else f"member {r}: {_last_error(tails.get(r, []))}"
                 for r in killed
             ]
             return GangLost(f"{self.name}: {'; '.join(what + lost)}")
+        if not failed:  # every member stopped on request without a reported cause
+            return GangLost(f"{self.name}: the members stopped before finishing")
         rank = failed[0]
         return GangFailed(f"{self.name}: member {rank} failed: {_last_error(tails.get(rank, []))}")
 

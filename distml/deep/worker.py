@@ -9,21 +9,28 @@ reused ("Collective ops are already configured"). Its environment carries
 collective timeout, then trains its shard (:mod:`distml.deep.multiworker`).
 
 Exit status: 0 done; 2 a distml error (its line, ``error: ...``, is the last one
-printed); 75 the reserved port was taken after all (the gang is started again);
-1 anything else (with its traceback).
+printed); 75 the reserved port was taken after all, 76 a collective operation timed
+out (``train.collective_timeout``) or lost its peer — both retriable: the gang is
+started again; 1 anything else (with its traceback).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import sys
 import time
 import traceback
 from pathlib import Path
 
-from distml.backends.gang import EXIT_PORT_TAKEN, guard_parent, release_reserved_port
+from distml.backends.gang import (
+    EXIT_PEER_LOST,
+    EXIT_PORT_TAKEN,
+    guard_parent,
+    release_reserved_port,
+)
 from distml.errors import DistmlError
 
 
@@ -77,7 +84,22 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         from distml.deep.multiworker import train_rank
 
-        train_rank(plan, strategy, rank, time.perf_counter() - started)
+        try:
+            train_rank(plan, strategy, rank, time.perf_counter() - started)
+        except (tf.errors.DeadlineExceededError, tf.errors.UnavailableError) as exc:
+            # a peer hung past train.collective_timeout, or went away: the gang is restarted
+            traceback.print_exc(file=sys.stdout)
+            lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+            telling = [
+                line for line in lines if re.search(r"timed out|unavailable|connect", line, re.I)
+            ]
+            detail = (telling or lines or [type(exc).__name__])[0]
+            print(
+                f"error: worker {rank}: a collective operation failed waiting for its peers "
+                f"(train.collective_timeout={float(plan['collective_timeout']):g}s): {detail}",
+                flush=True,
+            )
+            return EXIT_PEER_LOST
     except DistmlError as exc:
         print(f"error: {exc}", flush=True)
         return 2
