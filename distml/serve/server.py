@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import inspect
 import json
 import os
 import shutil
@@ -147,7 +148,13 @@ def _run_workers(
             f"{__name__}:app_from_environment", settings, factory=True, workers=workers
         )
         with _signals_end_quietly():
-            supervisor = Multiprocess(config, sockets=[sock])
+            if "target" in inspect.signature(Multiprocess).parameters:  # uvicorn < 0.36
+                import uvicorn
+
+                target = uvicorn.Server(config).run
+                supervisor = Multiprocess(config, target=target, sockets=[sock])  # type: ignore[call-arg]
+            else:
+                supervisor = Multiprocess(config, sockets=[sock])
             supervisor.run()
         if any(p.exitcode == STARTUP_FAILURE for p in supervisor.processes):
             raise ModelError("a worker could not load the models (the lines above say which)")
