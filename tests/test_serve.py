@@ -18,6 +18,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -87,16 +88,28 @@ np.savez(out.parent / "keras_expected.npz", pixels=pixels, proba=model.predict(p
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+def keras_build(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """A Keras MNIST network saved (and its predictions taken) by a subprocess, started
+    first so TensorFlow loads while the other models train and their servers start."""
+    if not HAS_TF:
+        yield None
+        return
+    root = tmp_path_factory.mktemp("keras")
+    proc = subprocess.Popen(
+        [sys.executable, "-c", KERAS_SCRIPT, str(root / "mnist-run")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    yield proc, root
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def runs(keras_build: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("serve")
-    keras_job = None
-    if HAS_TF:
-        keras_job = subprocess.Popen(
-            [sys.executable, "-c", KERAS_SCRIPT, str(root / "mnist-run")],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
     frames = _frames()
     jobs = {
         "lin": ("regression", {"type": "linear_regression"}, "y", None),
@@ -134,10 +147,6 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
             spec["preprocess"] = preprocess
             spec["data"]["features"] = ["age", "city", "score"]
         out[name] = run_job(parse_spec(spec), root / f"{name}-run").out
-    if keras_job is not None:
-        _, err = keras_job.communicate(timeout=120)
-        assert keras_job.returncode == 0, err[-2000:]
-        out["mnist"] = root / "mnist-run"
     out["root"] = root
     return out
 
@@ -186,22 +195,38 @@ class Server:
 
 
 @pytest.fixture(scope="module")
-def servers(runs: dict[str, Path]) -> Any:
+def servers(runs: dict[str, Path], keras_build: Any) -> Any:
     root = runs["root"]
-    names = ["lin", "logit", "km", "messy"] + (["mnist"] if "mnist" in runs else [])
-    main_server = Server([str(runs[n]) for n in names] + ["--max-body-mb", "1"], root / "main.log")
+    main_server = Server(
+        [str(runs[n]) for n in ("lin", "logit", "km", "messy")] + ["--max-body-mb", "1"],
+        root / "main.log",
+    )
     tight = Server(
         [f"tight={runs['lin']}", "--max-concurrency", "1", "--timeout", "1"], root / "tight.log"
     )
     workers = Server([str(runs["lin"]), "--workers", "2", "--timeout", "20"], root / "workers.log")
-    started = {"main": main_server, "tight": tight, "workers": workers}
+    started: dict[str, Any] = {"main": main_server, "tight": tight, "workers": workers}
+
+    def start_keras_server() -> None:  # once its model is saved; the other tests run meanwhile
+        proc, keras_root = keras_build
+        _, err = proc.communicate(timeout=300)
+        if proc.returncode != 0:
+            started["keras-error"] = err[-3000:]
+            return
+        started["keras"] = Server([str(keras_root / "mnist-run")], keras_root / "serve.log")
+
+    if keras_build is not None:
+        started["keras-thread"] = threading.Thread(target=start_keras_server, daemon=True)
+        started["keras-thread"].start()
     try:
-        for server in started.values():
-            server.wait_ready()
+        for name in ("main", "tight", "workers"):
+            started[name].wait_ready()
         yield started
     finally:
+        if "keras-thread" in started:
+            started["keras-thread"].join(timeout=300)
         for server in started.values():
-            if server.proc.poll() is None:
+            if isinstance(server, Server) and server.proc.poll() is None:
                 server.proc.kill()
                 server.proc.wait(timeout=10)
 
@@ -398,50 +423,6 @@ def test_v2_metadata_and_health(url: str, runs: dict[str, Path]) -> None:
     assert logit["outputs"][1]["shape"] == [-1, 3]
     assert "/invocations" in httpx.get(url + "/openapi.json").json()["paths"]
     assert httpx.get(url + "/docs").status_code == 200
-
-
-@pytest.mark.tf
-@pytest.mark.skipif(not HAS_TF, reason="needs the tf extra")
-def test_keras_mnist_both_protocols(url: str, runs: dict[str, Path]) -> None:
-    expected = np.load(runs["root"] / "keras_expected.npz")
-    pixels, proba = expected["pixels"], expected["proba"]
-    labels = proba.argmax(axis=1).tolist()
-    meta = httpx.get(url + "/v2/models/mnist").json()
-    assert meta["inputs"] == [{"name": "pixels", "datatype": "UINT8", "shape": [-1, 784]}]
-    for datatype, shape, data in [
-        ("UINT8", [6, 784], pixels.ravel().tolist()),
-        ("FP32", [6, 28, 28], pixels.reshape(6, 28, 28).astype(float).tolist()),
-    ]:
-        body = {
-            "id": datatype,
-            "inputs": [{"name": "pixels", "shape": shape, "datatype": datatype, "data": data}],
-            "outputs": [{"name": "predict"}, {"name": "predict_proba"}],
-        }
-        reply = post(url, "/v2/models/mnist/infer", body)
-        assert reply.status_code == 200, reply.text
-        out = {o["name"]: o for o in reply.json()["outputs"]}
-        assert reply.json()["id"] == datatype
-        assert out["predict"]["data"] == labels
-        np.testing.assert_allclose(
-            np.reshape(out["predict_proba"]["data"], (6, 10)), proba, rtol=1e-5, atol=1e-7
-        )
-    for body in (
-        {"instances": pixels.reshape(6, 28, 28).tolist()},
-        {"inputs": {"pixels": pixels.tolist()}},
-        {"dataframe_split": {"columns": ["pixels"], "data": [[p] for p in pixels.tolist()]}},
-    ):
-        assert predictions(post(url, "/invocations?model=mnist", body)).tolist() == labels
-    body = {"instances": pixels.tolist(), "params": {"method": "predict_proba"}}
-    got = predictions(post(url, "/invocations?model=mnist", body))
-    np.testing.assert_allclose(got, proba, rtol=1e-5, atol=1e-7)
-    bad = post(
-        url,
-        "/v2/models/mnist/infer",
-        {"inputs": [{"name": "pixels", "shape": [1, 783], "datatype": "UINT8", "data": [0] * 783}]},
-    )
-    assert bad.status_code == 400 and "[N, 784] or [N, 28, 28]" in bad.json()["error"]
-    bad = post(url, "/invocations?model=mnist", {"instances": [[300] * 784]})
-    assert bad.status_code == 400 and "[0, 255]" in bad.json()["message"]
 
 
 # -- bad requests: status and a message naming the culprit, never the data ------------------
@@ -865,3 +846,51 @@ def test_model_names_come_from_the_job(runs: dict[str, Path]) -> None:
     sources = resolve([str(runs["lin"]), str(runs["km"] / "model"), f"other={runs['logit']}"])
     assert [s.name for s in sources] == ["lin", "km", "other"]
     assert [s.kind for s in sources] == ["distml"] * 3
+
+
+# -- Keras (last: its server starts once TensorFlow has saved the model) ----------------------
+@pytest.mark.tf
+@pytest.mark.skipif(not HAS_TF, reason="needs the tf extra")
+def test_keras_mnist_both_protocols(servers: dict[str, Any], keras_build: Any) -> None:
+    servers["keras-thread"].join(timeout=300)
+    assert "keras-error" not in servers, servers.get("keras-error")
+    url = servers["keras"].wait_ready().url
+    expected = np.load(keras_build[1] / "keras_expected.npz")
+    pixels, proba = expected["pixels"], expected["proba"]
+    labels = proba.argmax(axis=1).tolist()
+    meta = httpx.get(url + "/v2/models/mnist").json()
+    assert meta["inputs"] == [{"name": "pixels", "datatype": "UINT8", "shape": [-1, 784]}]
+    for datatype, shape, data in [
+        ("UINT8", [6, 784], pixels.ravel().tolist()),
+        ("FP32", [6, 28, 28], pixels.reshape(6, 28, 28).astype(float).tolist()),
+    ]:
+        body = {
+            "id": datatype,
+            "inputs": [{"name": "pixels", "shape": shape, "datatype": datatype, "data": data}],
+            "outputs": [{"name": "predict"}, {"name": "predict_proba"}],
+        }
+        reply = post(url, "/v2/models/mnist/infer", body)
+        assert reply.status_code == 200, reply.text
+        out = {o["name"]: o for o in reply.json()["outputs"]}
+        assert reply.json()["id"] == datatype
+        assert out["predict"]["data"] == labels
+        np.testing.assert_allclose(
+            np.reshape(out["predict_proba"]["data"], (6, 10)), proba, rtol=1e-5, atol=1e-7
+        )
+    for body in (
+        {"instances": pixels.reshape(6, 28, 28).tolist()},
+        {"inputs": {"pixels": pixels.tolist()}},
+        {"dataframe_split": {"columns": ["pixels"], "data": [[p] for p in pixels.tolist()]}},
+    ):
+        assert predictions(post(url, "/invocations?model=mnist", body)).tolist() == labels
+    body = {"instances": pixels.tolist(), "params": {"method": "predict_proba"}}
+    got = predictions(post(url, "/invocations?model=mnist", body))
+    np.testing.assert_allclose(got, proba, rtol=1e-5, atol=1e-7)
+    bad = post(
+        url,
+        "/v2/models/mnist/infer",
+        {"inputs": [{"name": "pixels", "shape": [1, 783], "datatype": "UINT8", "data": [0] * 783}]},
+    )
+    assert bad.status_code == 400 and "[N, 784] or [N, 28, 28]" in bad.json()["error"]
+    bad = post(url, "/invocations?model=mnist", {"instances": [[300] * 784]})
+    assert bad.status_code == 400 and "[0, 255]" in bad.json()["message"]
