@@ -154,6 +154,22 @@ def test_run_tracked_in_a_local_store(job: SimpleNamespace, tmp_path: Path) -> N
     _check_logged(uri, result.tracking["run_id"], result.out, job.frame)
     run = MlflowClient(tracking_uri=uri).get_run(result.tracking["run_id"])
     assert run.data.tags["team"] == "a" and run.info.run_name == "run"
+    # what `mlflow models serve` runs: MLflow's scoring app, in process
+    from fastapi.testclient import TestClient
+    from mlflow.pyfunc import scoring_server
+
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    try:
+        model = mlflow.pyfunc.load_model(f"runs:/{result.tracking['run_id']}/model")
+    finally:
+        mlflow.set_tracking_uri(previous)
+    rows = job.frame[FEATURES].iloc[:20]
+    payload = {"dataframe_split": {"columns": FEATURES, "data": rows.to_numpy().tolist()}}
+    answer = TestClient(scoring_server.init(model)).post("/invocations", json=payload)
+    assert answer.status_code == 200, answer.text
+    expected = distml.load_model(result.out / "model").predict(rows)
+    assert answer.json()["predictions"] == expected.tolist()
 
 
 def test_server_down_keeps_the_run_then_distml_track_logs_it(
