@@ -17,7 +17,8 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from distml.errors import DataError, did_you_mean
+from distml.data.storage import StorageOptions, describe_error, is_object_store, open_location
+from distml.errors import DataError, SpecError, did_you_mean
 
 if TYPE_CHECKING:  # pyarrow.dataset imports pandas: loaded where a driver needs it, not on workers
     import pyarrow.dataset as pads
@@ -37,6 +38,8 @@ class PartitionSpec:
     row_offset: int
     row_groups: tuple[int, ...] | None = None
     partition_values: dict[str, Any] = field(default_factory=dict)
+    #: How to reach an object store; travels with the partition to the worker that reads it.
+    storage: StorageOptions | None = field(default=None, repr=False, compare=False)
 
 
 def _is_numeric(dtype: pa.DataType) -> bool:
@@ -49,7 +52,11 @@ def _is_raw_feature(dtype: pa.DataType) -> bool:
     return _is_numeric(dtype) or pa.types.is_string(dtype) or pa.types.is_large_string(dtype)
 
 
-def _filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
+def _filesystem(
+    uri: str, storage: StorageOptions | None = None
+) -> tuple[pafs.FileSystem, str]:
+    if is_object_store(uri):
+        return open_location(uri, storage)
     if "://" in uri and not uri.startswith("file://"):
         try:
             return pafs.FileSystem.from_uri(uri)
@@ -59,9 +66,9 @@ def _filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
     return pafs.LocalFileSystem(), os.path.abspath(path)
 
 
-def filesystem_for(uri: str) -> pafs.FileSystem:
+def filesystem_for(uri: str, storage: StorageOptions | None = None) -> pafs.FileSystem:
     """The pyarrow filesystem that serves ``uri`` (workers call this to read partitions)."""
-    return _filesystem(uri)[0]
+    return _filesystem(uri, storage)[0]
 
 
 class Dataset:
@@ -82,6 +89,10 @@ class Dataset:
     raw:
         Read the features as they are — missing values kept, string columns allowed —
         for a preprocessing pipeline to impute, encode and assemble them.
+    storage_options:
+        For ``s3://`` URLs: ``endpoint_url``, ``region``, ``access_key``, ``secret_key``,
+        ``anonymous`` (a dict or :class:`~distml.data.storage.StorageOptions`); unset
+        ones come from the environment. They travel to the workers with the partitions.
     """
 
     #: Whether a dataset without rows is accepted (scoring: empty files give empty outputs).
@@ -94,13 +105,22 @@ class Dataset:
         features: list[str] | None = None,
         filters: list[Any] | None = None,
         raw: bool = False,
+        storage_options: StorageOptions | dict[str, Any] | None = None,
     ) -> None:
         self.uri = str(path)
         self.label = label
         self.filters = filters
         self.raw = raw
-        self.filesystem, self.root = _filesystem(self.uri)
-        files, partitioning_keys = self._discover()
+        self.storage = StorageOptions.of(storage_options)
+        if self.storage is not None and not is_object_store(self.uri):
+            raise SpecError(f"{self.uri}: storage_options apply to s3:// URLs only")
+        self.filesystem, self.root = _filesystem(self.uri, self.storage)
+        try:
+            files, partitioning_keys = self._discover()
+        except OSError as exc:  # the object store refused or could not be reached
+            if not is_object_store(self.uri):
+                raise
+            raise DataError(describe_error(self.uri, exc)) from None
         self.schema = self._unify_schemas(files)
         self.partition_keys = partitioning_keys
         self.features = self._resolve_features(features)
@@ -113,6 +133,11 @@ class Dataset:
     def _discover(self) -> tuple[list[pads.ParquetFileFragment], list[str]]:
         info = self.filesystem.get_file_info(self.root)
         if info.type == pafs.FileType.NotFound:
+            if is_object_store(self.uri):
+                bucket = self.root.split("/", 1)[0]
+                if self.filesystem.get_file_info(bucket).type == pafs.FileType.NotFound:
+                    raise DataError(f"{self.uri}: no such bucket '{bucket}'")
+                raise DataError(f"{self.uri}: no such key or prefix in bucket '{bucket}'")
             if os.path.islink(self.root):
                 raise DataError(f"{self.uri}: a symbolic link to a missing target")
             raise DataError(f"{self.uri}: no such file or directory")
@@ -288,6 +313,7 @@ class Dataset:
                         row_offset=offset,
                         row_groups=None if whole_file else tuple(chunk),
                         partition_values=dict(values),
+                        storage=self.storage,
                     )
                 )
                 offset += rows

@@ -26,7 +26,7 @@ def read_table(uri: str, part: PartitionSpec, columns: list[str] | None) -> pa.T
     keys = part.partition_values
     file_columns = None if columns is None else [c for c in columns if c not in keys]
     try:
-        parquet = pq.ParquetFile(part.path, filesystem=filesystem_for(uri))
+        parquet = pq.ParquetFile(part.path, filesystem=filesystem_for(uri, part.storage))
         if part.row_groups is None:
             table = parquet.read(columns=file_columns)
         else:

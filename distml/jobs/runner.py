@@ -111,10 +111,14 @@ def _run(
     task = estimator.task
     train_path = ensure_data(spec)
     raw = bool(spec.preprocess)  # a pipeline reads missing values and strings as they are
-    dataset = Dataset(train_path, spec.data.label, spec.data.features, spec.data.filters, raw=raw)
+    storage = spec.data.storage_options
+    options = storage.model_dump(exclude_none=True) if storage is not None else None
+    dataset = Dataset(
+        train_path, spec.data.label, spec.data.features, spec.data.filters, raw, options
+    )
     test_path = spec.resolve(spec.data.test)
     test_dataset = (
-        Dataset(test_path, spec.data.label, dataset.features, spec.data.filters, raw=raw)
+        Dataset(test_path, spec.data.label, dataset.features, spec.data.filters, raw, options)
         if test_path
         else None
     )

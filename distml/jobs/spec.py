@@ -47,6 +47,16 @@ class GenerateSpec(_Strict):
     centers: int = 5
 
 
+class StorageOptionsSpec(_Strict):
+    """How to reach an object store (``s3://`` data); unset keys come from the environment."""
+
+    endpoint_url: str | None = None
+    region: str | None = None
+    access_key: str | None = None
+    secret_key: str | None = None
+    anonymous: bool = False
+
+
 class DataSpec(_Strict):
     train: str
     test: str | None = None
@@ -54,6 +64,7 @@ class DataSpec(_Strict):
     features: list[str] | None = None
     filters: list[Any] | None = None
     generate: GenerateSpec | None = None
+    storage_options: StorageOptionsSpec | None = None
 
 
 class SplitSpec(_Strict):
@@ -406,6 +417,7 @@ def _validate_keras(spec: JobSpec) -> None:
     for key, value in (
         ("generate", data.generate),
         ("filters", data.filters),
+        ("storage_options", data.storage_options),
         ("split", spec.split),
     ):
         if value is not None:

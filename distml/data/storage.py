@@ -1,0 +1,138 @@
+"""Object-store filesystems (S3 and S3-compatible servers) with options that travel to workers.
+
+pyarrow's ``S3FileSystem`` does the I/O. What distml adds: an endpoint override for
+S3-compatible servers (MinIO, Ceph, moto) from ``storage_options`` or ``AWS_ENDPOINT_URL``,
+short connect/request timeouts and few retries (a wrong endpoint fails in seconds, not
+minutes), and :class:`StorageOptions`, a small picklable value carried inside every
+:class:`~distml.data.dataset.PartitionSpec`, so a Dask worker or Spark executor opens the
+same filesystem as the driver without depending on its own environment.
+
+Credentials not given here come from the AWS SDK's standard chain on each process
+(``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``, ``AWS_PROFILE`` and ``~/.aws``,
+instance metadata). Worker-side: imports only pyarrow and distml.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from dataclasses import dataclass, field, fields
+from typing import Any
+from urllib.parse import urlsplit
+
+import pyarrow as pa
+import pyarrow.fs as pafs
+
+from distml.errors import DataError, SpecError
+
+#: URL schemes served by :func:`s3_filesystem` (``s3a``/``s3n`` are Hadoop's names for S3).
+S3_SCHEMES = ("s3", "s3a", "s3n")
+CONNECT_TIMEOUT_S = 3.0
+REQUEST_TIMEOUT_S = 30.0
+MAX_ATTEMPTS = 3
+
+
+@dataclass(frozen=True)
+class StorageOptions:
+    """How to reach an object store; ``None`` fields fall back to the standard AWS chain."""
+
+    endpoint_url: str | None = None
+    region: str | None = None
+    access_key: str | None = field(default=None, repr=False)
+    secret_key: str | None = field(default=None, repr=False)
+    anonymous: bool = False
+
+    @classmethod
+    def of(cls, value: StorageOptions | dict[str, Any] | None) -> StorageOptions | None:
+        """``value`` as options: a dict with the field names (spec ``data.storage_options``)."""
+        if value is None or isinstance(value, StorageOptions):
+            return value
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(value) - names)
+        if unknown:
+            raise SpecError(
+                f"storage_options: unknown key '{unknown[0]}' (known: {', '.join(sorted(names))})"
+            )
+        return cls(**{k: v for k, v in value.items() if v is not None})
+
+
+def is_object_store(uri: str) -> bool:
+    return urlsplit(uri).scheme.lower() in S3_SCHEMES
+
+
+def open_location(uri: str, options: StorageOptions | None) -> tuple[pafs.FileSystem, str]:
+    """``(filesystem, path inside it)`` of an ``s3://bucket/key`` URL."""
+    parts = urlsplit(uri)
+    if not parts.netloc:
+        raise DataError(f"{uri}: no bucket in this URL (s3://BUCKET/PREFIX)")
+    path = (parts.netloc + parts.path).rstrip("/")
+    return s3_filesystem(options or StorageOptions()), path
+
+
+#: Environment variables read here (the AWS SDK reads the credential ones itself).
+ENV_KEYS = (
+    "AWS_ENDPOINT_URL_S3",
+    "AWS_ENDPOINT_URL",
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_PROFILE",
+)
+
+
+def s3_filesystem(options: StorageOptions) -> pafs.S3FileSystem:
+    """An S3 filesystem for ``options`` and the environment (cached per process: a worker
+    opens one per job, not one per partition)."""
+    return _s3_filesystem(options, tuple(os.environ.get(k) for k in ENV_KEYS))
+
+
+@functools.lru_cache(maxsize=16)
+def _s3_filesystem(options: StorageOptions, env: tuple[str | None, ...]) -> pafs.S3FileSystem:
+    environ = dict(zip(ENV_KEYS, env, strict=True))
+    endpoint = options.endpoint_url or environ["AWS_ENDPOINT_URL_S3"] or environ["AWS_ENDPOINT_URL"]
+    kwargs: dict[str, Any] = {
+        "connect_timeout": CONNECT_TIMEOUT_S,
+        "request_timeout": REQUEST_TIMEOUT_S,
+        "retry_strategy": pafs.AwsStandardS3RetryStrategy(max_attempts=MAX_ATTEMPTS),
+    }
+    if endpoint:
+        url = urlsplit(endpoint if "://" in endpoint else f"https://{endpoint}")
+        if not url.hostname:
+            raise DataError(f"{endpoint}: not an endpoint URL (e.g. http://127.0.0.1:9000)")
+        kwargs["endpoint_override"] = url.netloc
+        kwargs["scheme"] = url.scheme or "https"
+    region = options.region or environ["AWS_REGION"] or environ["AWS_DEFAULT_REGION"]
+    if region:
+        kwargs["region"] = region
+    if options.anonymous:
+        kwargs["anonymous"] = True
+    elif options.access_key or options.secret_key:
+        if not (options.access_key and options.secret_key):
+            raise SpecError("storage_options: access_key and secret_key go together")
+        kwargs["access_key"] = options.access_key
+        kwargs["secret_key"] = options.secret_key
+    try:
+        return pafs.S3FileSystem(**kwargs)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise DataError(f"{endpoint or 's3'}: cannot set up the S3 client ({exc})") from None
+
+
+def describe_error(uri: str, exc: BaseException) -> str:
+    """One line saying why ``uri`` could not be reached (pyarrow's AWS errors are long)."""
+    text = " ".join(str(exc).split())
+    lowered = text.lower()
+    if (
+        "nosuchbucket" in lowered
+        or "bucket does not exist" in lowered
+        or ("not found" in lowered and "bucket" in lowered)
+    ):
+        return f"{uri}: no such bucket"
+    if "invalidaccesskeyid" in lowered or "signaturedoesnotmatch" in lowered:
+        return f"{uri}: access denied (the access key or secret is not valid for this store)"
+    if any(w in lowered for w in ("accessdenied", "access_denied", "access denied", "forbidden")):
+        return f"{uri}: access denied (check the credentials and the bucket's permissions)"
+    if "curl" in lowered or "connect" in lowered or "resolve" in lowered or "network" in lowered:
+        return f"{uri}: cannot reach the object store ({text[:160]})"
+    return f"{uri}: cannot read ({text[:200]})"

@@ -1,0 +1,270 @@
+"""Parquet datasets on an S3-compatible object store: a real S3 API server (moto's standalone
+server, a separate process on 127.0.0.1) serves the seed examples and a 16-file dataset; the
+same jobs from ``s3://`` and from local disk give the very same models on every engine."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from click.testing import CliRunner
+from numpy.testing import assert_array_equal
+from sklearn.linear_model import LinearRegression
+
+import distml
+from distml.backends import get_backend
+from distml.cli.app import main
+from distml.data.examples import EXAMPLES, write_example
+from distml.errors import DataError
+from distml.jobs import load_spec, run_job
+from tests.conftest import REPO, regression_frame, write_parts
+
+pytest.importorskip("moto", reason="moto[server] (the dev extra) is not installed")
+boto3 = pytest.importorskip("boto3", reason="boto3 (the dev extra) is not installed")
+
+BUCKET = "distml-data"
+REGION = "us-east-1"
+SEED_JOBS = {
+    "linear_regression": "example1",
+    "logistic_regression": "example2",
+    "kmeans": "example3",
+}
+
+
+@dataclass
+class Store:
+    endpoint: str
+    access_key: str
+    secret_key: str = field(repr=False)
+    local: Path  # the same files on local disk
+
+    def options(self, **changes: str) -> dict[str, str]:
+        base = {
+            "endpoint_url": self.endpoint,
+            "region": REGION,
+            "access_key": self.access_key,
+            "secret_key": self.secret_key,
+        }
+        return {**base, **changes}
+
+    def overrides(self, **changes: str) -> list[str]:
+        return [f"data.storage_options.{k}={v}" for k, v in self.options(**changes).items()]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_until_up(url: str, proc: subprocess.Popen, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"moto server exited with {proc.returncode}")
+        try:
+            urllib.request.urlopen(url + "/moto-api/", timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError(f"moto server at {url} did not answer within {timeout:.0f} s")
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory):
+    """A moto S3 server checking credentials (after the 3 set-up calls that create the IAM
+    user and its key), a bucket holding the seed examples and a 16-file dataset."""
+    port = _free_port()
+    env = {**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "3"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        _wait_until_up(endpoint, proc)
+        anyone = {"aws_access_key_id": "setup", "aws_secret_access_key": "setup"}
+        iam = boto3.client("iam", endpoint_url=endpoint, region_name=REGION, **anyone)
+        iam.create_user(UserName="distml")
+        policy = {
+            "Version": "2012-10-17",
+            "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}],
+        }
+        iam.put_user_policy(UserName="distml", PolicyName="all", PolicyDocument=json.dumps(policy))
+        key = iam.create_access_key(UserName="distml")["AccessKey"]
+        s3 = boto3.client(
+            "s3",
+            endpoint_url=endpoint,
+            region_name=REGION,
+            aws_access_key_id=key["AccessKeyId"],
+            aws_secret_access_key=key["SecretAccessKey"],
+        )
+        s3.create_bucket(Bucket=BUCKET)
+        local = tmp_path_factory.mktemp("object-store")
+        for name in EXAMPLES:
+            write_example(name, local / name)
+        write_parts(local / "sixteen", regression_frame(n=320, d=3, seed=7), 16)
+        for path in sorted(local.rglob("*.parquet")):
+            s3.upload_file(str(path), BUCKET, path.relative_to(local).as_posix())
+        yield Store(endpoint, key["AccessKeyId"], key["SecretAccessKey"], local)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _model_arrays(model) -> np.ndarray:
+    if hasattr(model, "cluster_centers_"):
+        return np.asarray(model.cluster_centers_)
+    return np.append(np.ravel(model.coef_), np.ravel(model.intercept_))
+
+
+def _seed_runs(store: Store, tmp_path: Path, backend: str | None) -> None:
+    for job, example in SEED_JOBS.items():
+        spec_path = REPO / "jobs" / f"{job}.yaml"
+        url = f"s3://{BUCKET}/{example}"
+        remote = run_job(
+            load_spec(spec_path, [f"data.train={url}", *store.overrides()], backend=backend),
+            tmp_path / "s3" / job,
+        )
+        disk = run_job(
+            load_spec(spec_path, [f"data.train={store.local / example}"]), tmp_path / "disk" / job
+        )
+        assert_array_equal(_model_arrays(remote.model), _model_arrays(disk.model))
+        metrics = [json.loads((r.out / "metrics.json").read_text()) for r in (remote, disk)]
+        assert metrics[0]["metrics"] == metrics[1]["metrics"]
+        assert pq.read_table(remote.out / "predictions").equals(
+            pq.read_table(disk.out / "predictions")
+        )
+    article = json.loads((tmp_path / "s3" / "linear_regression" / "metrics.json").read_text())
+    assert article["model"]["coef"] == pytest.approx([0.6857142857142857], rel=1e-12)
+
+
+def test_seed_jobs_from_s3_give_the_models_from_disk_locally(store: Store, tmp_path: Path) -> None:
+    _seed_runs(store, tmp_path, None)
+
+
+@pytest.mark.dask
+def test_seed_jobs_from_s3_on_dask_workers(store: Store, dask_address: str, tmp_path: Path) -> None:
+    # the workers are other processes without AWS_* variables: the spec's options travel
+    _seed_runs(store, tmp_path, dask_address)
+
+
+def _sixteen(store: Store, where: str) -> distml.Dataset:
+    if where == "disk":
+        return distml.Dataset(store.local / "sixteen", label="y")
+    return distml.Dataset(f"s3://{BUCKET}/sixteen", label="y", storage_options=store.options())
+
+
+def _fit(backend_name: str, ds: distml.Dataset, **options):
+    with get_backend(backend_name, **options) as backend:
+        return backend.fit(distml.LinearRegression(), backend.load(ds))
+
+
+@pytest.mark.parametrize(
+    "engine",
+    [
+        "local",
+        pytest.param("dask", marks=pytest.mark.dask),
+        pytest.param("spark", marks=pytest.mark.spark),
+    ],
+)
+def test_sixteen_files_from_s3_give_the_model_from_disk(store: Store, engine: str, request) -> None:
+    remote = _sixteen(store, "s3")
+    assert len(remote.partitions) == 16 and remote.num_rows == 320
+    assert remote.partitions[3].path == f"{BUCKET}/sixteen/part-00003.parquet"
+    if engine == "dask":
+        options = {"address": request.getfixturevalue("dask_address")}
+    elif engine == "spark":
+        request.getfixturevalue("spark_session")  # distml's reader runs on the executors
+        options = {}
+    else:
+        options = {}
+    from_s3 = _fit(engine, remote, **options)
+    from_disk = _fit("local", _sixteen(store, "disk"))
+    assert_array_equal(from_s3.coef_, from_disk.coef_)
+    assert from_s3.intercept_ == from_disk.intercept_
+    frame = regression_frame(n=320, d=3, seed=7)
+    reference = LinearRegression().fit(frame[["x0", "x1", "x2"]], frame["y"])
+    np.testing.assert_allclose(from_s3.coef_, reference.coef_, rtol=1e-9)
+
+
+def test_credentials_and_endpoint_from_the_environment(store: Store, monkeypatch) -> None:
+    monkeypatch.setenv("AWS_ENDPOINT_URL", store.endpoint)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", store.access_key)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", store.secret_key)
+    monkeypatch.setenv("AWS_REGION", REGION)
+    ds = distml.Dataset(f"s3://{BUCKET}/example2", label="y")
+    assert ds.features == ["x1", "x2"] and ds.num_rows == 5
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not-the-secret")
+    with pytest.raises(DataError, match=r"^s3://distml-data/example2: access denied"):
+        distml.Dataset(f"s3://{BUCKET}/example2", label="y")
+
+
+def _closed_port() -> int:
+    return _free_port()  # nothing listens once the probe socket is closed
+
+
+@pytest.mark.parametrize(
+    ("url", "changes", "expected"),
+    [
+        ("s3://no-such-bucket/example1", {}, "no such bucket 'no-such-bucket'"),
+        (f"s3://{BUCKET}/example9", {}, f"no such key or prefix in bucket '{BUCKET}'"),
+        (f"s3://{BUCKET}/example1", {"secret_key": "wrong"}, "access denied"),
+        (f"s3://{BUCKET}/example1", {"access_key": "AKIANOSUCHKEY0000000"}, "access denied"),
+        (f"s3://{BUCKET}/example1", {"endpoint_url": "closed"}, "cannot reach the object store"),
+    ],
+    ids=["missing-bucket", "wrong-prefix", "wrong-secret", "unknown-key", "unreachable"],
+)
+def test_bad_locations_exit_2_with_one_line_naming_the_url(
+    store: Store, tmp_path: Path, url: str, changes: dict[str, str], expected: str
+) -> None:
+    if changes.get("endpoint_url") == "closed":
+        changes = {"endpoint_url": f"http://127.0.0.1:{_closed_port()}"}
+    spec = tmp_path / "job.yaml"
+    spec.write_text(
+        (REPO / "jobs" / "linear_regression.yaml").read_text().replace("../data/example1", url)
+    )
+    args = ["run", str(spec), "--out", str(tmp_path / "run")]
+    for item in store.overrides(**changes):
+        args += ["--set", item]
+    started = time.monotonic()
+    result = CliRunner().invoke(main, args)
+    took = time.monotonic() - started
+    lines = result.output.strip().splitlines()
+    assert result.exit_code == 2, result.output
+    assert len(lines) == 1 and url in lines[0] and expected in lines[0], (lines, took)
+    assert not (tmp_path / "run").exists()  # nothing half-written
+
+
+def test_a_prefix_without_parquet_files_is_named(store: Store) -> None:
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=store.endpoint,
+        region_name=REGION,
+        aws_access_key_id=store.access_key,
+        aws_secret_access_key=store.secret_key,
+    )
+    s3.put_object(Bucket=BUCKET, Key="notes/readme.txt", Body=b"no data here")
+    with pytest.raises(DataError, match=r"^s3://distml-data/notes: no Parquet files"):
+        distml.Dataset(f"s3://{BUCKET}/notes", storage_options=store.options())
+
+
+def test_storage_options_on_a_local_path_are_a_spec_error(store: Store) -> None:
+    with pytest.raises(distml.errors.SpecError, match="storage_options apply to s3:// URLs only"):
+        distml.Dataset(store.local / "example1", storage_options=store.options())
