@@ -45,12 +45,12 @@ def _no_telemetry():
         os.environ.pop("MLFLOW_DISABLE_TELEMETRY", None)
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory):
-    """A real ``mlflow server`` on a free port (sqlite store, proxied artifacts)."""
+@pytest.fixture(scope="module", autouse=True)
+def _server_process(tmp_path_factory: pytest.TempPathFactory):
+    """A real ``mlflow server`` on a free port (sqlite store, proxied artifacts), started
+    before the module's first test so its slow start overlaps the local-store test."""
     root = tmp_path_factory.mktemp("mlflow-server")
     port = _free_port()
-    url = f"http://127.0.0.1:{port}"
     command = [
         sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
         "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
@@ -59,21 +59,8 @@ def server(tmp_path_factory: pytest.TempPathFactory):
     log = open(root / "server.log", "wb")  # noqa: SIM115 - closed below
     env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"}
     process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
-    deadline = time.monotonic() + SERVER_START_TIMEOUT
     try:
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(
-                    f"mlflow server did not start: {(root / 'server.log').read_text()[-2000:]}"
-                )
-            time.sleep(0.5)
-        yield url
+        yield SimpleNamespace(process=process, url=f"http://127.0.0.1:{port}", root=root)
     finally:
         process.terminate()
         try:
@@ -81,6 +68,24 @@ def server(tmp_path_factory: pytest.TempPathFactory):
         except subprocess.TimeoutExpired:
             process.kill()
         log.close()
+
+
+@pytest.fixture(scope="module")
+def server(_server_process: SimpleNamespace) -> str:
+    """The server's URL once ``/health`` answers (within :data:`SERVER_START_TIMEOUT`)."""
+    url, process = _server_process.url, _server_process.process
+    deadline = time.monotonic() + SERVER_START_TIMEOUT
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
+                if response.status == 200:
+                    return url
+        except OSError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            log = (_server_process.root / "server.log").read_text()[-2000:]
+            raise RuntimeError(f"mlflow server did not start: {log}")
+        time.sleep(0.5)
 
 
 @pytest.fixture(scope="module")
