@@ -361,3 +361,17 @@ def test_a_dead_dask_address_is_one_line(mnist_small: Path, tmp_path: Path) -> N
         run_job(parse_spec(raw, base_dir=mnist_small), tmp_path / "run")
     assert "\n" not in str(caught.value) and dead.split("//")[1] in str(caught.value)
     assert not (tmp_path / "run").exists()
+
+
+def test_a_member_that_fails_ends_the_gang_in_one_line(tmp_path: Path) -> None:
+    """Real child processes (no TensorFlow reached): an error is GangFailed (not retried),
+    named by its last line, and every member is stopped."""
+    from distml.backends.gang import GangFailed, run_local_gang
+
+    missing = tmp_path / "no-plan.json"
+    task = GangTask(module="distml.deep.worker", args=(str(missing),), start_timeout=60)
+    with pytest.raises(GangFailed) as caught:
+        run_local_gang(task, 2, Progress())
+    message = str(caught.value)
+    assert "\n" not in message
+    assert "failed: FileNotFoundError" in message and str(missing) in message
