@@ -155,14 +155,29 @@ def _seed_runs(store: Store, tmp_path: Path, backend: str | None) -> None:
     assert article["model"]["coef"] == pytest.approx([0.6857142857142857], rel=1e-12)
 
 
-def test_seed_jobs_from_s3_give_the_models_from_disk_locally(store: Store, tmp_path: Path) -> None:
-    _seed_runs(store, tmp_path, None)
+ENGINES = [
+    "local",
+    pytest.param("dask", marks=pytest.mark.dask),
+    pytest.param("spark", marks=pytest.mark.spark),
+]
 
 
-@pytest.mark.dask
-def test_seed_jobs_from_s3_on_dask_workers(store: Store, dask_address: str, tmp_path: Path) -> None:
-    # the workers are other processes without AWS_* variables: the spec's options travel
-    _seed_runs(store, tmp_path, dask_address)
+def _engine(engine: str, request: pytest.FixtureRequest) -> str | None:
+    """The backend to run on: Dask workers are other processes without AWS_* variables (the
+    options travel with the partitions); on Spark distml's own reader runs on the executors."""
+    if engine == "dask":
+        return request.getfixturevalue("dask_address")
+    if engine == "spark":
+        request.getfixturevalue("spark_session")
+        return "spark"
+    return None
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_seed_jobs_from_s3_give_the_models_from_disk(
+    store: Store, tmp_path: Path, engine: str, request: pytest.FixtureRequest
+) -> None:
+    _seed_runs(store, tmp_path, _engine(engine, request))
 
 
 def _sixteen(store: Store, where: str) -> distml.Dataset:
@@ -188,13 +203,8 @@ def test_sixteen_files_from_s3_give_the_model_from_disk(store: Store, engine: st
     remote = _sixteen(store, "s3")
     assert len(remote.partitions) == 16 and remote.num_rows == 320
     assert remote.partitions[3].path == f"{BUCKET}/sixteen/part-00003.parquet"
-    if engine == "dask":
-        options = {"address": request.getfixturevalue("dask_address")}
-    elif engine == "spark":
-        request.getfixturevalue("spark_session")  # distml's reader runs on the executors
-        options = {}
-    else:
-        options = {}
+    address = _engine(engine, request)
+    options = {"address": address} if engine == "dask" else {}
     from_s3 = _fit(engine, remote, **options)
     from_disk = _fit("local", _sixteen(store, "disk"))
     assert_array_equal(from_s3.coef_, from_disk.coef_)
