@@ -20,7 +20,7 @@ _LAZY = {
     "KMeans": "distml.models",
     "LinearRegression": "distml.models",
     "LogisticRegression": "distml.models",
-    "load_model": "distml.models",
+    "load_model": "distml.loading",
 }
 
 

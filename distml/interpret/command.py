@@ -42,7 +42,7 @@ def explain_model(
 ) -> tuple[Path, dict[str, Any]]:
     """Explain the model at ``model_path`` on every row of ``data`` (background: the rows
     of ``background``, else ``data`` itself) into ``out``; returns the folder and summary."""
-    from distml.models.base import load_model
+    from distml.loading import load_model
     from distml.preprocess import Pipeline
 
     model_dir = resolve_model_dir(model_path)

@@ -4,7 +4,7 @@
 # does not pull scikit-learn, pandas or pydantic in through this package.
 _LAZY = {
     "DistmlEstimator": "distml.models.base",
-    "load_model": "distml.models.base",
+    "load_model": "distml.loading",
     "model_class": "distml.models.base",
     "model_types": "distml.models.base",
     "KMeans": "distml.models.kmeans",

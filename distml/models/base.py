@@ -210,8 +210,8 @@ class DistmlEstimator(BaseEstimator):
         return path
 
 
-def load_model(path: str | os.PathLike[str]) -> DistmlEstimator:
-    """Load a model saved by :meth:`DistmlEstimator.save` (never executes code)."""
+def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """A model folder's ``model.json``, checked against the schema every model kind shares."""
     path = Path(path)
     meta_path = path / "model.json"
     if not meta_path.is_file():
@@ -223,10 +223,19 @@ def load_model(path: str | os.PathLike[str]) -> DistmlEstimator:
     except OSError as exc:
         raise DataError(f"{meta_path}: cannot read ({exc.strerror})") from None
     schema.check_metadata(meta_path, metadata, model_types())
-    if metadata["type"] == "pipeline":
-        from distml.preprocess.pipeline import Pipeline  # a pipeline wraps an estimator folder
+    return metadata
 
-        return Pipeline.load(path, metadata)  # type: ignore[return-value]
+
+def load_estimator(
+    path: str | os.PathLike[str], metadata: dict[str, Any] | None = None
+) -> DistmlEstimator:
+    """Load one estimator's folder (never executes code); pipelines load through
+    :func:`distml.loading.load_model`, which sits above both layers."""
+    path = Path(path)
+    meta_path = path / "model.json"
+    metadata = read_metadata(path) if metadata is None else metadata
+    if metadata["type"] == "pipeline":
+        raise DataError(f"{meta_path}: a pipeline where an estimator folder was expected")
     model_cls = _registered()[metadata["type"]]
     arrays_path = path / "arrays.npz"
     try:

@@ -60,7 +60,7 @@ def load_scorer(path: str | os.PathLike[str]) -> LoadedModel:
     found = find_model(path)
     if found.suffix == ".keras":
         return LoadedModel(keras_scorer(found), str(found), "keras", "classification")
-    from distml.models.base import load_model
+    from distml.loading import load_model
     from distml.preprocess.pipeline import Pipeline
 
     model: Any = load_model(found)

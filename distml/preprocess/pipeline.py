@@ -20,7 +20,7 @@ import pandas as pd
 from distml.algorithms.engine import Engine, Partition
 from distml.atomic import atomic_dir
 from distml.errors import DataError, DistmlError, ModelError
-from distml.models.base import FORMAT_VERSION, DistmlEstimator, load_model
+from distml.models.base import FORMAT_VERSION, DistmlEstimator, load_estimator
 from distml.preprocess.stages import Kinds, Prepared, Stage, is_string, make_stage
 
 
@@ -194,7 +194,7 @@ class Pipeline:
 
     @classmethod
     def load(cls, path: Path, metadata: dict[str, Any]) -> Pipeline:
-        estimator = load_model(path / "estimator")
+        estimator = load_estimator(path / "estimator")
         try:
             stages = [Stage.from_state(s) for s in metadata["stages"]]
             kinds, names_out = metadata["input_kinds"], metadata["features_out"]

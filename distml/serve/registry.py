@@ -119,7 +119,7 @@ def load(source: ModelSource) -> ServedModel:
     """Load one model (distml errors name the file)."""
     if source.kind == "keras":
         return KerasModel(source.name, source.path)
-    from distml.models import load_model
+    from distml.loading import load_model
 
     model = load_model(source.path)
     if hasattr(model, "input_kinds_"):

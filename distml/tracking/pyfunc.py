@@ -30,7 +30,7 @@ class DistmlModel(mlflow.pyfunc.PythonModel):
     """``mlflow.pyfunc`` wrapper: loads the folder with ``distml.load_model`` (no pickle)."""
 
     def load_context(self, context: Any) -> None:
-        from distml.models.base import load_model
+        from distml.loading import load_model
 
         self.model = load_model(context.artifacts[ARTIFACT])
 
@@ -71,7 +71,7 @@ def log_distml_model(folder: Path, name: str = "model") -> str:
     """Log the run's ``model/`` into the active MLflow run; returns the model's URI."""
     from mlflow.models import infer_signature
 
-    from distml.models.base import load_model
+    from distml.loading import load_model
 
     model_dir = folder / "model"
     model = load_model(model_dir)
