@@ -26,7 +26,7 @@ from distml.backends import get_backend
 from distml.cli.app import main
 from distml.data.examples import EXAMPLES, write_example
 from distml.errors import DataError
-from distml.jobs import load_spec, run_job
+from distml.jobs import RunResult, load_spec, run_job
 from tests.conftest import REPO, regression_frame, write_parts
 
 pytest.importorskip("moto", reason="moto[server] (the dev extra) is not installed")
@@ -134,24 +134,37 @@ def _model_arrays(model) -> np.ndarray:
     return np.append(np.ravel(model.coef_), np.ravel(model.intercept_))
 
 
-def _seed_runs(store: Store, tmp_path: Path, backend: str | None) -> None:
+@pytest.fixture(scope="module")
+def disk_runs(store: Store, tmp_path_factory: pytest.TempPathFactory) -> dict[str, RunResult]:
+    """The seed jobs from local disk on the local backend, once: what every engine must match."""
+    out = tmp_path_factory.mktemp("disk-runs")
+    return {
+        job: run_job(
+            load_spec(REPO / "jobs" / f"{job}.yaml", [f"data.train={store.local / example}"]),
+            out / job,
+        )
+        for job, example in SEED_JOBS.items()
+    }
+
+
+def _seed_runs(
+    store: Store, disk_runs: dict[str, RunResult], tmp_path: Path, backend: str | None
+) -> None:
     for job, example in SEED_JOBS.items():
-        spec_path = REPO / "jobs" / f"{job}.yaml"
         url = f"s3://{BUCKET}/{example}"
-        remote = run_job(
-            load_spec(spec_path, [f"data.train={url}", *store.overrides()], backend=backend),
-            tmp_path / "s3" / job,
+        spec = load_spec(
+            REPO / "jobs" / f"{job}.yaml",
+            [f"data.train={url}", *store.overrides()],
+            backend=backend,
         )
-        disk = run_job(
-            load_spec(spec_path, [f"data.train={store.local / example}"]), tmp_path / "disk" / job
-        )
+        remote, disk = run_job(spec, tmp_path / job), disk_runs[job]
         assert_array_equal(_model_arrays(remote.model), _model_arrays(disk.model))
         metrics = [json.loads((r.out / "metrics.json").read_text()) for r in (remote, disk)]
         assert metrics[0]["metrics"] == metrics[1]["metrics"]
         assert pq.read_table(remote.out / "predictions").equals(
             pq.read_table(disk.out / "predictions")
         )
-    article = json.loads((tmp_path / "s3" / "linear_regression" / "metrics.json").read_text())
+    article = json.loads((tmp_path / "linear_regression" / "metrics.json").read_text())
     assert article["model"]["coef"] == pytest.approx([0.6857142857142857], rel=1e-12)
 
 
@@ -175,9 +188,13 @@ def _engine(engine: str, request: pytest.FixtureRequest) -> str | None:
 
 @pytest.mark.parametrize("engine", ENGINES)
 def test_seed_jobs_from_s3_give_the_models_from_disk(
-    store: Store, tmp_path: Path, engine: str, request: pytest.FixtureRequest
+    store: Store,
+    disk_runs: dict[str, RunResult],
+    tmp_path: Path,
+    engine: str,
+    request: pytest.FixtureRequest,
 ) -> None:
-    _seed_runs(store, tmp_path, _engine(engine, request))
+    _seed_runs(store, disk_runs, tmp_path, _engine(engine, request))
 
 
 def _sixteen(store: Store, where: str) -> distml.Dataset:
@@ -238,14 +255,20 @@ def _closed_port() -> int:
         (f"s3://{BUCKET}/example1", {"secret_key": "wrong"}, "access denied"),
         (f"s3://{BUCKET}/example1", {"access_key": "AKIANOSUCHKEY0000000"}, "access denied"),
         (f"s3://{BUCKET}/example1", {"endpoint_url": "closed"}, "cannot reach the object store"),
+        (f"s3://{BUCKET}/example1", {"endpoint_url": "silent"}, "cannot reach the object store"),
     ],
-    ids=["missing-bucket", "wrong-prefix", "wrong-secret", "unknown-key", "unreachable"],
+    ids=["missing-bucket", "wrong-prefix", "wrong-secret", "unknown-key", "closed-port", "silent"],
 )
 def test_bad_locations_exit_2_with_one_line_naming_the_url(
     store: Store, tmp_path: Path, url: str, changes: dict[str, str], expected: str
 ) -> None:
+    silent = socket.socket()  # accepts connections (the kernel's backlog), never answers
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
     if changes.get("endpoint_url") == "closed":
         changes = {"endpoint_url": f"http://127.0.0.1:{_closed_port()}"}
+    elif changes.get("endpoint_url") == "silent":
+        changes = {"endpoint_url": f"http://127.0.0.1:{silent.getsockname()[1]}"}
     spec = tmp_path / "job.yaml"
     spec.write_text(
         (REPO / "jobs" / "linear_regression.yaml").read_text().replace("../data/example1", url)
@@ -254,7 +277,8 @@ def test_bad_locations_exit_2_with_one_line_naming_the_url(
     for item in store.overrides(**changes):
         args += ["--set", item]
     started = time.monotonic()
-    result = CliRunner().invoke(main, args)
+    with silent:
+        result = CliRunner().invoke(main, args)
     took = time.monotonic() - started
     lines = result.output.strip().splitlines()
     assert result.exit_code == 2, result.output

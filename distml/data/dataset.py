@@ -17,7 +17,14 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from distml.data.storage import StorageOptions, describe_error, is_object_store, open_location
+from distml.data.storage import (
+    StorageOptions,
+    describe_error,
+    endpoint_of,
+    is_object_store,
+    open_location,
+    probe_location,
+)
 from distml.errors import DataError, SpecError, did_you_mean
 
 if TYPE_CHECKING:  # pyarrow.dataset imports pandas: loaded where a driver needs it, not on workers
@@ -131,13 +138,19 @@ class Dataset:
 
     # -- discovery -------------------------------------------------------------------------
     def _discover(self) -> tuple[list[pads.ParquetFileFragment], list[str]]:
-        info = self.filesystem.get_file_info(self.root)
+        remote = is_object_store(self.uri)
+        info = (
+            probe_location(self.uri, self.storage)
+            if remote
+            else self.filesystem.get_file_info(self.root)
+        )
         if info.type == pafs.FileType.NotFound:
-            if is_object_store(self.uri):
+            if remote:
                 bucket = self.root.split("/", 1)[0]
+                where = f"at {endpoint_of(self.storage)}"
                 if self.filesystem.get_file_info(bucket).type == pafs.FileType.NotFound:
-                    raise DataError(f"{self.uri}: no such bucket '{bucket}'")
-                raise DataError(f"{self.uri}: no such key or prefix in bucket '{bucket}'")
+                    raise DataError(f"{self.uri}: no such bucket '{bucket}' {where}")
+                raise DataError(f"{self.uri}: no such key or prefix in bucket '{bucket}' {where}")
             if os.path.islink(self.root):
                 raise DataError(f"{self.uri}: a symbolic link to a missing target")
             raise DataError(f"{self.uri}: no such file or directory")

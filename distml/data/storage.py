@@ -30,6 +30,9 @@ S3_SCHEMES = ("s3", "s3a", "s3n")
 CONNECT_TIMEOUT_S = 3.0
 REQUEST_TIMEOUT_S = 30.0
 MAX_ATTEMPTS = 3
+#: The driver's first request (is the location there?): one attempt, short timeouts, so a
+#: wrong or silent endpoint is reported in seconds; the reads after it get the retries.
+PROBE_TIMEOUT_S = 3.0
 
 
 @dataclass(frozen=True)
@@ -82,20 +85,44 @@ ENV_KEYS = (
 )
 
 
-def s3_filesystem(options: StorageOptions) -> pafs.S3FileSystem:
+def s3_filesystem(options: StorageOptions, probe: bool = False) -> pafs.S3FileSystem:
     """An S3 filesystem for ``options`` and the environment (cached per process: a worker
-    opens one per job, not one per partition)."""
-    return _s3_filesystem(options, tuple(os.environ.get(k) for k in ENV_KEYS))
+    opens one per job, not one per partition); ``probe``: one attempt, short timeouts."""
+    return _s3_filesystem(options, tuple(os.environ.get(k) for k in ENV_KEYS), probe)
+
+
+def endpoint_of(options: StorageOptions | None) -> str:
+    """The endpoint requests go to, for messages (``AWS S3`` when not overridden)."""
+    return (
+        (options.endpoint_url if options else None)
+        or os.environ.get("AWS_ENDPOINT_URL_S3")
+        or os.environ.get("AWS_ENDPOINT_URL")
+        or "AWS S3"
+    )
+
+
+def probe_location(uri: str, options: StorageOptions | None) -> pafs.FileInfo:
+    """What ``uri`` is (file, folder, not found), asked once with short timeouts; a store
+    that refuses or cannot be reached is a :class:`DataError` naming the URL."""
+    _, path = open_location(uri, options)
+    try:
+        return s3_filesystem(options or StorageOptions(), probe=True).get_file_info(path)
+    except OSError as exc:
+        raise DataError(describe_error(uri, exc)) from None
 
 
 @functools.lru_cache(maxsize=16)
-def _s3_filesystem(options: StorageOptions, env: tuple[str | None, ...]) -> pafs.S3FileSystem:
+def _s3_filesystem(
+    options: StorageOptions, env: tuple[str | None, ...], probe: bool
+) -> pafs.S3FileSystem:
     environ = dict(zip(ENV_KEYS, env, strict=True))
     endpoint = options.endpoint_url or environ["AWS_ENDPOINT_URL_S3"] or environ["AWS_ENDPOINT_URL"]
     kwargs: dict[str, Any] = {
-        "connect_timeout": CONNECT_TIMEOUT_S,
-        "request_timeout": REQUEST_TIMEOUT_S,
-        "retry_strategy": pafs.AwsStandardS3RetryStrategy(max_attempts=MAX_ATTEMPTS),
+        "connect_timeout": PROBE_TIMEOUT_S if probe else CONNECT_TIMEOUT_S,
+        "request_timeout": PROBE_TIMEOUT_S if probe else REQUEST_TIMEOUT_S,
+        "retry_strategy": pafs.AwsStandardS3RetryStrategy(
+            max_attempts=1 if probe else MAX_ATTEMPTS
+        ),
     }
     if endpoint:
         url = urlsplit(endpoint if "://" in endpoint else f"https://{endpoint}")
