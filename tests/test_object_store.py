@@ -302,3 +302,21 @@ def test_a_prefix_without_parquet_files_is_named(store: Store) -> None:
 def test_storage_options_on_a_local_path_are_a_spec_error(store: Store) -> None:
     with pytest.raises(distml.errors.SpecError, match="storage_options apply to s3:// URLs only"):
         distml.Dataset(store.local / "example1", storage_options=store.options())
+
+
+def test_predict_scores_s3_data_with_credentials_from_the_environment(
+    store: Store, disk_runs: dict[str, RunResult], tmp_path: Path, monkeypatch
+) -> None:
+    monkeypatch.setenv("AWS_ENDPOINT_URL", store.endpoint)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", store.access_key)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", store.secret_key)
+    monkeypatch.setenv("AWS_REGION", REGION)
+    run = str(disk_runs["linear_regression"].out)
+    args = ["predict", run, "--data", f"s3://{BUCKET}/example1", "--out", str(tmp_path / "p")]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    scored = pq.read_table(tmp_path / "p" / "part-00000.parquet").to_pydict()
+    assert scored["x"] == EXAMPLES["example1"]["x"]
+    # the article's printed model: Coefficient: [0.68571429], Intercept: 1.7714285714285714
+    expected = [1.7714285714285714 + 0.6857142857142857 * x for x in scored["x"]]
+    np.testing.assert_allclose(scored["prediction"], expected, rtol=1e-12)
