@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -59,6 +60,9 @@ def is_distml_output(path: Path) -> bool:
     return (path / MARKER).is_file()
 
 
+_URL_OUT = re.compile(r"^(s3|s3a|s3n|gs|gcs|abfs|abfss|az|hdfs|https?)://?", re.IGNORECASE)
+
+
 def check_destination(
     out: str | os.PathLike[str],
     what: str = "output",
@@ -71,8 +75,14 @@ def check_destination(
     or lies inside one), a file, a system folder, a non-empty folder without
     ``overwrite``, or — with ``overwrite`` — a folder distml did not write.
     """
-    final = _resolve(out)
     text = os.fspath(out)
+    if _URL_OUT.match(text):  # Path() folds "s3://b/k" into "s3:/b/k": both are URLs
+        url = text if "://" in text else text.replace(":/", "://", 1)
+        raise DataError(
+            f"{url}: writing the {what} to an object store is not supported yet; "
+            "write it to a local or shared folder (s3:// data can be read)"
+        )
+    final = _resolve(out)
     if str(final) == os.sep or str(_real(final)) == os.sep:
         raise DataError(f"{text}: refusing to write {what} over the filesystem root")
     for root in _SYSTEM_ROOTS:

@@ -320,3 +320,21 @@ def test_predict_scores_s3_data_with_credentials_from_the_environment(
     # the article's printed model: Coefficient: [0.68571429], Intercept: 1.7714285714285714
     expected = [1.7714285714285714 + 0.6857142857142857 * x for x in scored["x"]]
     np.testing.assert_allclose(scored["prediction"], expected, rtol=1e-12)
+
+
+@pytest.mark.parametrize("command", ["run", "generate"])
+def test_writing_to_an_object_store_is_refused_in_one_line(
+    store: Store, tmp_path: Path, monkeypatch, command: str
+) -> None:
+    monkeypatch.chdir(tmp_path)  # a refused URL must not become a local folder "s3:"
+    out = f"s3://{BUCKET}/runs/one"
+    if command == "run":
+        spec = str(REPO / "jobs" / "linear_regression.yaml")
+        args = ["run", spec, "--set", f"data.train={store.local / 'example1'}", "--out", out]
+    else:
+        args = ["data", "generate", "regression", "--rows", "100", "--out", out]
+    result = CliRunner().invoke(main, args)
+    lines = result.output.strip().splitlines()
+    assert result.exit_code == 2, result.output
+    assert len(lines) == 1 and out in lines[0] and "not supported yet" in lines[0], lines
+    assert list(tmp_path.iterdir()) == []
