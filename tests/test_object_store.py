@@ -116,6 +116,9 @@ def store(tmp_path_factory: pytest.TempPathFactory):
         for name in EXAMPLES:
             write_example(name, local / name)
         write_parts(local / "sixteen", regression_frame(n=320, d=3, seed=7), 16)
+        hive = regression_frame(n=60, d=2, seed=3)
+        for year in (2024, 2025):
+            write_parts(local / "hive" / f"year={year}", hive.iloc[(year - 2024) * 30 :][:30], 2)
         for path in sorted(local.rglob("*.parquet")):
             s3.upload_file(str(path), BUCKET, path.relative_to(local).as_posix())
         yield Store(endpoint, key["AccessKeyId"], key["SecretAccessKey"], local)
@@ -338,3 +341,27 @@ def test_writing_to_an_object_store_is_refused_in_one_line(
     assert result.exit_code == 2, result.output
     assert len(lines) == 1 and out in lines[0] and "not supported yet" in lines[0], lines
     assert list(tmp_path.iterdir()) == []
+
+
+def test_hive_folders_filters_and_test_data_on_s3(store: Store, tmp_path: Path) -> None:
+    remote = distml.Dataset(
+        f"s3://{BUCKET}/hive",
+        label="y",
+        filters=[("year", "=", 2025)],
+        storage_options=store.options(),
+    )
+    disk = distml.Dataset(store.local / "hive", label="y", filters=[("year", "=", 2025)])
+    assert remote.partition_keys == ["year"] and remote.features == ["x0", "x1"]
+    assert remote.num_rows == 30 and len(remote.partitions) == 2
+    assert [p.partition_values for p in remote.partitions] == [{"year": 2025}] * 2
+    assert [p.num_rows for p in remote.partitions] == [p.num_rows for p in disk.partitions]
+    # data.test on the store too: the options reach the test dataset
+    spec_path = REPO / "jobs" / "linear_regression.yaml"
+    test = [f"data.train=s3://{BUCKET}/sixteen", f"data.test=s3://{BUCKET}/hive"]
+    local = [f"data.train={store.local / 'sixteen'}", f"data.test={store.local / 'hive'}"]
+    features = ["data.features=[x0,x1]"]
+    on_s3 = run_job(load_spec(spec_path, [*test, *features, *store.overrides()]), tmp_path / "s3")
+    on_disk = run_job(load_spec(spec_path, [*local, *features]), tmp_path / "disk")
+    written = [json.loads((r.out / "metrics.json").read_text()) for r in (on_s3, on_disk)]
+    assert written[0]["rows_test"] == 60
+    assert written[0]["metrics"] == written[1]["metrics"]
