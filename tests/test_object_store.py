@@ -18,6 +18,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
+from conftest import REPO, regression_frame, write_parts
 from numpy.testing import assert_array_equal
 from sklearn.linear_model import LinearRegression
 
@@ -27,7 +28,6 @@ from distml.cli.app import main
 from distml.data.examples import EXAMPLES, write_example
 from distml.errors import DataError
 from distml.jobs import RunResult, load_spec, run_job
-from tests.conftest import REPO, regression_frame, write_parts
 
 pytest.importorskip("moto", reason="moto[server] (the dev extra) is not installed")
 boto3 = pytest.importorskip("boto3", reason="boto3 (the dev extra) is not installed")
