@@ -8,6 +8,7 @@ dependencies (numpy, pyarrow, scikit-learn…) must be in the workers' Python.
 
 from __future__ import annotations
 
+import uuid
 import zipfile
 from pathlib import Path
 
@@ -17,8 +18,13 @@ PACKAGE = Path(distml.__file__).resolve().parent
 
 
 def package_zip(folder: Path) -> Path:
-    """Write ``distml-<version>.zip`` (importable as ``distml``) into ``folder``."""
-    target = folder / f"distml-{distml.__version__}.zip"
+    """Write ``distml-<version>-<random>.zip`` (importable as ``distml``) into ``folder``.
+
+    Each submission's zip has a name of its own: a long-lived Dask worker that is sent a
+    second zip under a name it already imported can fail with ``KeyError: '<path>.zip'``
+    (CPython gh-121342, a stale ``zipimport`` directory cache, seen as dask/distributed#8708).
+    """
+    target = folder / f"distml-{distml.__version__}-{uuid.uuid4().hex[:8]}.zip"
     with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as archive:
         for path in sorted(PACKAGE.rglob("*")):
             if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc":

@@ -422,22 +422,30 @@ def test_unreachable_clusters_fail_in_one_line_and_bounded_time(
 
 
 # -- Spark ---------------------------------------------------------------------------------------
-def test_spark_executors_cannot_import_distml_before_submission(spark_auth, tmp_path: Path) -> None:
-    from distml.clusters.spark_cluster import spark_home
-
-    probe = tmp_path / "probe.py"
-    probe.write_text(
-        "import importlib.util\nfrom pyspark.sql import SparkSession\n"
-        "sc = SparkSession.builder.getOrCreate().sparkContext\n"
-        "seen = sc.parallelize(range(2), 2).map(lambda _: importlib.util.find_spec('distml') is not None).collect()\n"
-        "print('EXECUTORS SEE DISTML', seen)\n"
-    )
-    result = subprocess.run(
-        [str(spark_home() / "bin" / "spark-submit"), "--master", spark_auth.address,
-         "--properties-file", spark_auth.secret_file, "--conf", f"spark.pyspark.python={sys.executable}", str(probe)],
-        capture_output=True, text=True, timeout=180,
+def test_spark_executors_cannot_import_distml_before_submission(
+    spark_auth, local_seed_runs, tmp_path: Path
+) -> None:
+    """Without ``distml submit`` the executors lack distml: ``distml run`` says so in one line."""
+    data, _ = local_seed_runs["kmeans"]
+    secret = dict(
+        line.split(None, 1) for line in Path(spark_auth.secret_file).read_text().splitlines()
+        if line.strip() and not line.startswith("#")
     )  # fmt: skip
-    assert "EXECUTORS SEE DISTML [False, False]" in result.stdout, result.stderr[-2000:]
+    spec = yaml.safe_load((REPO / "jobs" / "kmeans.yaml").read_text())
+    spec["data"]["train"] = str(data)
+    spec["backend"] = {
+        "name": "spark", "master": spark_auth.address,
+        "conf": {**secret, "spark.pyspark.python": sys.executable},
+    }  # fmt: skip
+    (tmp_path / "job.yaml").write_text(yaml.safe_dump(spec))
+    result = distml_cmd("run", tmp_path / "job.yaml", "--out", tmp_path / "run")
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert result.stderr.strip().splitlines()[-1:] == [
+        "error: spark: the executors' Python cannot import distml; install distml where the "
+        "executors run, or use `distml submit`, which ships it"
+    ]
+    assert "Traceback" not in result.stderr, result.stderr
+    assert not (tmp_path / "run").exists()
     assert oct(os.stat(spark_auth.secret_file).st_mode & 0o777) == "0o600"
 
 

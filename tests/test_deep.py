@@ -437,7 +437,7 @@ def test_training_runs_on_two_replicas(tmp_path: Path, needs_tf: None, strategy2
 
 
 def test_killed_run_resumes_after_its_last_finished_epoch(tmp_path: Path, needs_tf: None) -> None:
-    write_mnist(tmp_path / "mnist", idx_folder(tmp_path / "idx", 3000, 200), partitions=2)
+    write_mnist(tmp_path / "mnist", idx_folder(tmp_path / "idx", 1600, 200), partitions=2)
     spec = keras_spec(tmp_path, tmp_path / "mnist", epochs=3, batch_size=4)
     out = tmp_path / "run"
     resume = tmp_path / ".run.resume"

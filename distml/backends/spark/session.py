@@ -242,8 +242,9 @@ class StageLines:
                     started = active.pop(stage)
                     info = self._tracker.getStageInfo(stage)
                     if info is not None:
+                        ended = "done" if info.numCompletedTasks >= info.numTasks else "stopped"
                         self._say(
-                            f"spark stage {stage} done: {info.name} "
+                            f"spark stage {stage} {ended}: {info.name} "
                             f"({info.numCompletedTasks}/{info.numTasks} tasks, "
                             f"~{time.monotonic() - started:.1f}s)"
                         )
