@@ -481,6 +481,8 @@ def test_spark_auth_refuses_a_submission_without_the_secret(
     result = distml_cmd(
         "submit",
         *seed_spec("kmeans", data),
+        "--set",
+        "backend.timeout=4",
         "--cluster",
         spark_auth.address,
         "--out",
@@ -492,7 +494,7 @@ def test_spark_auth_refuses_a_submission_without_the_secret(
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert lines == [
-        f"error: spark master {spark_auth.address} did not accept distml's application within 10s; "
+        f"error: spark master {spark_auth.address} did not accept distml's application within 4s; "
         "if the cluster requires authentication, give its secret (spark.authenticate.secret; "
         "distml submit finds it for clusters started by distml cluster up --auth)"
     ]
