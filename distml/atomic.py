@@ -18,6 +18,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import tempfile
 import time
 from collections.abc import Iterable, Iterator
@@ -156,8 +157,9 @@ class OutputDir:
     def open(self) -> Path:
         if self.tmp is None:
             self._made = _make_parents(self.final.parent)
+            sweep_abandoned(self.final)
             try:
-                tmp = tempfile.mkdtemp(prefix=f".{self.final.name}.tmp-", dir=self.final.parent)
+                tmp = tempfile.mkdtemp(prefix=_hidden(self.final, "tmp"), dir=self.final.parent)
             except OSError as exc:
                 raise DataError(
                     f"{self.final}: cannot write here ({exc.strerror or exc})"
@@ -175,7 +177,7 @@ class OutputDir:
             # something else appeared there while we worked: never replace it
             raise DataError(f"{final}: appeared while writing and is not distml's; kept it")
         if final.exists():
-            trash = Path(tempfile.mkdtemp(prefix=f".{final.name}.old-", dir=final.parent))
+            trash = Path(tempfile.mkdtemp(prefix=_hidden(final, "old"), dir=final.parent))
             os.replace(final, trash / "old")
             os.replace(tmp, final)
             shutil.rmtree(trash, ignore_errors=True)
@@ -203,6 +205,51 @@ class OutputDir:
             self.publish()
         else:
             self.discard()
+
+
+def _owner() -> str:
+    """``<pid>@<host>``: who is building a hidden sibling (the host: shared filesystems)."""
+    host = re.sub(r"[^A-Za-z0-9_.]", "_", socket.gethostname())[:60] or "host"
+    return f"{os.getpid()}@{host}"
+
+
+def _hidden(final: Path, role: str) -> str:
+    """The prefix of ``final``'s hidden sibling: ``.<name>.<tmp|old>-<pid>@<host>-``."""
+    return f".{final.name}.{role}-{_owner()}-"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def sweep_abandoned(final: Path) -> list[Path]:
+    """Remove hidden siblings of ``final`` left by distml processes of this host that died
+    mid-write (SIGKILL, power loss: no ``finally`` ran); returns what was removed.
+
+    Only siblings named by :func:`_hidden` whose process no longer exists on this host are
+    touched: a live writer's, another host's (a shared filesystem) and anything else are kept.
+    """
+    pattern = re.compile(rf"^\.{re.escape(final.name)}\.(?:tmp|old)-(\d+)@([A-Za-z0-9_.]+)-[A-Za-z0-9_]+$")
+    host = _owner().split("@", 1)[1]
+    removed = []
+    try:
+        siblings = list(final.parent.iterdir())
+    except OSError:
+        return removed
+    for path in siblings:
+        match = pattern.match(path.name)
+        if match is None or match.group(2) != host or _alive(int(match.group(1))):
+            continue
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
 
 
 def _make_parents(folder: Path) -> list[Path]:

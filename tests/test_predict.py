@@ -344,7 +344,9 @@ def test_a_killed_run_publishes_nothing_and_keeps_the_old_output(
     assert not out.exists()
     assert not list(tmp_path.rglob("_SUCCESS"))
 
+    assert [p.name.split("-")[0] for p in tmp_path.glob(".p.*")] == [".p.tmp"]  # hidden
     predict(kmeans_model, many_files, out, columns="none")  # the old, complete output
+    assert list(tmp_path.glob(".p.*")) == []  # the killed run's sibling swept by the next
     before = {p: p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
     _kill_while_scoring(_start(linear_model, many_files, out, "--overwrite"), out)
     after = {p: p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
