@@ -119,7 +119,8 @@ def fit_logistic(
     max_iter: int = 100,
     l1_ratio: float = 0.0,
 ) -> LogisticSolution:
-    """Minimise the penalised log-loss; needs the partitions cached in memory.
+    """Minimise the penalised log-loss: one ``map_reduce`` pass per L-BFGS evaluation, over
+    cached partitions or, for data bigger than memory, partitions re-read on every pass.
 
     ``penalty`` is ``"l2"``, ``"l1"``, ``"elasticnet"`` (mixing by ``l1_ratio``) or
     ``None``; ``C=inf`` also means no penalty.

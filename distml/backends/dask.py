@@ -29,6 +29,7 @@ import psutil
 from distributed import Client, LocalCluster, Security, as_completed
 from distributed.client import FutureCancelledError
 from distributed.comm import CommClosedError
+from distributed.scheduler import KilledWorker
 
 from distml.algorithms.engine import Engine, concat
 from distml.algorithms.logistic import find_classes
@@ -142,7 +143,17 @@ def _fit_dask_ml(backend: Backend, estimator: DistmlEstimator, engine: Engine) -
         # dask-ml 2025.1 still sets a deprecated dask config key; not the user's concern
         warnings.filterwarnings("ignore", category=FutureWarning, module="dask")
         warnings.filterwarnings("ignore", category=DeprecationWarning, module="dask_glm")
-        _fit_with_dask_ml(estimator, engine)
+        try:
+            _fit_with_dask_ml(estimator, engine)
+        except (FutureCancelledError, KilledWorker) as exc:
+            # dask-ml keeps several copies of the data in worker memory (dask-ml#717): workers
+            # over their limit are restarted by their nannies and the fit's tasks are lost
+            reason = str(exc).splitlines()[0][:160]
+            raise BackendError(
+                f"dask: solver 'dask-ml' lost its tasks ({type(exc).__name__}: {reason}); a "
+                "worker died or was restarted, often over its memory limit — solver native "
+                "streams data bigger than the workers' memory"
+            ) from None
 
 
 def _fit_with_dask_ml(estimator: DistmlEstimator, engine: DaskEngine) -> None:

@@ -9,7 +9,7 @@ from sklearn.base import ClassifierMixin
 
 from distml.algorithms.engine import Engine
 from distml.algorithms.logistic import fit_logistic
-from distml.errors import DataError, ModelError
+from distml.errors import ModelError
 from distml.models.base import DistmlEstimator
 from distml.models.kernels import LogisticKernel
 from distml.models.penalties import check_l1_ratio, check_number, check_penalty
@@ -89,12 +89,8 @@ class LogisticRegression(ClassifierMixin, DistmlEstimator):
 
     def fit_engine(self, engine: Engine) -> LogisticRegression:
         self._validate_params()
-        if not engine.can_cache:
-            raise DataError(
-                "logistic regression needs the training data cached in memory "
-                f"(about {engine.n_rows * engine.n_features * 8 / 2**30:.1f} GiB of features); "
-                "give the workers more memory or use fewer rows"
-            )
+        # data bigger than the workers' memory streams: every L-BFGS evaluation is one pass
+        # that re-reads the partitions (slower per pass, same model, bounded memory)
         penalty, l1_ratio = self.effective_penalty()
         solution = fit_logistic(
             engine,
