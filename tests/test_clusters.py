@@ -268,6 +268,34 @@ def test_a_tls_cluster_refuses_clients_without_its_certificates(
     assert not (tmp_path / "r").exists()
 
 
+def test_a_predict_job_submitted_to_dask_equals_local_predict(
+    dask_tls, state: Path, local_seed_runs, tmp_path: Path
+) -> None:
+    """A spec with ``predict:`` scores on workers without distml; the files equal local ones."""
+    from distml.predict import predict
+
+    data, model = local_seed_runs["logistic_regression"]
+    spec = {
+        "name": "score",
+        "predict": {"model": str(model), "data": str(data), "columns": "all", "output": "both"},
+    }
+    (tmp_path / "score.yaml").write_text(yaml.safe_dump(spec))
+    out = tmp_path / "scored"
+    result = cli("submit", tmp_path / "score.yaml", "--cluster", dask_tls.address,
+                 "--out", out, "--state-dir", state)  # fmt: skip
+    assert result.exit_code == 0, result.output
+    predict(model, data, tmp_path / "local", columns="all", output="both")
+    files = sorted(p.relative_to(out) for p in out.rglob("*.parquet"))
+    assert files and files == sorted(
+        p.relative_to(tmp_path / "local") for p in (tmp_path / "local").rglob("*.parquet")
+    )
+    for name in files:
+        submitted, local = pq.read_table(out / name), pq.read_table(tmp_path / "local" / name)
+        assert submitted.column_names[-2:] == ["prediction", "probability"]
+        assert submitted.equals(local), name
+    assert (out / "_SUCCESS").is_file()
+
+
 def test_detached_job_is_followed_by_id(
     dask_tls, state: Path, local_seed_runs, tmp_path: Path
 ) -> None:
