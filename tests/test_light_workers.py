@@ -3,6 +3,7 @@ scikit-learn, SciPy (unless the task needs it), pandas, matplotlib or pydantic."
 
 from __future__ import annotations
 
+import pickle
 import subprocess
 import sys
 from pathlib import Path
@@ -50,6 +51,37 @@ def test_worker_modules_import_no_heavy_library() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_reading_a_partition_imports_no_heavy_library(tmp_path: Path) -> None:
+    """A read task in a fresh process: features and label reach numpy without pandas (which
+    pyarrow's ``to_numpy`` would import) and equal pandas' own reading of the file."""
+    frame = pd.DataFrame({"a": np.arange(6, dtype=np.int32), "b": np.linspace(0, 1, 6)})
+    frame["y"] = np.arange(6) % 2
+    path = tmp_path / "part-0.parquet"
+    pq = pytest.importorskip("pyarrow.parquet")
+    pq.write_table(pa_table(frame), path, row_group_size=4)  # two row groups: two chunks
+    from distml.data.dataset import Dataset
+
+    ds = Dataset(tmp_path, label="y")  # on the driver (pyarrow.dataset imports pandas there)
+    task = pickle.dumps((ds.uri, ds.partitions[0], ds.features)).hex()
+    code = (
+        "import pickle, sys\nfrom distml.data.reader import load_partition\n"
+        f"uri, spec, features = pickle.loads(bytes.fromhex({task!r}))\n"
+        "part, _ = load_partition(uri, spec, features, 'y')\n"
+        "print(part.X.tolist(), part.y.tolist())\n"
+        f"print(sorted({{m.split('.')[0] for m in sys.modules}} & set({HEAVY!r})))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    values, heavy = done.stdout.strip().splitlines()
+    assert heavy == "[]"
+    assert values == f"{frame[['a', 'b']].to_numpy(float).tolist()} {frame['y'].tolist()}"
+
+
+def pa_table(frame: pd.DataFrame):  # type: ignore[no-untyped-def]
+    import pyarrow as pa
+
+    return pa.Table.from_pandas(frame, preserve_index=False)
 
 
 def test_import_distml_is_light() -> None:

@@ -44,12 +44,52 @@ def read_table(uri: str, part: PartitionSpec, columns: list[str] | None) -> pa.T
     return table
 
 
+#: Arrow's primitive numeric types (as ``str(type)`` spells them) and their numpy dtypes.
+_NUMPY_DTYPES = {
+    "int8": "i1", "int16": "i2", "int32": "i4", "int64": "i8",
+    "uint8": "u1", "uint16": "u2", "uint32": "u4", "uint64": "u8",
+    "halffloat": "f2", "float": "f4", "double": "f8",
+}  # fmt: skip
+
+
+def chunk_values(chunk: pa.Array) -> np.ndarray | None:
+    """A numeric chunk without nulls as a read-only numpy view of its Arrow buffer.
+
+    ``None`` where pyarrow's own conversion is needed (nulls, booleans, other types).
+    pyarrow's ``to_numpy`` imports pandas on first use (~40 MB per worker process); the
+    read path, which runs on every worker, does not need it.
+    """
+    dtype = _NUMPY_DTYPES.get(str(chunk.type))
+    if dtype is None or chunk.null_count:
+        return None
+    width = np.dtype(dtype).itemsize
+    return np.frombuffer(
+        chunk.buffers()[1], dtype=dtype, count=len(chunk), offset=chunk.offset * width
+    )
+
+
+def column_values(column: pa.ChunkedArray) -> np.ndarray:
+    """A column as one numpy array (a copy): views of numeric chunks without nulls, pyarrow's
+    ``to_numpy`` otherwise."""
+    parts = [chunk_values(chunk) for chunk in column.chunks]
+    if not parts or any(part is None for part in parts):
+        return column.to_numpy()
+    return np.concatenate(parts)
+
+
 def feature_matrix(table: pa.Table, features: list[str], path: str) -> np.ndarray:
     """Features as a float64 matrix (Fortran order: one contiguous copy per column)."""
     X = np.empty((table.num_rows, len(features)), dtype=np.float64, order="F")
     for j, name in enumerate(features):
-        column = table.column(name).to_numpy()
-        X[:, j] = column
+        column = table.column(name)
+        views = [chunk_values(chunk) for chunk in column.chunks]
+        if all(view is not None for view in views):
+            start = 0
+            for view in views:
+                X[start : start + len(view), j] = view
+                start += len(view)
+        else:  # nulls or an unusual type: pyarrow converts (nulls become NaN, refused below)
+            X[:, j] = column.to_numpy()
         # a sum is finite unless a value is NaN/infinite (or huge finite values overflow):
         # one pass, no temporary; the exact check runs only to report a bad column
         if not np.isfinite(X[:, j].sum()) and not np.isfinite(X[:, j]).all():
@@ -88,7 +128,7 @@ def label_vector(table: pa.Table, label: str, path: str) -> np.ndarray:
                 f"{path}: label column '{label}' has {column.null_count} missing value(s)"
             )
         return np.asarray(column.to_pylist(), dtype=str)
-    y = column.to_numpy()
+    y = column_values(column)
     if y.dtype.kind == "f" and not np.isfinite(y).all():
         bad = int((~np.isfinite(y)).sum())
         raise DataError(
@@ -167,4 +207,10 @@ class ReadThenApply:
         self.reader, self.fn, self.broadcast = reader, fn, broadcast
 
     def __call__(self, spec: PartitionSpec) -> Any:
-        return self.fn(self.reader(spec), *self.broadcast)
+        try:
+            return self.fn(self.reader(spec), *self.broadcast)
+        finally:
+            # the partition's Arrow buffers are free now: hand their pages back, or the pool
+            # (mimalloc) keeps ~50 MB per worker between passes, which a memory-capped worker
+            # streaming bigger-than-memory data cannot spare
+            pa.default_memory_pool().release_unused()
