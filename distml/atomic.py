@@ -235,7 +235,8 @@ def sweep_abandoned(final: Path) -> list[Path]:
     Only siblings named by :func:`_hidden` whose process no longer exists on this host are
     touched: a live writer's, another host's (a shared filesystem) and anything else are kept.
     """
-    pattern = re.compile(rf"^\.{re.escape(final.name)}\.(?:tmp|old)-(\d+)@([A-Za-z0-9_.]+)-[A-Za-z0-9_]+$")
+    name = re.escape(final.name)  # mkdtemp appends [a-z0-9_] characters to _hidden's prefix
+    pattern = re.compile(rf"^\.{name}\.(?:tmp|old)-(\d+)@([A-Za-z0-9_.]+)-[A-Za-z0-9_]+$")
     host = _owner().split("@", 1)[1]
     removed = []
     try:

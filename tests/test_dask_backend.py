@@ -311,3 +311,26 @@ def test_an_error_distml_reports_is_one_line_without_worker_logs(tmp_path: Path)
     last = done.stderr.strip().splitlines()[-1]
     assert last.startswith(f"error: {tmp_path / 'd'}: label column 'y' has continuous values")
     assert not (tmp_path / "r").exists()
+
+
+def test_tasks_lost_to_a_dying_worker_are_one_line_naming_the_cause() -> None:
+    """A worker that dies under a task (as a nanny's memory kill does) ends the job in one
+    BackendError line saying so, with the caller's hint, not an internal error."""
+    import dask
+
+    from distml.backends.dask import scheduler_errors
+
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
+        backend = get_backend("dask", workers=1, threads=1)
+        with backend:
+            with pytest.raises(BackendError) as caught:
+                with scheduler_errors(backend.client, hint="solver native streams instead"):
+                    backend.client.submit(os._exit, 1, pure=False).result(timeout=60)
+            assert backend.client.status == "running"  # the scheduler itself is fine
+    message = str(caught.value)
+    assert message.startswith("dask: the job lost its tasks (KilledWorker: ")
+    assert message.endswith(
+        "a worker died or was restarted, often over its memory limit; "
+        "solver native streams instead"
+    )
+    assert "\n" not in message

@@ -126,3 +126,22 @@ def test_dask_workers_gain_only_what_a_task_needs(tmp_path: Path) -> None:
         data = dask.load(distml.Dataset(tmp_path / "d", label="c", features=features))
         dask.fit(distml.LogisticRegression(), data)
         assert worker_heavy(dask) - bare == {"scipy"}  # the loss uses scipy.special
+
+
+def test_numeric_chunks_are_viewed_as_pyarrow_converts_them() -> None:
+    """Views honour a chunk's offset and dtype; nulls and booleans are left to pyarrow."""
+    import pyarrow as pa
+
+    from distml.data.reader import chunk_values, column_values
+
+    for values, dtype in (([1.5, 2.5, 3.5, 4.5], pa.float64()), ([1, 2, 3, 4], pa.int32()),
+                          ([7, 8, 9, 10], pa.uint16()), ([0.5, 1.0, 2.0, 3.0], pa.float32())):  # fmt: skip
+        sliced = pa.array(values, dtype)[1:3]  # offset 1: a slice of a larger buffer
+        view = chunk_values(sliced)
+        assert view is not None and view.dtype == sliced.to_numpy().dtype
+        assert view.tolist() == values[1:3]
+    assert chunk_values(pa.array([1.0, None])) is None
+    assert chunk_values(pa.array([True, False])) is None
+    column = pa.chunked_array([pa.array([1, 2]), pa.array([3, 4, 5])[1:]])
+    assert column_values(column).tolist() == [1, 2, 4, 5]
+    assert column_values(pa.chunked_array([[1.0], [None]], pa.float64())).tolist()[0] == 1.0

@@ -121,19 +121,34 @@ class DaskEngine(Engine):
 
 
 @contextmanager
-def scheduler_errors(client: Client) -> Iterator[None]:
-    """A scheduler lost mid-job becomes one :class:`BackendError` line (it fails at once)."""
+def scheduler_errors(client: Client, hint: str = "") -> Iterator[None]:
+    """Lost work becomes one :class:`BackendError` line: the scheduler lost mid-job (it fails
+    at once), or tasks lost to workers that died or were restarted by their nannies (over
+    their memory limit, most often); ``hint`` is added to the latter."""
     try:
         yield
     except (FutureCancelledError, CommClosedError) as exc:
         reason = str(exc).splitlines()[0]
-        raise BackendError(
-            f"dask: lost the scheduler {client.scheduler.address} during the job ({reason})"
-        ) from None
+        lost = isinstance(exc, CommClosedError) or exc.reason == "scheduler-connection-lost"
+        if lost or client.status != "running":
+            raise BackendError(
+                f"dask: lost the scheduler {client.scheduler.address} during the job ({reason})"
+            ) from None
+        raise _lost_tasks(exc, hint) from None
+    except KilledWorker as exc:
+        raise _lost_tasks(exc, hint) from None
     except BaseException as exc:
         if not isinstance(exc, Exception):  # Ctrl-C or SIGTERM: the client's pending wait is
             logging.getLogger("asyncio").setLevel(logging.CRITICAL)  # abandoned; no log noise
         raise
+
+
+def _lost_tasks(exc: BaseException, hint: str) -> BackendError:
+    reason = str(exc).splitlines()[0][:160]
+    return BackendError(
+        f"dask: the job lost its tasks ({type(exc).__name__}: {reason}); a worker died or was "
+        f"restarted, often over its memory limit{'; ' + hint if hint else ''}"
+    )
 
 
 def _fit_dask_ml(backend: Backend, estimator: DistmlEstimator, engine: Engine) -> None:
@@ -143,17 +158,11 @@ def _fit_dask_ml(backend: Backend, estimator: DistmlEstimator, engine: Engine) -
         # dask-ml 2025.1 still sets a deprecated dask config key; not the user's concern
         warnings.filterwarnings("ignore", category=FutureWarning, module="dask")
         warnings.filterwarnings("ignore", category=DeprecationWarning, module="dask_glm")
-        try:
+        # dask-ml keeps several copies of the data in worker memory (dask-ml#717): workers
+        # over their limit are restarted by their nannies and the fit's tasks are lost
+        hint = "solver 'dask-ml' holds copies of the data; solver native streams instead"
+        with scheduler_errors(engine.client, hint):
             _fit_with_dask_ml(estimator, engine)
-        except (FutureCancelledError, KilledWorker) as exc:
-            # dask-ml keeps several copies of the data in worker memory (dask-ml#717): workers
-            # over their limit are restarted by their nannies and the fit's tasks are lost
-            reason = str(exc).splitlines()[0][:160]
-            raise BackendError(
-                f"dask: solver 'dask-ml' lost its tasks ({type(exc).__name__}: {reason}); a "
-                "worker died or was restarted, often over its memory limit — solver native "
-                "streams data bigger than the workers' memory"
-            ) from None
 
 
 def _fit_with_dask_ml(estimator: DistmlEstimator, engine: DaskEngine) -> None:

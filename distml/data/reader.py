@@ -68,13 +68,17 @@ def chunk_values(chunk: pa.Array) -> np.ndarray | None:
     )
 
 
+def chunk_views(column: pa.ChunkedArray) -> list[np.ndarray] | None:
+    """Every chunk of ``column`` as a numpy view, or None if any chunk needs pyarrow."""
+    views = [chunk_values(chunk) for chunk in column.chunks]
+    return None if any(view is None for view in views) else views  # type: ignore[return-value]
+
+
 def column_values(column: pa.ChunkedArray) -> np.ndarray:
     """A column as one numpy array (a copy): views of numeric chunks without nulls, pyarrow's
     ``to_numpy`` otherwise."""
-    parts = [chunk_values(chunk) for chunk in column.chunks]
-    if not parts or any(part is None for part in parts):
-        return column.to_numpy()
-    return np.concatenate(parts)
+    views = chunk_views(column)
+    return column.to_numpy() if not views else np.concatenate(views)
 
 
 def feature_matrix(table: pa.Table, features: list[str], path: str) -> np.ndarray:
@@ -82,14 +86,14 @@ def feature_matrix(table: pa.Table, features: list[str], path: str) -> np.ndarra
     X = np.empty((table.num_rows, len(features)), dtype=np.float64, order="F")
     for j, name in enumerate(features):
         column = table.column(name)
-        views = [chunk_values(chunk) for chunk in column.chunks]
-        if all(view is not None for view in views):
+        views = chunk_views(column)
+        if views is None:  # nulls or an unusual type: pyarrow converts (NaN, refused below)
+            X[:, j] = column.to_numpy()
+        else:
             start = 0
-            for view in views:
+            for view in views:  # each chunk straight into its rows of X: no concatenated copy
                 X[start : start + len(view), j] = view
                 start += len(view)
-        else:  # nulls or an unusual type: pyarrow converts (nulls become NaN, refused below)
-            X[:, j] = column.to_numpy()
         # a sum is finite unless a value is NaN/infinite (or huge finite values overflow):
         # one pass, no temporary; the exact check runs only to report a bad column
         if not np.isfinite(X[:, j].sum()) and not np.isfinite(X[:, j]).all():
