@@ -14,6 +14,16 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
+def digits(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Learnable fake MNIST digits: noise plus a bright band at rows 2*label..2*label+1."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 10, n).astype(np.uint8)
+    images = rng.integers(0, 60, (n, 28, 28)).astype(np.uint8)
+    for row in range(2):
+        images[np.arange(n), 2 * labels.astype(int) + row, :] = 255
+    return images, labels
+
+
 def write_parts(folder: Path, frame: pd.DataFrame, n_files: int) -> Path:
     """Write ``frame`` as ``n_files`` Parquet files in row order."""
     folder.mkdir(parents=True, exist_ok=True)

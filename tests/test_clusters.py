@@ -462,7 +462,7 @@ def test_spark_executors_cannot_import_distml_before_submission(
     spec = yaml.safe_load((REPO / "jobs" / "kmeans.yaml").read_text())
     spec["data"]["train"] = str(data)
     spec["backend"] = {
-        "name": "spark", "master": spark_auth.address,
+        "name": "spark", "master": spark_auth.address, "timeout": 60,  # a loaded machine
         "conf": {**secret, "spark.pyspark.python": sys.executable},
     }  # fmt: skip
     (tmp_path / "job.yaml").write_text(yaml.safe_dump(spec))

@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 from click.testing import CliRunner
-from conftest import REPO
+from conftest import REPO, digits
 
 from distml.cli import main
 from distml.data.mnist import (
@@ -51,16 +51,6 @@ def write_idx(path: Path, array: np.ndarray, magic: int, gz: bool) -> Path:
     payload = header + np.ascontiguousarray(array, dtype=np.uint8).tobytes()
     path.write_bytes(gzip.compress(payload) if gz else payload)
     return path
-
-
-def digits(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Learnable fake digits: noise plus a bright band at rows 2*label..2*label+1."""
-    rng = np.random.default_rng(seed)
-    labels = rng.integers(0, 10, n).astype(np.uint8)
-    images = rng.integers(0, 60, (n, 28, 28)).astype(np.uint8)
-    for row in range(2):
-        images[np.arange(n), 2 * labels.astype(int) + row, :] = 255
-    return images, labels
 
 
 def idx_folder(folder: Path, n_train: int, n_test: int, gz: bool = True) -> Path:
