@@ -262,7 +262,14 @@ def test_missing_or_old_java_is_one_clear_line(tmp_path: Path) -> None:
 
 
 def test_cli_run_on_spark_is_quiet(tmp_path: Path) -> None:
-    """A user sees distml's lines only: no JVM start-up noise, no BLAS or log4j warnings."""
+    """A user sees distml's lines only: no JVM start-up noise, no BLAS or log4j warnings.
+
+    The environment is not activated (its bin/ is off PATH, as when a user runs
+    ``venv/bin/distml``): Spark's Python workers must still be this Python, not the first
+    ``python3`` on PATH, which has no distml (PySpark takes it from PYSPARK_PYTHON only)."""
+    own_bin = os.path.dirname(sys.executable)
+    path = os.pathsep.join(p for p in os.environ["PATH"].split(os.pathsep) if p != own_bin)
+    env = {k: v for k, v in os.environ.items() if k not in ("PYSPARK_PYTHON", "VIRTUAL_ENV")}
     result = subprocess.run(
         [
             sys.executable,
@@ -284,6 +291,7 @@ def test_cli_run_on_spark_is_quiet(tmp_path: Path) -> None:
         capture_output=True,
         text=True,
         timeout=300,
+        env={**env, "PATH": path},
     )
     assert result.returncode == 0, result.stderr
     assert "accuracy:" in result.stdout

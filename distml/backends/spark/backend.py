@@ -321,8 +321,11 @@ class SparkBackend(Backend):
             settings["spark.driver.memory"] = self.driver_memory
         if master.startswith("local") and not os.environ.get("PYSPARK_PYTHON"):
             # local executors run on this machine: this Python, with distml and its libraries
-            # (not whatever `python3` is first on PATH)
+            # (not whatever `python3` is first on PATH, as when `venv/bin/distml` runs without
+            # the venv activated). PySpark reads the worker's Python from the environment
+            # variable, not from this setting, so both are set.
             settings["spark.pyspark.python"] = sys.executable
+            os.environ["PYSPARK_PYTHON"] = sys.executable
         settings.update(self.conf)
         user_options = str(self.conf.get("spark.driver.extraJavaOptions", ""))
         settings["spark.driver.extraJavaOptions"] = f"{java_options} {user_options}".strip()
