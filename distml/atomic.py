@@ -21,8 +21,7 @@ import shutil
 import socket
 import tempfile
 import time
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from pathlib import Path
 
 from distml.errors import DataError
@@ -80,8 +79,8 @@ def check_destination(
     if _URL_OUT.match(text):  # Path() folds "s3://b/k" into "s3:/b/k": both are URLs
         url = text if "://" in text else text.replace(":/", "://", 1)
         raise DataError(
-            f"{url}: writing the {what} to an object store is not supported yet; "
-            "write it to a local or shared folder (s3:// data can be read)"
+            f"{url}: the {what} cannot be written to an object store; "
+            "write it to a local or shared folder"
         )
     final = _resolve(out)
     if str(final) == os.sep or str(_real(final)) == os.sep:
@@ -167,6 +166,11 @@ class OutputDir:
             self.tmp = Path(tmp)
             os.chmod(self.tmp, 0o777 & ~_umask())  # mkdtemp makes it private
         return self.tmp
+
+    @property
+    def shared(self) -> str:
+        """The temporary folder as a string: where workers write (they must see it)."""
+        return str(self.open())
 
     def publish(self, meta: dict | None = None) -> Path:
         tmp = self.open()
@@ -262,23 +266,6 @@ def _make_parents(folder: Path) -> list[Path]:
         missing.append(candidate)
     folder.mkdir(parents=True, exist_ok=True)
     return missing
-
-
-@contextmanager
-def atomic_dir(
-    final: str | os.PathLike[str],
-    kind: str = "output",
-    overwrite: bool = True,
-    inputs: Iterable[str | os.PathLike[str] | None] = (),
-) -> Iterator[Path]:
-    """Yield a temporary folder that replaces ``final`` when the block succeeds.
-
-    ``overwrite`` (the default for library calls such as ``model.save``) still replaces
-    only folders distml wrote.
-    """
-    output = OutputDir(final, kind, overwrite=overwrite, inputs=inputs)
-    with output as tmp:
-        yield tmp
 
 
 def atomic_file(

@@ -14,7 +14,14 @@ from distml.models.base import load_estimator, read_metadata
 
 
 def load_model(path: str | os.PathLike[str]) -> Any:
-    """Load a model saved by ``save`` (``model.json`` + ``arrays.npz``; never executes code)."""
+    """Load a model saved by ``save`` (``model.json`` + ``arrays.npz``; never executes code);
+    ``path`` may be an ``s3://`` URL (read whole into a temporary folder)."""
+    from distml.remote_output import as_url, local_copy
+
+    url = as_url(path)
+    if url is not None:
+        with local_copy(url) as local:
+            return load_model(local)
     path = Path(path)
     metadata = read_metadata(path)
     if metadata["type"] == "pipeline":

@@ -30,7 +30,9 @@ def parse_bytes(value: int | str) -> int:
         return value
     match = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]*)?)\s*([a-zA-Z]*)\s*", str(value))
     if not match or match.group(2).lower() not in _UNITS:
-        raise BackendError(f"memory_limit: cannot parse {str(value)[:40]!r} (use e.g. 512MB or 2GiB)")
+        raise BackendError(
+            f"memory_limit: cannot parse {str(value)[:40]!r} (use e.g. 512MB or 2GiB)"
+        )
     number = float(match.group(1)) * _UNITS[match.group(2).lower()]
     if not 0 < number < 2**63:
         raise BackendError(f"memory_limit: {str(value)[:40]!r} is not a positive size")

@@ -325,22 +325,252 @@ def test_predict_scores_s3_data_with_credentials_from_the_environment(
     np.testing.assert_allclose(scored["prediction"], expected, rtol=1e-12)
 
 
-@pytest.mark.parametrize("command", ["run", "generate"])
-def test_writing_to_an_object_store_is_refused_in_one_line(
-    store: Store, tmp_path: Path, monkeypatch, command: str
+# -- writing: run folders, models, predictions and datasets published on the store ------------
+def _client(store: Store):
+    return boto3.client(
+        "s3",
+        endpoint_url=store.endpoint,
+        region_name=REGION,
+        aws_access_key_id=store.access_key,
+        aws_secret_access_key=store.secret_key,
+    )
+
+
+def _objects(store: Store, prefix: str) -> dict[str, bytes]:
+    """Every object under ``prefix`` (relative key -> bytes), directory markers left out."""
+    s3 = _client(store)
+    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix)
+    keys = [o["Key"] for page in pages for o in page.get("Contents", [])]
+    return {
+        k[len(prefix) :]: s3.get_object(Bucket=BUCKET, Key=k)["Body"].read()
+        for k in keys
+        if not k.endswith("/")
+    }
+
+
+def _marker(objects: dict[str, bytes]) -> dict:
+    return json.loads(objects["/_distml.json"])
+
+
+@pytest.fixture
+def aws_env(store: Store, monkeypatch) -> None:
+    """Credentials and endpoint the standard way (the CLI's predict and generate read them)."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL", store.endpoint)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", store.access_key)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", store.secret_key)
+    monkeypatch.setenv("AWS_REGION", REGION)
+
+
+def test_a_run_folder_and_its_model_are_published_on_s3_and_read_back(
+    store: Store, disk_runs: dict[str, RunResult], tmp_path: Path, aws_env: None
 ) -> None:
-    monkeypatch.chdir(tmp_path)  # a refused URL must not become a local folder "s3:"
-    out = f"s3://{BUCKET}/runs/one"
-    if command == "run":
-        spec = str(REPO / "jobs" / "linear_regression.yaml")
-        args = ["run", spec, "--set", f"data.train={store.local / 'example1'}", "--out", out]
-    else:
-        args = ["data", "generate", "regression", "--rows", "100", "--out", out]
+    out = f"s3://{BUCKET}/runs/linear"
+    spec = str(REPO / "jobs" / "linear_regression.yaml")
+    args = ["run", spec, "--set", f"data.train={store.local / 'example1'}", "--out", out]
     result = CliRunner().invoke(main, args)
-    lines = result.output.strip().splitlines()
-    assert result.exit_code == 2, result.output
-    assert len(lines) == 1 and out in lines[0] and "not supported yet" in lines[0], lines
+    assert result.exit_code == 0, result.output
+    assert f"run folder: {out}" in result.output
+    written = _objects(store, "runs/linear")
+    disk = disk_runs["linear_regression"].out
+    assert _marker(written)["state"] == "complete" and _marker(written)["kind"] == "run"
+    local_files = {"/" + p.relative_to(disk).as_posix() for p in disk.rglob("*") if p.is_file()}
+    assert set(written) == local_files  # every file of the run folder, nothing else
+    for name in ("/model/arrays.npz", "/predictions/part-00000.parquet"):
+        assert written[name] == (disk / name[1:]).read_bytes()
+    summary = [
+        json.loads(written["/metrics.json"]),
+        json.loads((disk / "metrics.json").read_text()),
+    ]
+    assert summary[0]["metrics"] == summary[1]["metrics"]
+    assert not [k for k in _objects(store, "runs/") if ".tmp-" in k]  # staging removed
+    model = distml.load_model(f"{out}/model")  # read back from the store
+    # the article's printed model: Coefficient: [0.68571429], Intercept: 1.7714285714285714
+    assert model.coef_.tolist() == pytest.approx([0.6857142857142857], rel=1e-12)
+    assert model.intercept_ == pytest.approx(1.7714285714285714, rel=1e-12)
+    # the same destination again: refused without --overwrite, replaced with it
+    again = CliRunner().invoke(main, args)
+    assert again.exit_code == 2 and out in again.output and "--overwrite" in again.output
+    assert CliRunner().invoke(main, [*args, "--overwrite"]).exit_code == 0
+    assert _marker(_objects(store, "runs/linear"))["state"] == "complete"
+
+
+@pytest.fixture(scope="module")
+def hive_model(store: Store, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A linear model of the hive dataset's x0, x1 (trained from local disk)."""
+    spec = load_spec(
+        REPO / "jobs" / "linear_regression.yaml",
+        [f"data.train={store.local / 'hive'}", "data.features=[x0,x1]"],
+    )
+    return run_job(spec, tmp_path_factory.mktemp("hive-model") / "run").out
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_predictions_and_generated_data_on_s3_are_the_local_files_on_every_engine(
+    store: Store,
+    hive_model: Path,
+    tmp_path: Path,
+    engine: str,
+    request: pytest.FixtureRequest,
+    aws_env: None,
+) -> None:
+    from distml.data.generate import Recipe, generate
+    from distml.predict import predict
+
+    backend = _engine(engine, request) or "local[2]"
+    model = hive_model
+    url = f"s3://{BUCKET}/scored/{engine}"
+    on_disk = predict(model, store.local / "hive", tmp_path / "p")
+    on_s3 = predict(model, f"s3://{BUCKET}/hive", url, backend=backend)
+    assert on_s3.out == url and on_s3.rows == 60
+    written = _objects(store, f"scored/{engine}")
+    expected = {
+        "/" + p.relative_to(on_disk.out).as_posix(): p.read_bytes()
+        for p in on_disk.out.rglob("*.parquet")
+    }
+    assert {k: v for k, v in written.items() if k.endswith(".parquet")} == expected
+    assert set(expected) == {
+        f"/year={y}/part-{i:05d}.parquet" for y in (2024, 2025) for i in (0, 1)
+    }
+    assert "/_SUCCESS" in written and json.loads(written["/_manifest.json"])["rows"] == 60
+    # generated on the engine's workers straight into the store: the bytes of a local run
+    recipe = Recipe(kind="regression", rows=3000, features=3, partitions=3, seed=5)
+    generate(recipe, tmp_path / "gen")
+    with get_backend(backend) as workers:
+        assert generate(recipe, f"s3://{BUCKET}/gen/{engine}", backend=workers) == (
+            f"s3://{BUCKET}/gen/{engine}"
+        )
+    remote = _objects(store, f"gen/{engine}")
+    for path in (tmp_path / "gen").glob("*.parquet"):
+        assert remote["/" + path.name] == path.read_bytes()
+    ds = distml.Dataset(f"s3://{BUCKET}/gen/{engine}", label="y")
+    assert ds.num_rows == 3000 and len(ds.partitions) == 3
+
+
+def _invoke_timed(args: list[str]) -> tuple[int, list[str], float]:
+    started = time.monotonic()
+    result = CliRunner().invoke(main, args)
+    return result.exit_code, result.output.strip().splitlines(), time.monotonic() - started
+
+
+@pytest.mark.parametrize(
+    ("out", "env", "expected"),
+    [
+        ("s3://no-such-bucket/p", {}, "no such bucket 'no-such-bucket'"),
+        (f"s3://{BUCKET}/p", {"AWS_SECRET_ACCESS_KEY": "wrong"}, "access denied"),
+        (f"s3://{BUCKET}/p", {"AWS_ENDPOINT_URL": "closed"}, "cannot reach the object store"),
+        (f"s3://{BUCKET}/example1", {}, "not a folder distml wrote"),
+        (f"s3://{BUCKET}/example1/part-00000.parquet", {}, "is an object, not a prefix"),
+        (f"s3://{BUCKET}", {}, "give a prefix inside a bucket"),
+        ("gs://bucket/p", {}, "gs:// is not supported"),
+    ],
+    ids=["missing-bucket", "bad-secret", "closed-port", "foreign", "object", "bucket", "gcs"],
+)
+def test_bad_write_locations_exit_2_in_one_line_within_seconds(
+    store: Store,
+    disk_runs: dict[str, RunResult],
+    tmp_path: Path,
+    aws_env: None,
+    monkeypatch,
+    out: str,
+    env: dict,
+    expected: str,
+) -> None:
+    for key, value in env.items():
+        if value == "closed":
+            value = f"http://127.0.0.1:{_closed_port()}"
+        monkeypatch.setenv(key, value)
+    monkeypatch.chdir(tmp_path)  # a URL must never become a local folder "s3:"
+    before = _objects(store, "example1")
+    model = str(disk_runs["linear_regression"].out)
+    runs = [
+        ["data", "generate", "regression", "--rows", "100", "--out", out, "--overwrite"],
+        ["predict", model, "--data", str(store.local / "example1"), "--out", out, "--overwrite"],
+    ]
+    for args in runs:
+        code, lines, took = _invoke_timed(args)
+        assert code == 2 and len(lines) == 1, lines
+        assert out in lines[0] and expected in lines[0], lines
+        assert took < 10
     assert list(tmp_path.iterdir()) == []
+    assert _objects(store, "example1") == before  # a foreign prefix is never touched
+
+
+def test_interrupted_publications_are_never_read_and_are_replaced(
+    store: Store, tmp_path: Path, aws_env: None
+) -> None:
+    """A writer SIGKILLed while it scores leaves nothing at the destination (its staging
+    prefix is hidden and swept by the next writer); one killed while it copies into place
+    leaves the marker saying 'publishing', which readers refuse and --overwrite replaces."""
+    import signal
+    import subprocess as sp
+
+    from distml.predict import predict
+
+    folder = tmp_path / "many"
+    folder.mkdir()
+    table = pa_table_x(2000)
+    for i in range(300):
+        pq.write_table(table, folder / f"part-{i:05d}.parquet")
+    model = str(
+        run_job(
+            load_spec(
+                REPO / "jobs" / "linear_regression.yaml", [f"data.train={store.local / 'example1'}"]
+            ),
+            tmp_path / "run",
+        ).out
+    )
+    out = f"s3://{BUCKET}/killed/p"
+    command = [sys.executable, "-m", "distml.cli", "predict", model, "--data", str(folder)]
+    proc = sp.Popen([*command, "--out", out, "--backend", "local[1]"], stderr=sp.PIPE)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
+        staged = [
+            k for k in _objects_keys(store, "killed/") if ".p.tmp-" in k and k.endswith(".parquet")
+        ]
+        if staged:
+            proc.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.02)
+    proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+    keys = _objects_keys(store, "killed/")
+    assert keys and all("/.p.tmp-" in k for k in keys)  # nothing at killed/p, only hidden
+    with pytest.raises(DataError, match="no such key or prefix"):
+        distml.Dataset(out)
+    predict(model, store.local / "example1", out)  # the next writer sweeps the staging
+    assert not [k for k in _objects_keys(store, "killed/") if ".p.tmp-" in k]
+    assert distml.Dataset(out).num_rows == 5
+    # a publication cut short while copying: the marker says so
+    s3 = _client(store)
+    marker = json.loads(s3.get_object(Bucket=BUCKET, Key="killed/p/_distml.json")["Body"].read())
+    s3.put_object(
+        Bucket=BUCKET,
+        Key="killed/p/_distml.json",
+        Body=json.dumps({**marker, "state": "publishing"}),
+    )
+    with pytest.raises(DataError, match=r"^s3://distml-data/killed/p: an incomplete distml output"):
+        distml.Dataset(out)
+    code, lines, _ = _invoke_timed(
+        ["predict", f"{out}", "--data", str(store.local / "example1"), "--out", str(tmp_path / "q")]
+    )
+    assert code == 2 and len(lines) == 1 and "incomplete distml output" in lines[0], lines
+    predict(model, store.local / "example1", out, overwrite=True)
+    assert distml.Dataset(out).num_rows == 5
+
+
+def _objects_keys(store: Store, prefix: str) -> list[str]:
+    s3 = _client(store)
+    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix)
+    return [
+        o["Key"] for page in pages for o in page.get("Contents", []) if not o["Key"].endswith("/")
+    ]
+
+
+def pa_table_x(rows: int):
+    import pyarrow as pa
+
+    x = np.arange(rows, dtype=np.float64)
+    return pa.table({"x": x, "y": 2 * x + 1})
 
 
 def test_hive_folders_filters_and_test_data_on_s3(store: Store, tmp_path: Path) -> None:

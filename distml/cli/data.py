@@ -48,8 +48,8 @@ def data_generate(
     backend: str | None,
 ) -> None:
     """Generate a synthetic dataset as partitioned Parquet (bounded memory)."""
-    from distml.atomic import check_destination
     from distml.data.generate import Recipe, generate
+    from distml.outputs import check_output
 
     if not math.isfinite(rows) or rows != int(rows) or not 1 <= rows <= MAX_ROWS:
         raise click.BadParameter(
@@ -66,7 +66,7 @@ def data_generate(
         centers=centers,
     )
     recipe.validate()
-    check_destination(out, "dataset folder", overwrite)  # before any engine starts
+    check_output(out, "dataset folder", overwrite)  # before any engine starts
     if backend is None:
         with console.status(f"writing {int(rows):,} rows into {partitions} files"):
             path = generate(recipe, out, overwrite=overwrite)

@@ -75,7 +75,7 @@ def submit_predict_job(
     from distml.predict.submit import check_output, submit_predict_dask, submit_predict_spark
 
     spec = load_predict_spec(job, list(overrides), backend=cluster_url)
-    out = check_output(spec, out, overwrite).resolve()  # refused before anything starts
+    out = check_output(spec, out, overwrite)  # refused before anything starts
     if detach:
         arguments = [str(job.resolve()), "--cluster", cluster_url, "--out", str(out)]
         arguments += [item for override in overrides for item in ("--set", override)]

@@ -17,7 +17,11 @@ from distml.errors import SpecError
 @click.option("--run-name", help="MLflow run name (default: the folder's name).")
 @click.option("--tag", "tags", multiple=True, metavar="KEY=VALUE", help="A tag for the run.")
 def track(
-    run_dir: Path, uri: str | None, experiment: str | None, run_name: str | None, tags: tuple[str, ...]
+    run_dir: Path,
+    uri: str | None,
+    experiment: str | None,
+    run_name: str | None,
+    tags: tuple[str, ...],
 ) -> None:
     """Log RUN_DIR (params, metrics, artifacts, model) to MLflow."""
     from distml.tracking import track_run

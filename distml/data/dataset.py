@@ -17,6 +17,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from distml.atomic import MARKER
 from distml.data.storage import (
     StorageOptions,
     describe_error,
@@ -24,6 +25,7 @@ from distml.data.storage import (
     is_object_store,
     open_location,
     probe_location,
+    with_environment,
 )
 from distml.errors import DataError, SpecError, did_you_mean
 
@@ -59,9 +61,7 @@ def _is_raw_feature(dtype: pa.DataType) -> bool:
     return _is_numeric(dtype) or pa.types.is_string(dtype) or pa.types.is_large_string(dtype)
 
 
-def _filesystem(
-    uri: str, storage: StorageOptions | None = None
-) -> tuple[pafs.FileSystem, str]:
+def _filesystem(uri: str, storage: StorageOptions | None = None) -> tuple[pafs.FileSystem, str]:
     if is_object_store(uri):
         return open_location(uri, storage)
     if "://" in uri and not uri.startswith("file://"):
@@ -121,6 +121,8 @@ class Dataset:
         self.storage = StorageOptions.of(storage_options)
         if self.storage is not None and not is_object_store(self.uri):
             raise SpecError(f"{self.uri}: storage_options apply to s3:// URLs only")
+        if is_object_store(self.uri):  # what the driver resolved travels to the workers
+            self.storage = with_environment(self.storage)
         self.filesystem, self.root = _filesystem(self.uri, self.storage)
         try:
             files, partitioning_keys = self._discover()
@@ -190,12 +192,15 @@ class Dataset:
 
     def _remote_parquet_files(self) -> list[str]:
         selector = pafs.FileSelector(self.root, recursive=True)
+        found = [i.path for i in self.filesystem.get_file_info(selector) if i.is_file]
+        if f"{self.root}/{MARKER}" in found:  # a distml output: only once fully published
+            from distml.remote_output import check_published
+
+            check_published(self.uri, self.filesystem, self.root)
         return sorted(
-            i.path
-            for i in self.filesystem.get_file_info(selector)
-            if i.type == pafs.FileType.File
-            and i.path.endswith(PARQUET_SUFFIXES)
-            and not _hidden(os.path.relpath(i.path, self.root))
+            path
+            for path in found
+            if path.endswith(PARQUET_SUFFIXES) and not _hidden(os.path.relpath(path, self.root))
         )
 
     def _check_keys_are_not_columns(self, path: str, keys: list[str]) -> None:

@@ -19,8 +19,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from distml.atomic import atomic_dir
 from distml.errors import DataError
+from distml.outputs import atomic_dir
 
 EXAMPLES: dict[str, dict[str, list]] = {
     "example1": {"x": [1, 2, 3, 4, 5], "y": [2, 4, 5, 4, 5]},

@@ -20,8 +20,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from distml.atomic import atomic_dir
+from distml.data.storage import Location, writable
 from distml.errors import DataError
+from distml.outputs import output_dir
 
 KINDS = ("regression", "classification", "blobs")
 CHUNK_ROWS = 1 << 17
@@ -96,16 +97,21 @@ def _chunk(recipe: Recipe, truth: dict[str, Any], rng: np.random.Generator, n: i
 
 
 def _write_partition(
-    recipe: Recipe, truth: dict[str, Any], out: str, sizes: list[int], first_stream: int, p: int
+    recipe: Recipe,
+    truth: dict[str, Any],
+    out: str | Location,
+    sizes: list[int],
+    first_stream: int,
+    p: int,
 ) -> str:
     """Write partition ``p`` (runs wherever it is sent: a thread, a Dask worker, a Spark task)."""
     rows = sizes[p]
     rng = np.random.default_rng([recipe.seed, first_stream + p])
-    path = Path(out) / f"part-{p:05d}.parquet"
-    with pq.ParquetWriter(path, _schema(recipe)) as writer:
+    fs, path = writable(out, f"part-{p:05d}.parquet")
+    with pq.ParquetWriter(path, _schema(recipe), filesystem=fs) as writer:
         for start in range(0, rows, CHUNK_ROWS):
             writer.write_table(_chunk(recipe, truth, rng, min(CHUNK_ROWS, rows - start)))
-    return str(path)
+    return path
 
 
 def _schema(recipe: Recipe) -> pa.Schema:
@@ -121,20 +127,21 @@ def generate(
     threads: int | None = None,
     backend: Any = None,
     first_stream: int = 0,
-) -> Path:
-    """Write the dataset into the folder ``out`` (atomically) and return it.
+) -> Path | str:
+    """Write the dataset into the folder or ``s3://`` prefix ``out`` (atomically) and
+    return it.
 
     Partitions are written by ``threads`` here, or in parallel by a started
     ``backend``'s workers (which must see ``out``). ``first_stream`` shifts the
     partitions' random streams: the same truth with other rows (a held-out set).
     """
     recipe.validate()
-    out = Path(out)
-    with atomic_dir(out, kind="dataset", overwrite=overwrite) as tmp:
+    output = output_dir(out, "dataset", overwrite=overwrite)
+    with output as tmp:
         truth = true_parameters(recipe)
         sizes = np.diff(np.linspace(0, recipe.rows, recipe.partitions + 1).astype(np.int64))
         write = functools.partial(
-            _write_partition, recipe, truth, str(tmp), [int(s) for s in sizes], first_stream
+            _write_partition, recipe, truth, output.shared, [int(s) for s in sizes], first_stream
         )
         if backend is not None:
             backend.run_tasks(write, list(range(recipe.partitions)))
@@ -152,4 +159,4 @@ def generate(
             **truth,
         }
         (tmp / "_truth.json").write_text(json.dumps(meta, indent=2))
-    return out
+    return output.final

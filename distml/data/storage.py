@@ -59,6 +59,32 @@ class StorageOptions:
         return cls(**{k: v for k, v in value.items() if v is not None})
 
 
+def with_environment(options: StorageOptions | None) -> StorageOptions:
+    """``options`` with unset fields filled from this process's environment (endpoint,
+    region, a key pair), so workers started elsewhere reach the same store with the same
+    identity. A session token, profile or instance role is not copied: each process then
+    resolves its own through the AWS SDK's chain."""
+    options = options or StorageOptions()
+    if options.anonymous:
+        return options
+    env = os.environ
+    key, secret = env.get("AWS_ACCESS_KEY_ID"), env.get("AWS_SECRET_ACCESS_KEY")
+    use_env_keys = (
+        not (options.access_key or options.secret_key)
+        and key
+        and secret
+        and not env.get("AWS_SESSION_TOKEN")
+    )
+    return StorageOptions(
+        endpoint_url=options.endpoint_url
+        or env.get("AWS_ENDPOINT_URL_S3")
+        or env.get("AWS_ENDPOINT_URL"),
+        region=options.region or env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION"),
+        access_key=key if use_env_keys else options.access_key,
+        secret_key=secret if use_env_keys else options.secret_key,
+    )
+
+
 def is_object_store(uri: str) -> bool:
     return urlsplit(uri).scheme.lower() in S3_SCHEMES
 
@@ -163,3 +189,27 @@ def describe_error(uri: str, exc: BaseException) -> str:
     if "curl" in lowered or "connect" in lowered or "resolve" in lowered or "network" in lowered:
         return f"{uri}: cannot reach the object store ({text[:160]})"
     return f"{uri}: cannot read ({text[:200]})"
+
+
+@dataclass(frozen=True)
+class Location:
+    """A folder on an object store that workers write into: its URL and how to reach it
+    (the options travel with the task, so a worker needs nothing from its environment)."""
+
+    url: str
+    options: StorageOptions | None = None
+
+    def __str__(self) -> str:
+        return self.url
+
+
+def writable(out_dir: str | Location, relative: str) -> tuple[pafs.FileSystem | None, str]:
+    """``(filesystem, path)`` of the file ``relative`` inside ``out_dir`` for a writer:
+    ``(None, local path)`` with its folders made, or the object store and its key (an
+    object appears whole when its upload completes, so no rename is needed)."""
+    if isinstance(out_dir, Location):
+        fs, root = open_location(out_dir.url, out_dir.options)
+        return fs, f"{root}/{relative}"
+    path = os.path.join(out_dir, relative)
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    return None, path

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import numpy as np
@@ -10,6 +9,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from distml.algorithms.engine import Partition
+from distml.data.storage import Location, writable
 
 
 def prediction_table(source: pa.Table, prediction: np.ndarray, probability: Any = None) -> pa.Table:
@@ -23,13 +23,13 @@ def prediction_table(source: pa.Table, prediction: np.ndarray, probability: Any 
     return table
 
 
-def write_partition_predictions(part: Partition, model: Any, out_dir: str) -> list[str]:
+def write_partition_predictions(part: Partition, model: Any, out_dir: str | Location) -> list[str]:
     """Predict one partition and write ``part-NNNNN.parquet`` into ``out_dir`` (a worker-side call)."""
     if part.source is None or part.n_rows == 0:
         return []
     prediction = model.predict(part.X) if part.n_rows else np.zeros(0)
     probability = model.predict_proba(part.X) if hasattr(model, "predict_proba") else None
-    os.makedirs(out_dir, exist_ok=True)  # on the worker's machine, which may not be the client's
-    path = os.path.join(out_dir, f"part-{part.index:05d}.parquet")
-    pq.write_table(prediction_table(part.source, prediction, probability), path)
+    # made on the worker's machine (which may not be the client's), or an object store's key
+    fs, path = writable(out_dir, f"part-{part.index:05d}.parquet")
+    pq.write_table(prediction_table(part.source, prediction, probability), path, filesystem=fs)
     return [path]

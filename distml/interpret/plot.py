@@ -44,6 +44,8 @@ def beeswarm(
     return plots._save(fig, path)
 
 
-def bars(names: list[str], mean_abs: np.ndarray, outputs: list[str], path: Path, title: str) -> Path:
+def bars(
+    names: list[str], mean_abs: np.ndarray, outputs: list[str], path: Path, title: str
+) -> Path:
     """Mean |SHAP| per feature, one bar per output (classes, clusters)."""
     return plots.bar_chart(names, mean_abs, path, title, "mean |SHAP value|", groups=outputs)

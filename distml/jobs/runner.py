@@ -9,18 +9,19 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from distml.atomic import OutputDir
 from distml.backends import Backend, get_backend
 from distml.data.dataset import Dataset
 from distml.data.examples import EXAMPLES, write_example
 from distml.data.generate import Recipe, generate
 from distml.data.split import Split
+from distml.data.storage import Location
 from distml.errors import DataError
 from distml.jobs import plots
 from distml.jobs.checks import check_before_work
@@ -28,8 +29,10 @@ from distml.jobs.insights import write_insights
 from distml.jobs.result import RunResult
 from distml.jobs.spec import KERAS, CVSpec, JobSpec, build_estimator
 from distml.models.base import DistmlEstimator
+from distml.outputs import Output, output_dir
 from distml.preprocess import Pipeline
 from distml.progress import Progress
+from distml.remote_output import is_remote
 from distml.selection import Candidate, best, cross_validate, search, set_candidate
 
 log = logging.getLogger(__name__)
@@ -54,15 +57,30 @@ def default_out(spec: JobSpec) -> Path:
     return Path("runs") / f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
-def run_output(spec: JobSpec, out: str | Path | None, overwrite: bool = False) -> OutputDir:
-    """The run folder ``out`` (default ``runs/NAME-TIME``), checked before any work: never
-    the job's data or spec (nor a folder holding them), never a non-empty folder distml did
-    not write, and a folder distml wrote only with ``overwrite``."""
+def run_output(spec: JobSpec, out: str | Path | None, overwrite: bool = False) -> Output:
+    """The run folder ``out`` (default ``runs/NAME-TIME``; an ``s3://`` prefix is published
+    there), checked before any work: never the job's data or spec (nor a folder holding
+    them), never a non-empty folder distml did not write, and a folder distml wrote only
+    with ``overwrite``."""
     inputs = [spec.resolve(spec.data.train), spec.resolve(spec.data.test)]
     if Path(spec.source).is_file():
         inputs.append(spec.source)
-    target = Path(out) if out is not None else default_out(spec)
-    return OutputDir(target, "run", overwrite=overwrite, inputs=inputs, what="run folder")
+    target = out if out is not None else default_out(spec)
+    if is_remote(target) and spec.model.type == KERAS:
+        raise DataError(
+            f"{target}: Keras run folders (and their checkpoints) are written to a local or "
+            "shared folder, not an object store"
+        )
+    storage = spec.data.storage_options  # the data's store is the usual place for runs too
+    options = storage.model_dump(exclude_none=True) if storage is not None else None
+    return output_dir(
+        target,
+        "run",
+        overwrite=overwrite,
+        inputs=inputs,
+        what="run folder",
+        storage_options=options if is_remote(target) else None,
+    )
 
 
 def run_job(
@@ -94,7 +112,7 @@ def run_job(
 
 def _run(
     spec: JobSpec,
-    output: OutputDir,
+    output: Output,
     backend: Backend | None,
     progress: Progress | None,
     verbose: bool,
@@ -167,9 +185,8 @@ def _run(
             engine_backend.save_native_model(estimator, tmp / "model")
             predictions: list[str] = []
             if spec.output.predictions:
-                (tmp / "predictions").mkdir()
                 predictions = engine_backend.write_predictions(
-                    estimator, evaluation, str(tmp / "predictions")
+                    estimator, evaluation, _join_shared(output.shared, "predictions")
                 )
             pngs = (
                 _plots(engine_backend, estimator, evaluation, metrics, dataset, tmp)
@@ -203,12 +220,26 @@ def _run(
             out=final,
             summary=summary,
             model=estimator,
-            predictions=[str(final / "predictions" / Path(p).name) for p in predictions],
-            plots=[str(final / Path(p).name) for p in pngs],
+            predictions=[_join(final, "predictions", Path(p).name) for p in predictions],
+            plots=[_join(final, Path(p).name) for p in pngs],
         )
     finally:
         if owned:
             engine_backend.stop()
+
+
+def _join(folder: str | Path, *names: str) -> str:
+    """A file of a published run folder: a path, or a URL on an object store."""
+    if isinstance(folder, Path):
+        return str(folder.joinpath(*names))
+    return "/".join([folder.rstrip("/"), *names])
+
+
+def _join_shared(shared: str | Location, name: str) -> str | Location:
+    """A sub-folder of the place workers write into (a folder or an object-store prefix)."""
+    if isinstance(shared, Location):
+        return Location(f"{shared.url}/{name}", shared.options)
+    return os.path.join(shared, name)
 
 
 def _shap(

@@ -306,7 +306,9 @@ def _validate_search(spec: JobSpec, estimator: Any) -> None:
     where = "grid" if search.grid is not None else "random"
     for key, values in (search.grid or {}).items():
         if not values:
-            raise SpecError(f"{source}: search.grid.{key}: an empty list of values; give at least one")
+            raise SpecError(
+                f"{source}: search.grid.{key}: an empty list of values; give at least one"
+            )
     try:
         for params in candidates(search.grid, search.random, min(search.trials, 3), search.seed)[
             :3
@@ -462,7 +464,11 @@ def _apply_override(raw: dict[str, Any], item: str, source: str) -> None:
 def _describe(exc: ValidationError) -> str:
     error = exc.errors()[0]
     # pydantic's union tags ("str", "int", "function-...") are not keys ("interpret" is)
-    loc = [str(p) for p in error["loc"] if str(p) not in ("str", "int") and not str(p).startswith("function-")]
+    loc = [
+        str(p)
+        for p in error["loc"]
+        if str(p) not in ("str", "int") and not str(p).startswith("function-")
+    ]
     where = ".".join(loc) or "spec"
     if error["type"] == "extra_forbidden":
         parent = ".".join(loc[:-1])

@@ -21,9 +21,9 @@ from sklearn.base import BaseEstimator
 from sklearn.exceptions import NotFittedError as SklearnNotFittedError
 
 from distml.algorithms.engine import Engine, InMemoryEngine
-from distml.atomic import atomic_dir
 from distml.errors import DataError, DistmlError, InputTypeError, ModelError, NotFittedError
 from distml.models import schema
+from distml.outputs import atomic_dir
 
 SOLVERS = ("auto", "native", "sklearn", "dask-ml", "mllib")
 FORMAT_VERSION = 1

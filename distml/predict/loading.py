@@ -56,7 +56,21 @@ def find_model(path: str | os.PathLike[str]) -> Path:
 
 
 def load_scorer(path: str | os.PathLike[str]) -> LoadedModel:
-    """The scorer of the model at ``path`` (see :func:`find_model`)."""
+    """The scorer of the model at ``path`` (see :func:`find_model`); an ``s3://`` URL is
+    downloaded first (credentials and endpoint from the environment)."""
+    from distml.remote_output import as_url, local_copy
+
+    url = as_url(path)
+    if url is not None:
+        with local_copy(url) as local:
+            loaded = _load_local(local)
+        found = Path(loaded.path)
+        loaded.path = url + ("" if found.name == local.name else f"/{found.relative_to(local)}")
+        return loaded
+    return _load_local(path)
+
+
+def _load_local(path: str | os.PathLike[str]) -> LoadedModel:
     found = find_model(path)
     if found.suffix == ".keras":
         return LoadedModel(keras_scorer(found), str(found), "keras", "classification")

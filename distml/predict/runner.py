@@ -21,10 +21,10 @@ from typing import Any
 
 import pyarrow as pa
 
-from distml.atomic import OutputDir
 from distml.backends import get_backend
 from distml.backends.base import Backend
 from distml.errors import BackendError, DataError, did_you_mean
+from distml.outputs import output_dir
 from distml.predict.inputs import ScoringInput
 from distml.predict.loading import load_scorer
 from distml.predict.scorers import OUTPUTS
@@ -40,7 +40,7 @@ KIND = "predictions"
 class PredictResult:
     """A published predictions folder: where, how many rows and files, how long."""
 
-    out: Path
+    out: Path | str  # a folder, or an s3:// URL
     rows: int
     files: int
     seconds: float
@@ -135,7 +135,7 @@ def predict(
     added = scorer.output_fields(output)
     _check_names(keep, added, source)
     schema = output_schema(source, keep, added)
-    destination = OutputDir(out, KIND, overwrite=overwrite, inputs=[data, loaded.path])
+    destination = output_dir(out, KIND, overwrite=overwrite, inputs=[data, loaded.path])
     owned = not isinstance(backend, Backend)
     engine = get_backend(backend, **(backend_options or {})) if owned else backend
     assert isinstance(engine, Backend)
@@ -144,7 +144,9 @@ def predict(
     tmp = destination.open()
     try:
         engine.start()
-        job = ScoreJob(scorer, source.uri, str(tmp), tuple(keep), output, schema)
+        job = ScoreJob(
+            scorer, source.uri, destination.shared, tuple(keep), output, schema, source.storage
+        )
         files = source.files
         rows = engine.score(files, job)
         for file, count in zip(files, rows, strict=True):

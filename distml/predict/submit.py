@@ -16,9 +16,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from distml.atomic import check_destination
 from distml.backends import get_backend
 from distml.clusters.state import cluster_for_address
+from distml.outputs import check_output as check_destination
 from distml.predict.runner import KIND, PredictResult, predict
 from distml.predict.spec import PredictJobSpec
 from distml.progress import Progress
@@ -28,12 +28,12 @@ def default_out(spec: PredictJobSpec) -> Path:
     return Path("runs") / f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
-def check_output(spec: PredictJobSpec, out: Path | None, overwrite: bool) -> Path:
-    """The predictions folder, checked before anything connects (see :mod:`distml.atomic`)."""
+def check_output(spec: PredictJobSpec, out: Path | None, overwrite: bool) -> Path | str:
+    """The predictions folder (absolute) or ``s3://`` prefix, checked before anything
+    connects (see :mod:`distml.outputs`)."""
     target = out if out is not None else default_out(spec)
     inputs = [spec.resolve(spec.predict.data), spec.resolve(spec.predict.model)]
-    check_destination(target, f"{KIND} folder", overwrite, inputs)
-    return target
+    return check_destination(target, f"{KIND} folder", overwrite, inputs)
 
 
 def _arguments(spec: PredictJobSpec, out: Path, overwrite: bool, backend: str) -> list[str]:

@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from distml.data.dataset import filesystem_for
+from distml.data.storage import Location, StorageOptions, writable
 from distml.errors import DataError
 from distml.predict.scorers import Scorer
 
@@ -40,10 +41,11 @@ class ScoreJob:
 
     scorer: Scorer
     uri: str  # the input location (its filesystem)
-    out_dir: str  # the hidden folder the outputs are built in
+    out_dir: str | Location  # the hidden folder (or object-store prefix) outputs go into
     keep: tuple[str, ...]  # input columns copied to the output (in the files)
     output: str  # predict | proba | both
     schema: pa.Schema  # the output files' schema: kept columns, then the added ones
+    storage: StorageOptions | None = None  # how to reach an object store holding the input
 
 
 def dictionary_columns(schema: pa.Schema) -> list[str]:
@@ -61,14 +63,14 @@ def score_file(file: InputFile, job: ScoreJob) -> int:
     keys = file.partition_values
     wanted = [*job.keep, *(c for c in job.scorer.columns() if c not in job.keep)]
     in_file = [c for c in wanted if c not in keys]
-    target = os.path.join(job.out_dir, file.relpath)
-    os.makedirs(os.path.dirname(target), exist_ok=True)
-    partial = f"{target}.{uuid.uuid4().hex}.tmp"
+    fs, target = writable(job.out_dir, file.relpath)
+    # a local file is renamed into place when whole; an object appears whole on completion
+    partial = f"{target}.{uuid.uuid4().hex}.tmp" if fs is None else target
     rows = 0
     try:
-        parquet = pq.ParquetFile(file.path, filesystem=filesystem_for(job.uri))
+        parquet = pq.ParquetFile(file.path, filesystem=filesystem_for(job.uri, job.storage))
         with pq.ParquetWriter(
-            partial, job.schema, use_dictionary=dictionary_columns(job.schema)
+            partial, job.schema, use_dictionary=dictionary_columns(job.schema), filesystem=fs
         ) as writer:
             for group in range(parquet.num_row_groups):
                 table = parquet.read_row_group(group, columns=in_file, use_threads=False)
@@ -79,7 +81,8 @@ def score_file(file: InputFile, job: ScoreJob) -> int:
                 columns = [table.column(name) for name in job.keep] + added
                 writer.write_table(pa.Table.from_arrays(columns, schema=job.schema))
                 rows += table.num_rows
-        os.replace(partial, target)
+        if fs is None:
+            os.replace(partial, target)
     except FileNotFoundError as exc:
         if exc.filename not in (None, file.path):
             raise
@@ -87,6 +90,6 @@ def score_file(file: InputFile, job: ScoreJob) -> int:
     except (OSError, pa.ArrowInvalid) as exc:
         raise DataError(f"{file.path}: cannot score ({exc})") from None
     finally:
-        if os.path.exists(partial):
+        if fs is None and os.path.exists(partial):
             os.unlink(partial)
     return rows

@@ -18,9 +18,9 @@ import numpy as np
 import pandas as pd
 
 from distml.algorithms.engine import Engine, Partition
-from distml.atomic import atomic_dir
 from distml.errors import DataError, DistmlError, ModelError
 from distml.models.base import FORMAT_VERSION, DistmlEstimator, load_estimator
+from distml.outputs import atomic_dir
 from distml.preprocess.stages import Kinds, Prepared, Stage, is_string, make_stage
 
 

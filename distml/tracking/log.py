@@ -40,6 +40,12 @@ def track_run(
     job's name; ``run_name`` None: the folder's name. Raises :class:`TrackingError` (or
     ``DataError`` for a folder that is not a run) in one line naming the URI or folder.
     """
+    from distml.remote_output import as_url, local_copy
+
+    url = as_url(run_dir)
+    if url is not None:  # a run folder published on an object store: log a local copy
+        with local_copy(url) as local:
+            return track_run(local, uri, experiment, run_name, tags, timeout)
     record = read_run(run_dir)
     store.require_mlflow()
     resolved = store.resolve_uri(uri)

@@ -72,7 +72,9 @@ def check_reachable(uri: str, timeout: float = PROBE_TIMEOUT) -> None:
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - http(s) only
             if response.status != 200:
-                raise TrackingError(f"MLflow tracking server {uri}: /health answered {response.status}")
+                raise TrackingError(
+                    f"MLflow tracking server {uri}: /health answered {response.status}"
+                )
     except urllib.error.HTTPError as exc:
         raise TrackingError(f"MLflow tracking server {uri}: /health answered {exc.code}") from None
     except (urllib.error.URLError, OSError) as exc:
