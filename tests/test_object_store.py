@@ -387,6 +387,17 @@ def test_a_run_folder_and_its_model_are_published_on_s3_and_read_back(
     # the article's printed model: Coefficient: [0.68571429], Intercept: 1.7714285714285714
     assert model.coef_.tolist() == pytest.approx([0.6857142857142857], rel=1e-12)
     assert model.intercept_ == pytest.approx(1.7714285714285714, rel=1e-12)
+    # tracked later from the store: MLflow gets the run folder's metrics (a local store)
+    pytest.importorskip("mlflow")
+    from mlflow import MlflowClient
+
+    from distml.tracking import track_run
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    logged = track_run(out, uri=uri, experiment="from-s3")
+    run = MlflowClient(tracking_uri=uri).get_run(logged["run_id"])
+    assert run.data.metrics["mse"] == pytest.approx(summary[1]["metrics"]["mse"], rel=1e-12)
+    assert run.data.tags["distml.run_folder"] == out
     # the same destination again: refused without --overwrite, replaced with it
     again = CliRunner().invoke(main, args)
     assert again.exit_code == 2 and out in again.output and "--overwrite" in again.output

@@ -45,7 +45,8 @@ def track_run(
     url = as_url(run_dir)
     if url is not None:  # a run folder published on an object store: log a local copy
         with local_copy(url) as local:
-            return track_run(local, uri, experiment, run_name, tags, timeout)
+            named = {"distml.run_folder": url, **(tags or {})}
+            return track_run(local, uri, experiment, run_name, named, timeout)
     record = read_run(run_dir)
     store.require_mlflow()
     resolved = store.resolve_uri(uri)
@@ -96,7 +97,7 @@ def _log(
     found = client.get_experiment_by_name(name)
     experiment_id = found.experiment_id if found else client.create_experiment(name)
     run_tags = {
-        "distml.run_folder": str(record.folder),
+        "distml.run_folder": str(record.folder),  # an object store's run: its URL, in tags
         "distml.task": str(record.summary.get("task", "")),
         **tags,
     }
