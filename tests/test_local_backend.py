@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from numpy.testing import assert_array_equal
 from sklearn.cluster import KMeans as SkKMeans
 from sklearn.metrics import adjusted_rand_score
 
@@ -101,6 +102,31 @@ def test_streaming_gives_the_cached_model(regression: Path, blobs: Path) -> None
         assert log_b.n_iter_ == log_a.n_iter_ > 1
         np.testing.assert_allclose(log_b.coef_, log_a.coef_, rtol=1e-12)
         np.testing.assert_allclose(log_b.intercept_, log_a.intercept_, rtol=1e-12)
+
+
+def test_streamed_partitions_reuse_a_buffer_only_when_nothing_holds_it(regression: Path) -> None:
+    """A streaming pass reads each partition into the thread's scratch buffer; a partition
+    (or a view of it) that outlives its pass is never overwritten by the next read."""
+    from distml.data.reader import scratch_matrix
+
+    ds = distml.Dataset(regression, label="y")
+    expected = [p.X.copy() for p in get_backend("local[1]").load(ds).train.partitions()]
+    with get_backend("local[1]", memory_limit=1) as streaming:
+        engine = streaming.load(ds).train
+        kept = engine.partitions()  # every partition alive at once: distinct buffers
+        assert len(kept) > 1
+        for part, X in zip(kept, expected, strict=True):
+            assert_array_equal(part.X, X)
+        views = engine.map_reduce(lambda part: [part.X[:3]], combine=lambda a, b: a + b)
+        engine.map_reduce(lambda part: part.n_rows, combine=lambda a, b: a + b)  # reads again
+        assert [v.tolist() for v in views] == [X[:3].tolist() for X in expected]
+    first = scratch_matrix(4, 2)
+    first_address = first.__array_interface__["data"][0]
+    del first
+    again = scratch_matrix(3, 2)  # nothing holds the buffer: reused
+    assert again.__array_interface__["data"][0] == first_address and again.flags.f_contiguous
+    other = scratch_matrix(3, 2)  # `again` still holds it: a new buffer
+    assert other.__array_interface__["data"][0] != first_address
 
 
 def test_kmeans_on_blobs_matches_sklearn_and_truth(blobs: Path) -> None:

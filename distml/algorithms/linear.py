@@ -26,6 +26,10 @@ from distml.errors import ConvergenceWarning
 RANK_RTOL = 1e-12
 
 
+#: Rows centred at a time in :func:`partition_moments` (8,192 x 20 float64: 1.3 MB, in cache).
+_BLOCK_ROWS = 8192
+
+
 @dataclass
 class Moments:
     """Row count, column means and centred cross-products of ``[X, y]``."""
@@ -46,15 +50,21 @@ def partition_moments(part: Partition, centred: bool) -> Moments:
     if n == 0:
         d = X.shape[1]
         return Moments(0.0, np.zeros(d), 0.0, np.zeros((d, d)), np.zeros(d), 0.0)
-    if centred:
-        mean_x = X.mean(axis=0)
-        mean_y = float(y.mean())
-        Xc = X - mean_x
-        yc = y - mean_y
-    else:
-        mean_x, mean_y = np.zeros(X.shape[1]), 0.0
-        Xc, yc = X, y
-    return Moments(float(n), mean_x, mean_y, Xc.T @ Xc, Xc.T @ yc, float(yc @ yc))
+    if not centred:
+        return Moments(float(n), np.zeros(X.shape[1]), 0.0, X.T @ X, X.T @ y, float(y @ y))
+    mean_x = X.mean(axis=0)
+    mean_y = float(y.mean())
+    d = X.shape[1]
+    xtx, xty, yty = np.zeros((d, d)), np.zeros(d), 0.0
+    # centred block by block: each block's copy stays in cache, where one centred copy of
+    # the whole partition would be fresh memory as large as X (page faults, another pass)
+    for start in range(0, n, _BLOCK_ROWS):
+        Xc = X[start : start + _BLOCK_ROWS] - mean_x
+        yc = y[start : start + _BLOCK_ROWS] - mean_y
+        xtx += Xc.T @ Xc
+        xty += Xc.T @ yc
+        yty += float(yc @ yc)
+    return Moments(float(n), mean_x, mean_y, xtx, xty, yty)
 
 
 def merge_moments(a: Moments, b: Moments) -> Moments:

@@ -165,7 +165,7 @@ class LocalBackend(Backend):
         n_total = dataset.num_rows
         estimated = feature_bytes(dataset)
 
-        def read(spec: PartitionSpec) -> tuple[Partition, Partition | None]:
+        def read(spec: PartitionSpec, reuse: bool = False) -> tuple[Partition, Partition | None]:
             return load_partition(
                 dataset.uri,
                 spec,
@@ -175,6 +175,7 @@ class LocalBackend(Backend):
                 n_total,
                 keep_source,
                 dataset.raw,
+                reuse,
             )
 
         d = 0 if dataset.raw else len(dataset.features)  # raw: a pipeline builds X
@@ -201,7 +202,7 @@ class LocalBackend(Backend):
 
         def loader(which: int) -> Callable[[int], Partition]:
             def load_one(i: int) -> Partition:
-                pair = read(specs[i])
+                pair = read(specs[i], reuse=True)  # the thread's scratch buffer, when free
                 return pair[which] if which == 0 or pair[1] is None else pair[1]
 
             return load_one

@@ -8,6 +8,8 @@ train/test split and the float64 feature matrix are the same everywhere.
 from __future__ import annotations
 
 import socket
+import sys
+import threading
 from typing import Any
 
 import numpy as np
@@ -81,9 +83,37 @@ def column_values(column: pa.ChunkedArray) -> np.ndarray:
     return column.to_numpy() if not views else np.concatenate(views)
 
 
-def feature_matrix(table: pa.Table, features: list[str], path: str) -> np.ndarray:
-    """Features as a float64 matrix (Fortran order: one contiguous copy per column)."""
-    X = np.empty((table.num_rows, len(features)), dtype=np.float64, order="F")
+class _Scratch(threading.local):
+    buffer: np.ndarray | None = None
+
+
+_SCRATCH = _Scratch()
+
+
+def scratch_matrix(rows: int, cols: int) -> np.ndarray:
+    """A ``(rows, cols)`` Fortran-order float64 matrix in this thread's reusable buffer.
+
+    A streaming pass reads every partition into a matrix it drops after one function: fresh
+    memory each time (above glibc's mmap threshold) is page-faulted in every time, which cost
+    as much as decoding the file. The buffer is reused only when nothing still holds a view of
+    it (its reference count: every numpy view keeps the owning array alive), so a partition
+    that escapes its pass is never overwritten; a new buffer is made instead.
+    """
+    size = rows * cols
+    held = _SCRATCH.buffer
+    if held is None or held.size < size or sys.getrefcount(held) > 3:  # attr, local, argument
+        held = None
+        _SCRATCH.buffer = held = np.empty(max(size, 1), dtype=np.float64)
+    return held[:size].reshape((rows, cols), order="F")
+
+
+def feature_matrix(
+    table: pa.Table, features: list[str], path: str, reuse: bool = False
+) -> np.ndarray:
+    """Features as a float64 matrix (Fortran order: one contiguous copy per column); with
+    ``reuse``, in this thread's scratch buffer (:func:`scratch_matrix`)."""
+    shape = (table.num_rows, len(features))
+    X = scratch_matrix(*shape) if reuse else np.empty(shape, dtype=np.float64, order="F")
     for j, name in enumerate(features):
         column = table.column(name)
         views = chunk_views(column)
@@ -150,18 +180,24 @@ def load_partition(
     n_total: int = 0,
     keep_source: bool = False,
     raw: bool = False,
+    reuse: bool = False,
 ) -> tuple[Partition, Partition | None]:
     """Read a partition and split it: ``(train, test)``; ``test`` is None without a split.
 
     With ``keep_source`` the test part (or the whole partition, without a split)
     keeps every input column for writing predictions. With ``raw`` the features
-    stay as they are in ``Partition.frame`` (see :func:`feature_frame`).
+    stay as they are in ``Partition.frame`` (see :func:`feature_frame`). With ``reuse``
+    the features go into this thread's scratch buffer (a streaming pass's partitions).
     """
     wanted = features + ([label] if label is not None else [])
     table = read_table(uri, part, None if keep_source else wanted)
     row_ids = np.arange(part.row_offset, part.row_offset + part.num_rows, dtype=np.int64)
     frame = feature_frame(table, features, part.path) if raw else None
-    X = np.empty((table.num_rows, 0)) if raw else feature_matrix(table, features, part.path)
+    X = (
+        np.empty((table.num_rows, 0))
+        if raw
+        else feature_matrix(table, features, part.path, reuse=reuse)
+    )
     y = label_vector(table, label, part.path) if label is not None else None
     if split is None:
         source = table if keep_source else None
@@ -195,8 +231,8 @@ class PartitionReader:
     def then(self, fn: Any, broadcast: tuple[Any, ...]) -> PartitionReader:
         return PartitionReader(self.load, self.which, (*self.steps, (fn, broadcast)))
 
-    def __call__(self, spec: PartitionSpec) -> Partition:
-        pair = load_partition(part=spec, **self.load)
+    def __call__(self, spec: PartitionSpec, reuse: bool = False) -> Partition:
+        pair = load_partition(part=spec, **self.load, reuse=reuse)
         part = pair[self.which]
         assert part is not None
         for fn, broadcast in self.steps:
@@ -212,7 +248,7 @@ class ReadThenApply:
 
     def __call__(self, spec: PartitionSpec) -> Any:
         try:
-            return self.fn(self.reader(spec), *self.broadcast)
+            return self.fn(self.reader(spec, reuse=True), *self.broadcast)
         finally:
             # the partition's Arrow buffers are free now: hand their pages back, or the pool
             # (mimalloc) keeps ~50 MB per worker between passes, which a memory-capped worker
