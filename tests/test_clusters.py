@@ -296,6 +296,48 @@ def test_a_predict_job_submitted_to_dask_equals_local_predict(
     assert (out / "_SUCCESS").is_file()
 
 
+@pytest.mark.tf
+def test_a_multiworker_keras_job_submitted_to_dask_trains_on_two_workers(
+    dask_tls, state: Path, tmp_path: Path
+) -> None:
+    """``distml submit`` of a Keras job with ``train.workers: 2`` to a ``distml cluster up``
+    cluster whose workers lack distml: the gang runs as pinned Dask tasks, and the model
+    it returns scores the test set it was never shown."""
+    pytest.importorskip("tensorflow")
+    from conftest import digits
+
+    from distml.data.mnist import mnist_table
+
+    for split, (images, labels) in (("train", digits(800, 1)), ("test", digits(200, 2))):
+        (tmp_path / split).mkdir()
+        pq.write_table(mnist_table(images, labels), tmp_path / split / "part-0.parquet")
+    spec = {
+        "name": "mnist-submitted",
+        "model": {"type": "keras", "params": {"architecture": "mlp"}},
+        "data": {"train": str(tmp_path / "train"), "test": str(tmp_path / "test"), "label": "label"},
+        "train": {"epochs": 1, "batch_size": 32, "workers": 2, "seed": 3,
+                  "start_timeout": 120, "collective_timeout": 60},
+        "output": {"plots": False},
+    }  # fmt: skip
+    (tmp_path / "job.yaml").write_text(yaml.safe_dump(spec))
+    out = tmp_path / "run"
+    result = cli("submit", tmp_path / "job.yaml", "--cluster", dask_tls.address,
+                 "--out", out, "--state-dir", state)  # fmt: skip
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "metrics.json").read_text())
+    assert summary["launcher"] == "dask tasks pinned to distinct workers"
+    assert (summary["workers"], summary["replicas"]) == (2, 2)
+    assert summary["backend"] == f"dask({dask_tls.address})"
+    predicted = pq.read_table(out / "predictions", columns=["index", "prediction"]).to_pandas()
+    truth = pq.read_table(tmp_path / "test", columns=["index", "label"]).to_pandas()
+    merged = truth.merge(predicted, on="index", validate="one_to_one")
+    assert len(merged) == 200
+    accuracy = float((merged["label"] == merged["prediction"]).mean())
+    assert accuracy == pytest.approx(summary["accuracy"], abs=1e-9)
+    assert accuracy > 0.8  # learnable digits, one epoch; chance is 0.1
+    assert (out / "model.keras").is_file()
+
+
 def test_detached_job_is_followed_by_id(
     dask_tls, state: Path, local_seed_runs, tmp_path: Path
 ) -> None:
@@ -499,6 +541,35 @@ def test_a_seed_job_submitted_to_spark_equals_its_local_run(
         written = json.loads((tmp_path / name / "metrics.json").read_text())
         assert written["backend"] == f"spark({spark_auth.address})"
         same_run(tmp_path / name, local_out)
+
+
+def test_a_predict_job_submitted_to_spark_equals_local_predict(
+    spark_auth, state: Path, local_seed_runs, tmp_path: Path
+) -> None:
+    """A spec with ``predict:`` submitted to the standalone cluster (executors without
+    distml: submit ships it) writes the very files of a local ``distml predict``."""
+    from distml.predict import predict
+
+    data, model = local_seed_runs["kmeans"]
+    spec = {
+        "name": "score",
+        "predict": {"model": str(model), "data": str(data), "columns": "all", "output": "both"},
+    }
+    (tmp_path / "score.yaml").write_text(yaml.safe_dump(spec))
+    out = tmp_path / "scored"
+    result = distml_cmd("submit", tmp_path / "score.yaml", "--cluster", spark_auth.address,
+                        "--out", out, "--state-dir", state)  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    predict(model, data, tmp_path / "local", columns="all", output="both")
+    files = sorted(p.relative_to(out) for p in out.rglob("*.parquet"))
+    assert files and files == sorted(
+        p.relative_to(tmp_path / "local") for p in (tmp_path / "local").rglob("*.parquet")
+    )
+    for name in files:
+        assert (out / name).read_bytes() == (tmp_path / "local" / name).read_bytes(), name
+    manifest = json.loads((out / "_manifest.json").read_text())
+    assert manifest["backend"] == f"spark({spark_auth.address})"
+    assert (out / "_SUCCESS").is_file()
 
 
 def test_spark_auth_refuses_a_submission_without_the_secret(

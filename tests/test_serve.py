@@ -894,3 +894,39 @@ def test_keras_mnist_both_protocols(servers: dict[str, Any], keras_build: Any) -
     assert bad.status_code == 400 and "[N, 784] or [N, 28, 28]" in bad.json()["error"]
     bad = post(url, "/invocations?model=mnist", {"instances": [[300] * 784]})
     assert bad.status_code == 400 and "[0, 255]" in bad.json()["message"]
+
+
+@pytest.mark.parametrize("debug", [False, True])
+def test_a_fault_in_distml_is_a_500_with_the_traceback_only_under_debug(
+    runs: dict[str, Path], debug: bool
+) -> None:
+    """A fault inside distml (not the request's) cannot be provoked through a valid model —
+    saved models are validated on load — so the served model's scoring is made to fail; the
+    app itself (protocol parsing, the 500 path, the reply) is the real one, driven over ASGI."""
+    import asyncio
+
+    from distml.serve.app import ServeApp, Settings
+    from distml.serve.registry import Registry, load, resolve
+
+    source = resolve([str(runs["lin"])])[0]
+    model = load(source)
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise ZeroDivisionError("secret-detail-42")
+
+    model.score = broken  # type: ignore[method-assign]
+    app = ServeApp(Registry([source], {source.name: model}), Settings(debug=debug))
+    body = {"dataframe_split": {"columns": FEATURES, "data": rows(2).values.tolist()}}
+
+    async def ask() -> Any:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://serve") as client:
+            return await client.post("/invocations", json=body)
+
+    reply = asyncio.run(ask())
+    app.pool.shutdown(wait=False)
+    assert reply.status_code == 500
+    message = reply.json()["message"]  # MLflow's error body: error_code and message
+    assert message.startswith("internal error in distml (ZeroDivisionError); see the server log")
+    assert ("Traceback" in message and "secret-detail-42" in message) is debug
+    assert str(rows(2).values[0, 0]) not in reply.text  # never the user's data

@@ -13,6 +13,7 @@ import urllib.request
 from pathlib import Path
 from types import SimpleNamespace
 
+import httpx
 import numpy as np
 import pandas as pd
 import pytest
@@ -159,22 +160,42 @@ def test_run_tracked_in_a_local_store(job: SimpleNamespace, tmp_path: Path) -> N
     _check_logged(uri, result.tracking["run_id"], result.out, job.frame)
     run = MlflowClient(tracking_uri=uri).get_run(result.tracking["run_id"])
     assert run.data.tags["team"] == "a" and run.info.run_name == "run"
-    # what `mlflow models serve` runs: MLflow's scoring app, in process
-    from fastapi.testclient import TestClient
-    from mlflow.pyfunc import scoring_server
-
-    previous = mlflow.get_tracking_uri()
-    mlflow.set_tracking_uri(uri)
+    # `mlflow models serve` on the logged model, a real process queried over HTTP
+    port = _free_port()
+    env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "MLFLOW_DISABLE_TELEMETRY": "true"}
+    # it runs `uvicorn` from PATH: this environment's, activated or not
+    env["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), env.get("PATH", "")])
+    serve = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "models", "serve", "-m",
+         f"runs:/{result.tracking['run_id']}/model", "--env-manager", "local",
+         "-h", "127.0.0.1", "-p", str(port)],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
     try:
-        model = mlflow.pyfunc.load_model(f"runs:/{result.tracking['run_id']}/model")
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 120
+        while True:
+            assert serve.poll() is None, serve.stderr.read().decode()[-3000:]
+            try:
+                if httpx.get(f"{url}/ping", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "mlflow models serve did not answer /ping"
+            time.sleep(0.5)
+        rows = job.frame[FEATURES].iloc[:20]
+        payload = {"dataframe_split": {"columns": FEATURES, "data": rows.to_numpy().tolist()}}
+        answer = httpx.post(f"{url}/invocations", json=payload, timeout=30)
+        assert answer.status_code == 200, answer.text
+        expected = distml.load_model(result.out / "model").predict(rows)
+        assert answer.json()["predictions"] == expected.tolist()
     finally:
-        mlflow.set_tracking_uri(previous)
-    rows = job.frame[FEATURES].iloc[:20]
-    payload = {"dataframe_split": {"columns": FEATURES, "data": rows.to_numpy().tolist()}}
-    answer = TestClient(scoring_server.init(model)).post("/invocations", json=payload)
-    assert answer.status_code == 200, answer.text
-    expected = distml.load_model(result.out / "model").predict(rows)
-    assert answer.json()["predictions"] == expected.tolist()
+        serve.terminate()
+        try:
+            serve.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            serve.kill()
+            serve.wait()
 
 
 def test_server_down_keeps_the_run_then_distml_track_logs_it(
