@@ -481,7 +481,19 @@ def test_killed_run_resumes_after_its_last_finished_epoch(tmp_path: Path, needs_
 
 
 @pytest.mark.skipif(not MNIST.is_dir(), reason=f"real MNIST IDX files not found at {MNIST}")
-def test_seed_model_reaches_94_percent_on_real_mnist(tmp_path: Path, needs_tf: None) -> None:
+@pytest.mark.parametrize(
+    ("placement", "strategy"),
+    [
+        ("train.devices=2", "MirroredStrategy"),
+        # two worker processes of one CPU each (local launcher): the weights are the same
+        # through every launcher (test_keras_multiworker.py), so is this accuracy
+        ("train.workers=2", "MultiWorkerMirroredStrategy"),
+    ],
+    ids=["mirrored", "two-workers"],
+)
+def test_seed_model_reaches_94_percent_on_real_mnist(
+    tmp_path: Path, needs_tf: None, placement: str, strategy: str
+) -> None:
     write_mnist(tmp_path / "mnist", MNIST)
     done = distml_run(
         str(REPO / "jobs" / "mnist_mirrored.yaml"),
@@ -490,7 +502,9 @@ def test_seed_model_reaches_94_percent_on_real_mnist(tmp_path: Path, needs_tf: N
         "--set",
         f"data.test={tmp_path / 'mnist' / 'test'}",
         "--set",
-        "train.devices=2",
+        placement,
+        "--set",
+        "output.plots=false",
         "--out",
         str(tmp_path / "run"),
     )
@@ -498,6 +512,7 @@ def test_seed_model_reaches_94_percent_on_real_mnist(tmp_path: Path, needs_tf: N
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert (metrics["rows_train"], metrics["rows_test"]) == (20_000, 10_000)
     assert (metrics["replicas"], metrics["epochs_run"]) == (2, 2)
+    assert metrics["strategy"] == strategy
     assert metrics["accuracy"] >= 0.94
     assert f"accuracy: {metrics['accuracy']:.6g}" in done.stdout
 
