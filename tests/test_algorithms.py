@@ -184,3 +184,45 @@ def test_kmeans_reseeds_empty_clusters_deterministically() -> None:
         (100.0, 100.0),
     ]
     assert solution.inertia == pytest.approx(0.0, abs=1e-9)
+
+
+@pytest.mark.parametrize("n_partitions", [1, 5, 16])
+def test_kmeans_parallel_rounds_in_one_pass_keep_the_two_pass_rows(n_partitions: int) -> None:
+    """Each k-means|| round is one pass (cost, plus a superset of the rows the sampling rule
+    can keep); the rows kept are those of the two-pass definition — a cost pass, then
+    ``oversample`` with the total — bit for bit."""
+    from distml.algorithms.engine import concat
+    from distml.algorithms.kmeans import (
+        _add_cost_and_rows,
+        cost,
+        cost_and_oversample,
+        init_kmeans_parallel,
+        oversample,
+        smallest_keys,
+    )
+
+    X, _ = make_blobs(n_samples=3000, centers=6, n_features=4, random_state=11)
+    engine = InMemoryEngine.from_arrays(X, n_partitions=n_partitions)
+    k, seed, ell = 6, 7, 12.0
+    sample = engine.map_reduce(smallest_keys, seed, 0, k, combine=lambda a, b: sorted(a + b)[:k])
+    two_pass = one_pass = np.array([row for _, _, row in sample])[:1]
+    for r in (1, 2):
+        phi = engine.map_reduce(cost, two_pass)  # the definition: a cost pass, then sampling
+        chosen = sorted(
+            engine.map_reduce(oversample, two_pass, phi, ell, seed, r, combine=concat),
+            key=lambda t: t[0],
+        )
+        assert chosen  # the rule keeps rows in both rounds here
+        two_pass = np.vstack([two_pass, np.array([row for _, row in chosen])])
+        total, maybe = engine.map_reduce(
+            cost_and_oversample, one_pass, ell, seed, r, combine=_add_cost_and_rows
+        )
+        assert total == phi
+        kept = sorted((i, row) for i, scaled, u, row in maybe if u < scaled / total)
+        assert len(maybe) >= len(kept) == len(chosen)
+        one_pass = np.vstack([one_pass, np.array([row for _, row in kept])])
+    np.testing.assert_array_equal(one_pass, two_pass)
+    steps: list[str | None] = []
+    engine.progress = type("Steps", (), {"step": lambda self, detail=None: steps.append(detail)})()
+    init_kmeans_parallel(engine, k, seed, rounds=2, oversampling=ell / k)
+    assert steps.count("cost_and_oversample") == 2 and "cost" not in steps

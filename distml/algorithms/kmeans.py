@@ -184,6 +184,37 @@ def oversample(
     return [(int(part.row_ids[i]), part.X[i].copy()) for i in chosen]
 
 
+def cost_and_oversample(
+    part: Partition, centers: np.ndarray, ell: float, seed: int, stream: int
+) -> tuple[float, list[tuple[int, float, float, np.ndarray]]]:
+    """One k-means|| round in one pass: this partition's cost ``phi_p`` and every row that
+    :func:`oversample` could keep once the total ``phi`` is known.
+
+    A row is kept when ``u < ell · d² / phi``; since ``phi >= phi_p`` (a sum of non-negative
+    terms, rounding included), such a row also has ``u < ell · d² / phi_p``: that superset
+    (about ``ell`` rows in all) comes back with its ``d²`` and ``u``, and the driver applies
+    the exact rule — the same rows as a cost pass followed by a sampling pass, in one pass.
+    """
+    if part.n_rows == 0:
+        return 0.0, []
+    closest = _closest(part, centers)
+    phi_p = float(closest.sum())
+    if phi_p <= 0:
+        return phi_p, []
+    uniforms = row_uniforms(seed, stream, part.row_ids)
+    scaled = ell * closest
+    maybe = np.nonzero(uniforms < scaled / phi_p)[0]
+    return phi_p, [
+        (int(part.row_ids[i]), float(scaled[i]), float(uniforms[i]), part.X[i].copy())
+        for i in maybe
+    ]
+
+
+def _add_cost_and_rows(a: tuple[float, list], b: tuple[float, list]) -> tuple[float, list]:
+    """Costs added in :func:`tree_reduce` order (the same sum as a cost pass), rows joined."""
+    return a[0] + b[0], a[1] + b[1]
+
+
 def closest_counts(part: Partition, candidates: np.ndarray) -> np.ndarray:
     if part.n_rows == 0:
         return np.zeros(len(candidates))
@@ -298,10 +329,13 @@ def init_kmeans_parallel(
     centers = reserve[:1]
     ell = oversampling * k
     for r in range(1, rounds + 1):
-        phi = engine.map_reduce(cost, centers)
+        phi, maybe = engine.map_reduce(
+            cost_and_oversample, centers, ell, seed, r, combine=_add_cost_and_rows
+        )
         if phi <= 0:
             break
-        chosen = engine.map_reduce(oversample, centers, phi, ell, seed, r, combine=concat)
+        # oversample's rule, u < ell·d²/phi, on the superset each partition sent
+        chosen = [(row_id, row) for row_id, scaled, u, row in maybe if u < scaled / phi]
         if chosen:
             chosen.sort(key=lambda t: t[0])
             centers = np.vstack([centers, np.array([row for _, row in chosen])])
