@@ -4,6 +4,7 @@ same jobs from ``s3://`` and from local disk give the very same models on every 
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import socket
@@ -606,3 +607,52 @@ def test_hive_folders_filters_and_test_data_on_s3(store: Store, tmp_path: Path) 
     written = [json.loads((r.out / "metrics.json").read_text()) for r in (on_s3, on_disk)]
     assert written[0]["rows_test"] == 60
     assert written[0]["metrics"] == written[1]["metrics"]
+
+
+@pytest.mark.tf
+def test_a_keras_run_folder_is_published_on_s3_and_scores_from_there(
+    store: Store, tmp_path: Path, aws_env: None, monkeypatch
+) -> None:
+    """The seed's Keras job (MirroredStrategy on this machine) writes its run folder to the
+    store (its resume state stays in the local cache); ``distml predict`` then scores with the
+    ``model.keras`` read back from the store; a job on several workers is refused in one line."""
+    pytest.importorskip("tensorflow")
+    from conftest import digits
+
+    from distml.data.mnist import mnist_table
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    for split, (images, labels) in (("train", digits(400, 1)), ("test", digits(100, 2))):
+        (tmp_path / split).mkdir()
+        pq.write_table(mnist_table(images, labels), tmp_path / split / "part-0.parquet")
+    spec = str(REPO / "jobs" / "mnist_mirrored.yaml")
+    data = [f"data.train={tmp_path / 'train'}", f"data.test={tmp_path / 'test'}"]
+    args = ["run", spec, *(x for d in data for x in ("--set", d))]
+    args += ["--set", "train.epochs=1", "--set", "output.plots=false"]
+    out = f"s3://{BUCKET}/runs/keras"
+
+    def distml(*more: str) -> subprocess.CompletedProcess[str]:  # TensorFlow in a child
+        command = [sys.executable, "-m", "distml.cli", *more]
+        return subprocess.run(command, capture_output=True, text=True, timeout=300)
+
+    result = distml(*args, "--out", out)
+    assert result.returncode == 0, result.stderr[-3000:]
+    written = _objects(store, "runs/keras")
+    assert _marker(written)["state"] == "complete"
+    assert {"/metrics.json", "/model.keras", "/predictions/part-00000.parquet"} <= set(written)
+    summary = json.loads(written["/metrics.json"])
+    assert summary["epochs_run"] == 1 and summary["strategy"] == "MirroredStrategy"
+    assert (tmp_path / "cache" / "distml" / "runs").is_dir()  # where the resume state was
+    assert not list((tmp_path / "cache").rglob("*.resume"))  # and removed once published
+    scored = distml("predict", out, "--data", str(tmp_path / "test"),
+                    "--out", str(tmp_path / "scored"), "--columns", "none")  # fmt: skip
+    assert scored.returncode == 0, scored.stderr[-3000:]
+    ours = pq.read_table(tmp_path / "scored").column("prediction").to_numpy()
+    theirs = pq.read_table(io.BytesIO(written["/predictions/part-00000.parquet"]))
+    assert len(ours) == 100
+    np.testing.assert_array_equal(ours, theirs.column("prediction").to_numpy())
+    several = CliRunner().invoke(
+        main, [*args, "--set", "train.workers=2", "--out", f"s3://{BUCKET}/runs/gang"]
+    )
+    assert several.exit_code == 2 and "shared folder" in several.output
+    assert _objects(store, "runs/gang") == {}

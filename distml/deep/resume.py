@@ -24,6 +24,20 @@ import_tensorflow()
 import keras  # noqa: E402
 
 
+def local_anchor(final: str | os.PathLike[str]) -> Path:
+    """The local path a run's resume state sits beside: the run folder itself, or — for a
+    run folder published on an object store — ``$XDG_CACHE_HOME/distml/runs/BUCKET/KEY``
+    (``~/.cache`` by default), so a rerun on this machine resumes from the last epoch."""
+    from distml.remote_output import as_url
+
+    url = as_url(final)
+    if url is None:
+        return Path(final).resolve()
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or "~/.cache").expanduser()
+    scheme, rest = url.split("://", 1)
+    return (cache / "distml" / "runs" / scheme / rest.strip("/")).resolve()
+
+
 class ResumeState:
     """The resume folder of the run that writes ``out``.
 
@@ -38,7 +52,7 @@ class ResumeState:
     """
 
     def __init__(self, out: str | os.PathLike[str], settings: dict[str, Any]) -> None:
-        out = Path(out).resolve()
+        out = local_anchor(out)
         self.dir = out.parent / f".{out.name}.resume"
         self.backup_dir = self.dir / "backup"
         self.history_path = self.dir / "history.jsonl"

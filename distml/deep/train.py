@@ -162,13 +162,17 @@ def run_keras_job(
         }
         (tmp / "metrics.json").write_text(json.dumps(summary, indent=2, allow_nan=False))
     state.remove()
-    final = out.resolve()
+    final = output.final  # a folder, or the run's s3:// URL
+
+    def place(*names: str) -> str:
+        return str(final.joinpath(*names)) if isinstance(final, Path) else "/".join([final, *names])
+
     return RunResult(
         out=final,
         summary=summary,
         model=model,
-        predictions=[str(final / "predictions" / Path(p).name) for p in predictions],
-        plots=[str(final / p.name) for p in pngs],
+        predictions=[place("predictions", Path(p).name) for p in predictions],
+        plots=[place(p.name) for p in pngs],
     )
 
 
