@@ -1,4 +1,4 @@
-"""Outputs published to an object store (``s3://``), all-or-nothing without a rename.
+"""Outputs published to an object store (``s3://``, ``gs://``), all-or-nothing without a rename.
 
 An object store has no atomic folder rename, so :class:`RemoteOutput` publishes in steps
 that readers can tell apart by the marker :data:`~distml.atomic.MARKER`:
@@ -39,18 +39,19 @@ import pyarrow.fs as pafs
 
 from distml.atomic import MARKER, _alive, _owner
 from distml.data.storage import (
-    S3_SCHEMES,
+    OBJECT_SCHEMES,
     Location,
     StorageOptions,
+    delete_prefix,
     describe_error,
     endpoint_of,
-    s3_filesystem,
+    object_filesystem,
     with_environment,
 )
 from distml.errors import DataError
 
 #: Object-store schemes distml can name but not write (no client configured for them here).
-OTHER_STORES = ("gs", "gcs", "abfs", "abfss", "az", "hdfs", "http", "https")
+OTHER_STORES = ("abfs", "abfss", "az", "hdfs", "http", "https")
 #: Written last, before the final marker: Spark's and Hadoop's readers look for it.
 LAST_FILES = ("_manifest.json", "_SUCCESS")
 COMPLETE = "complete"
@@ -62,7 +63,7 @@ def as_url(text: str | os.PathLike[str]) -> str | None:
     ``s3://b/k`` into ``s3:/b/k``; both are URLs)."""
     value = os.fspath(text)
     match = re.match(r"^([A-Za-z][A-Za-z0-9+.-]*):/+(.*)$", value)
-    if match is None or match.group(1).lower() not in (*S3_SCHEMES, *OTHER_STORES):
+    if match is None or match.group(1).lower() not in (*OBJECT_SCHEMES, *OTHER_STORES):
         return None
     return f"{match.group(1).lower()}://{match.group(2)}"
 
@@ -72,7 +73,7 @@ def is_remote(text: str | os.PathLike[str]) -> bool:
 
 
 def _split(url: str) -> tuple[str, str]:
-    """``(bucket, key)`` of an ``s3://bucket/key`` URL."""
+    """``(bucket, key)`` of an ``s3://bucket/key`` (or ``gs://``) URL."""
     parts = urlsplit(url)
     return parts.netloc, parts.path.strip("/")
 
@@ -124,16 +125,17 @@ class RemoteOutput:
         self.kind = kind
         self.what = what or f"{kind} folder"
         scheme = urlsplit(url).scheme
-        if scheme not in S3_SCHEMES:
+        if scheme not in OBJECT_SCHEMES:
             raise DataError(
-                f"{url}: distml writes to S3-compatible stores (s3://); {scheme}:// is not "
-                f"supported for the {self.what}"
+                f"{url}: distml writes to S3-compatible stores (s3://) and Google Cloud "
+                f"Storage (gs://); {scheme}:// is not supported for the {self.what}"
             )
         bucket, key = _split(url)
         if not bucket or not key:
-            raise DataError(f"{url}: give a prefix inside a bucket (s3://BUCKET/PREFIX)")
-        self.final = f"s3://{bucket}/{key}"
-        self.options = with_environment(StorageOptions.of(storage_options))
+            raise DataError(f"{url}: give a prefix inside a bucket ({scheme}://BUCKET/PREFIX)")
+        self.scheme = "gs" if scheme == "gcs" else scheme
+        self.final = f"{self.scheme}://{bucket}/{key}"
+        self.options = with_environment(StorageOptions.of(storage_options), self.final)
         self.bucket, self.key = bucket, key
         self.overwrite = overwrite
         for item in inputs:
@@ -148,7 +150,7 @@ class RemoteOutput:
                     f"{self.final}: is, holds or lies inside input {other}; "
                     f"choose another prefix for the {self.what}"
                 )
-        self.fs = s3_filesystem(self.options)
+        self.fs = object_filesystem(self.final, self.options)
         self._check()
         self.tmp: Path | None = None
         self.staging: str | None = None  # bucket/key of the staging prefix
@@ -158,8 +160,8 @@ class RemoteOutput:
         return f"{self.bucket}/{self.key}"
 
     def _check(self) -> None:
-        probe = s3_filesystem(self.options, probe=True)
-        where = f"at {endpoint_of(self.options)}"
+        probe = object_filesystem(self.final, self.options, probe=True)
+        where = f"at {endpoint_of(self.options, self.final)}"
         try:
             if probe.get_file_info(self.bucket).type == pafs.FileType.NotFound:
                 raise DataError(f"{self.final}: no such bucket '{self.bucket}' {where}")
@@ -203,7 +205,7 @@ class RemoteOutput:
     def shared(self) -> Location:
         """The staging prefix: where workers on any host write their files."""
         self.open()
-        return Location(f"s3://{self.staging}", self.options)
+        return Location(f"{self.scheme}://{self.staging}", self.options)
 
     def publish(self, meta: dict | None = None) -> str:
         self.open()
@@ -219,7 +221,7 @@ class RemoteOutput:
     def discard(self) -> None:
         if self.staging is not None:
             try:
-                self.fs.delete_dir(self.staging)
+                delete_prefix(self.fs, self.staging)
             except OSError:
                 pass  # best effort: the next writer on this host sweeps it
             self.staging = None
@@ -295,8 +297,8 @@ class RemoteOutput:
             match = pattern.match(info.base_name)
             if match and match.group(2) == host and not _alive(int(match.group(1))):
                 try:
-                    self.fs.delete_dir(info.path)
-                    removed.append(f"s3://{info.path}")
+                    delete_prefix(self.fs, info.path)
+                    removed.append(f"{self.scheme}://{info.path}")
                 except OSError:
                     pass
         return removed
@@ -310,18 +312,19 @@ def local_copy(
     temporary local folder for the block (models are small: read them whole)."""
     location = as_url(url)
     assert location is not None, url
-    if urlsplit(location).scheme not in S3_SCHEMES:
-        raise DataError(f"{location}: distml reads models from S3-compatible stores only")
+    if urlsplit(location).scheme not in OBJECT_SCHEMES:
+        raise DataError(f"{location}: distml reads models from s3:// and gs:// stores only")
     bucket, key = _split(location)
-    options = StorageOptions.of(storage_options) or StorageOptions()
-    fs = s3_filesystem(options)
+    options = with_environment(StorageOptions.of(storage_options), location)
+    fs = object_filesystem(location, options)
     path = f"{bucket}/{key}".rstrip("/")
     folder = Path(tempfile.mkdtemp(prefix="distml-model-"))
     try:
         try:
-            info = s3_filesystem(options, probe=True).get_file_info(path)
+            info = object_filesystem(location, options, probe=True).get_file_info(path)
             if info.type == pafs.FileType.NotFound:
-                raise DataError(f"{location}: no such model (nothing at {endpoint_of(options)})")
+                where = endpoint_of(options, location)
+                raise DataError(f"{location}: no such model (nothing at {where})")
             if info.type == pafs.FileType.File:
                 target = folder / info.base_name
                 _download(fs, path, target)

@@ -304,7 +304,7 @@ def test_a_prefix_without_parquet_files_is_named(store: Store) -> None:
 
 
 def test_storage_options_on_a_local_path_are_a_spec_error(store: Store) -> None:
-    with pytest.raises(distml.errors.SpecError, match="storage_options apply to s3:// URLs only"):
+    with pytest.raises(distml.errors.SpecError, match="storage_options apply to s3:// and gs:// URLs only"):
         distml.Dataset(store.local / "example1", storage_options=store.options())
 
 
@@ -473,9 +473,9 @@ def _invoke_timed(args: list[str]) -> tuple[int, list[str], float]:
         (f"s3://{BUCKET}/example1", {}, "not a folder distml wrote"),
         (f"s3://{BUCKET}/example1/part-00000.parquet", {}, "is an object, not a prefix"),
         (f"s3://{BUCKET}", {}, "give a prefix inside a bucket"),
-        ("gs://bucket/p", {}, "gs:// is not supported"),
+        ("abfs://bucket/p", {}, "abfs:// is not supported"),
     ],
-    ids=["missing-bucket", "bad-secret", "closed-port", "foreign", "object", "bucket", "gcs"],
+    ids=["missing-bucket", "bad-secret", "closed-port", "foreign", "object", "bucket", "azure"],
 )
 def test_bad_write_locations_exit_2_in_one_line_within_seconds(
     store: Store,

@@ -120,9 +120,9 @@ class Dataset:
         self.raw = raw
         self.storage = StorageOptions.of(storage_options)
         if self.storage is not None and not is_object_store(self.uri):
-            raise SpecError(f"{self.uri}: storage_options apply to s3:// URLs only")
+            raise SpecError(f"{self.uri}: storage_options apply to s3:// and gs:// URLs only")
         if is_object_store(self.uri):  # what the driver resolved travels to the workers
-            self.storage = with_environment(self.storage)
+            self.storage = with_environment(self.storage, self.uri)
         self.filesystem, self.root = _filesystem(self.uri, self.storage)
         try:
             files, partitioning_keys = self._discover()
@@ -149,7 +149,7 @@ class Dataset:
         if info.type == pafs.FileType.NotFound:
             if remote:
                 bucket = self.root.split("/", 1)[0]
-                where = f"at {endpoint_of(self.storage)}"
+                where = f"at {endpoint_of(self.storage, self.uri)}"
                 if self.filesystem.get_file_info(bucket).type == pafs.FileType.NotFound:
                     raise DataError(f"{self.uri}: no such bucket '{bucket}' {where}")
                 raise DataError(f"{self.uri}: no such key or prefix in bucket '{bucket}' {where}")

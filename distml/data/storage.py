@@ -1,6 +1,7 @@
-"""Object-store filesystems (S3 and S3-compatible servers) with options that travel to workers.
+"""Object-store filesystems (S3, S3-compatible servers, Google Cloud Storage) with options that
+travel to workers.
 
-pyarrow's ``S3FileSystem`` does the I/O. What distml adds: an endpoint override for
+pyarrow's ``S3FileSystem`` and ``GcsFileSystem`` do the I/O. What distml adds: an endpoint override for
 S3-compatible servers (MinIO, Ceph, moto) from ``storage_options`` or ``AWS_ENDPOINT_URL``,
 short connect/request timeouts and few retries (a wrong endpoint fails in seconds, not
 minutes), and :class:`StorageOptions`, a small picklable value carried inside every
@@ -9,7 +10,9 @@ same filesystem as the driver without depending on its own environment.
 
 Credentials not given here come from the AWS SDK's standard chain on each process
 (``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``, ``AWS_PROFILE`` and ``~/.aws``,
-instance metadata). Worker-side: imports only pyarrow and distml.
+instance metadata), or Google's default credentials; ``STORAGE_EMULATOR_HOST`` points
+``gs://`` at an emulator, as for Google's own clients. Worker-side: imports only pyarrow
+and distml.
 """
 
 from __future__ import annotations
@@ -27,6 +30,9 @@ from distml.errors import DataError, SpecError
 
 #: URL schemes served by :func:`s3_filesystem` (``s3a``/``s3n`` are Hadoop's names for S3).
 S3_SCHEMES = ("s3", "s3a", "s3n")
+#: Google Cloud Storage, served by :func:`gcs_filesystem`.
+GCS_SCHEMES = ("gs", "gcs")
+OBJECT_SCHEMES = S3_SCHEMES + GCS_SCHEMES
 CONNECT_TIMEOUT_S = 3.0
 REQUEST_TIMEOUT_S = 30.0
 MAX_ATTEMPTS = 3
@@ -59,15 +65,24 @@ class StorageOptions:
         return cls(**{k: v for k, v in value.items() if v is not None})
 
 
-def with_environment(options: StorageOptions | None) -> StorageOptions:
+def with_environment(options: StorageOptions | None, uri: str = "s3://") -> StorageOptions:
     """``options`` with unset fields filled from this process's environment (endpoint,
     region, a key pair), so workers started elsewhere reach the same store with the same
     identity. A session token, profile or instance role is not copied: each process then
-    resolves its own through the AWS SDK's chain."""
+    resolves its own through the AWS SDK's chain (or Google's default credentials).
+    For ``gs://``: the endpoint of ``STORAGE_EMULATOR_HOST``, anonymous as Google's own
+    clients are with an emulator."""
     options = options or StorageOptions()
+    env = os.environ
+    if is_gcs(uri):
+        emulator = env.get("STORAGE_EMULATOR_HOST")
+        return StorageOptions(
+            endpoint_url=options.endpoint_url or emulator,
+            region=options.region,
+            anonymous=options.anonymous or bool(emulator and not options.endpoint_url),
+        )
     if options.anonymous:
         return options
-    env = os.environ
     key, secret = env.get("AWS_ACCESS_KEY_ID"), env.get("AWS_SECRET_ACCESS_KEY")
     use_env_keys = (
         not (options.access_key or options.secret_key)
@@ -86,16 +101,29 @@ def with_environment(options: StorageOptions | None) -> StorageOptions:
 
 
 def is_object_store(uri: str) -> bool:
-    return urlsplit(uri).scheme.lower() in S3_SCHEMES
+    return urlsplit(uri).scheme.lower() in OBJECT_SCHEMES
+
+
+def is_gcs(uri: str) -> bool:
+    return urlsplit(uri).scheme.lower() in GCS_SCHEMES
 
 
 def open_location(uri: str, options: StorageOptions | None) -> tuple[pafs.FileSystem, str]:
-    """``(filesystem, path inside it)`` of an ``s3://bucket/key`` URL."""
+    """``(filesystem, path inside it)`` of an ``s3://bucket/key`` or ``gs://bucket/key`` URL."""
     parts = urlsplit(uri)
     if not parts.netloc:
-        raise DataError(f"{uri}: no bucket in this URL (s3://BUCKET/PREFIX)")
+        raise DataError(f"{uri}: no bucket in this URL ({parts.scheme}://BUCKET/PREFIX)")
     path = (parts.netloc + parts.path).rstrip("/")
-    return s3_filesystem(options or StorageOptions()), path
+    return object_filesystem(uri, options), path
+
+
+def object_filesystem(
+    uri: str, options: StorageOptions | None, probe: bool = False
+) -> pafs.FileSystem:
+    """The filesystem serving ``uri``'s scheme (S3 or Google Cloud Storage)."""
+    if is_gcs(uri):
+        return gcs_filesystem(options or StorageOptions(), probe)
+    return s3_filesystem(options or StorageOptions(), probe)
 
 
 #: Environment variables read here (the AWS SDK reads the credential ones itself).
@@ -108,6 +136,8 @@ ENV_KEYS = (
     "AWS_SECRET_ACCESS_KEY",
     "AWS_SESSION_TOKEN",
     "AWS_PROFILE",
+    "STORAGE_EMULATOR_HOST",
+    "GOOGLE_APPLICATION_CREDENTIALS",
 )
 
 
@@ -117,10 +147,14 @@ def s3_filesystem(options: StorageOptions, probe: bool = False) -> pafs.S3FileSy
     return _s3_filesystem(options, tuple(os.environ.get(k) for k in ENV_KEYS), probe)
 
 
-def endpoint_of(options: StorageOptions | None) -> str:
-    """The endpoint requests go to, for messages (``AWS S3`` when not overridden)."""
+def endpoint_of(options: StorageOptions | None, uri: str = "s3://") -> str:
+    """The endpoint requests go to, for messages (``AWS S3`` or ``Google Cloud Storage``
+    when not overridden)."""
+    explicit = options.endpoint_url if options else None
+    if is_gcs(uri):
+        return explicit or os.environ.get("STORAGE_EMULATOR_HOST") or "Google Cloud Storage"
     return (
-        (options.endpoint_url if options else None)
+        explicit
         or os.environ.get("AWS_ENDPOINT_URL_S3")
         or os.environ.get("AWS_ENDPOINT_URL")
         or "AWS S3"
@@ -132,7 +166,7 @@ def probe_location(uri: str, options: StorageOptions | None) -> pafs.FileInfo:
     that refuses or cannot be reached is a :class:`DataError` naming the URL."""
     _, path = open_location(uri, options)
     try:
-        return s3_filesystem(options or StorageOptions(), probe=True).get_file_info(path)
+        return object_filesystem(uri, options, probe=True).get_file_info(path)
     except OSError as exc:
         raise DataError(describe_error(uri, exc)) from None
 
@@ -172,6 +206,53 @@ def _s3_filesystem(
         raise DataError(f"{endpoint or 's3'}: cannot set up the S3 client ({exc})") from None
 
 
+def gcs_filesystem(options: StorageOptions, probe: bool = False) -> pafs.GcsFileSystem:
+    """A Google Cloud Storage filesystem (cached per process); ``probe``: a short retry
+    budget. Credentials: Google's defaults (``GOOGLE_APPLICATION_CREDENTIALS``, the metadata
+    server), or anonymous (public buckets, emulators)."""
+    return _gcs_filesystem(options, tuple(os.environ.get(k) for k in ENV_KEYS), probe)
+
+
+@functools.lru_cache(maxsize=16)
+def _gcs_filesystem(
+    options: StorageOptions, env: tuple[str | None, ...], probe: bool
+) -> pafs.GcsFileSystem:
+    from datetime import timedelta
+
+    environ = dict(zip(ENV_KEYS, env, strict=True))
+    endpoint = options.endpoint_url or environ["STORAGE_EMULATOR_HOST"]
+    limit = PROBE_TIMEOUT_S if probe else REQUEST_TIMEOUT_S
+    kwargs: dict[str, Any] = {"retry_time_limit": timedelta(seconds=limit)}
+    if endpoint:
+        url = urlsplit(endpoint if "://" in endpoint else f"http://{endpoint}")
+        if not url.hostname:
+            raise DataError(f"{endpoint}: not an endpoint URL (e.g. http://127.0.0.1:9023)")
+        kwargs["endpoint_override"] = url.netloc
+        kwargs["scheme"] = url.scheme or "http"
+    if options.anonymous:
+        kwargs["anonymous"] = True
+    try:
+        return pafs.GcsFileSystem(**kwargs)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise DataError(f"{endpoint or 'gs'}: cannot set up the GCS client ({exc})") from None
+
+
+def delete_prefix(fs: pafs.FileSystem, prefix: str) -> None:
+    """Delete every object under ``prefix`` (one by one: GCS emulators and some S3-compatible
+    servers answer 404 to a folder delete when no folder marker exists)."""
+    selector = pafs.FileSelector(prefix, recursive=True, allow_not_found=True)
+    for info in fs.get_file_info(selector):
+        if info.type == pafs.FileType.File:
+            try:
+                fs.delete_file(info.path)
+            except FileNotFoundError:
+                pass
+    try:
+        fs.delete_dir(prefix)
+    except OSError:
+        pass  # no folder marker: nothing left to delete
+
+
 def describe_error(uri: str, exc: BaseException) -> str:
     """One line saying why ``uri`` could not be reached (pyarrow's AWS errors are long)."""
     text = " ".join(str(exc).split())
@@ -184,9 +265,13 @@ def describe_error(uri: str, exc: BaseException) -> str:
         return f"{uri}: no such bucket"
     if "invalidaccesskeyid" in lowered or "signaturedoesnotmatch" in lowered:
         return f"{uri}: access denied (the access key or secret is not valid for this store)"
+    if is_gcs(uri) and "not_found" in lowered and "bucket" in lowered:
+        return f"{uri}: no such bucket"
+    if any(w in lowered for w in ("permission_denied", "unauthenticated")):
+        return f"{uri}: access denied (check the credentials and the bucket's permissions)"
     if any(w in lowered for w in ("accessdenied", "access_denied", "access denied", "forbidden")):
         return f"{uri}: access denied (check the credentials and the bucket's permissions)"
-    if "curl" in lowered or "connect" in lowered or "resolve" in lowered or "network" in lowered:
+    if any(w in lowered for w in ("curl", "connect", "resolve", "network", "unavailable")):
         return f"{uri}: cannot reach the object store ({text[:160]})"
     return f"{uri}: cannot read ({text[:200]})"
 
