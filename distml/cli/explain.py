@@ -29,19 +29,23 @@ def explain(
     plot_rows: int,
     overwrite: bool,
 ) -> None:
-    """Explain MODEL (a model folder or a run folder) with SHAP values of every row of DATA."""
+    """Explain MODEL (a model folder or a run folder) with SHAP values of every row of DATA
+    (a Keras model: kernel SHAP of a deterministic sample of its images)."""
     from distml.interpret.command import explain_model
 
     with progress_for(err_console) as progress:
         folder, info = explain_model(
             model, data, out, backend, background, rows, plot_rows, overwrite, progress
         )
-    top = sorted(info["rows"], key=lambda r: -r["mean_abs_shap"])[:5]
     console.print(
         f"SHAP ({info['method']}, {info['output']}): {info['explained_rows']:,} rows explained "
         f"against {info['background']['rows']:,} background rows"
     )
-    for row in top:
-        where = f" [{row['output']}]" if "output" in row else ""
-        console.print(f"  {row['feature']}{where}: mean |SHAP| {row['mean_abs_shap']:.6g}")
+    if "rows" in info:  # per-feature summary rows (linear models, k-means)
+        for row in sorted(info["rows"], key=lambda r: -r["mean_abs_shap"])[:5]:
+            where = f" [{row['output']}]" if "output" in row else ""
+            console.print(f"  {row['feature']}{where}: mean |SHAP| {row['mean_abs_shap']:.6g}")
+    else:  # images: the pixels that matter most to each class
+        for top in info["top_pixels"][:3]:
+            console.print(f"  class {top['class']}: top pixels {top['pixels'][:5]}")
     console.print(f"  folder: {folder}")

@@ -118,6 +118,15 @@ def run_keras_job(
             predictions = sorted(str(p) for p in (tmp / "predictions").iterdir())
         metrics = {"accuracy": accuracy, "loss": loss, **_per_class(confusion)}
         pngs: list[Path] = []
+        if spec.interpret is not None and spec.interpret.shap:  # test images vs training ones
+            from distml.interpret.keras_shap import write_keras_shap
+
+            write_keras_shap(
+                tmp / MODEL_FILE, test.path, tmp, test.pixels, test.width, train.path,
+                plots_too=spec.output.plots,
+            )  # fmt: skip
+            if (tmp / "shap_summary.png").exists():
+                pngs.append(tmp / "shap_summary.png")
         if spec.output.plots:
             from distml.deep.plots import training_curve
 

@@ -17,16 +17,19 @@ from distml.progress import Progress
 
 
 def resolve_model_dir(path: str | os.PathLike[str]) -> Path:
-    """A model folder, or a run folder holding ``model/``; Keras models are refused."""
+    """A model folder, or a run folder holding ``model/``."""
     path = Path(path)
-    if (path / "model.keras").is_file() or path.suffix == ".keras":
-        raise ModelError(
-            f"{path}: SHAP explanations of Keras models are not available in distml "
-            "(use shap.GradientExplainer on the model.keras yourself)"
-        )
     if not (path / "model.json").is_file() and (path / "model" / "model.json").is_file():
         return path / "model"
     return path
+
+
+def keras_file(path: str | os.PathLike[str]) -> Path | None:
+    """The ``model.keras`` at ``path`` (the file, or a run folder holding it), else None."""
+    path = Path(path)
+    if path.suffix == ".keras" and path.is_file():
+        return path
+    return path / "model.keras" if (path / "model.keras").is_file() else None
 
 
 def explain_model(
@@ -45,6 +48,9 @@ def explain_model(
     from distml.loading import load_model
     from distml.preprocess import Pipeline
 
+    found = keras_file(model_path)
+    if found is not None:
+        return _explain_keras(found, data, out, background, overwrite, progress)
     model_dir = resolve_model_dir(model_path)
     model = load_model(model_dir)
     target = Path(out) if out is not None else default_out(model_dir)
@@ -84,6 +90,42 @@ def explain_model(
                 )
     finally:
         output.discard()
+    return output.final, info
+
+
+def _explain_keras(
+    model_file: Path,
+    data: str,
+    out: str | os.PathLike[str] | None,
+    background: str | None,
+    overwrite: bool,
+    progress: Progress | None,
+) -> tuple[Path, dict[str, Any]]:
+    """Kernel SHAP of a Keras classifier on sampled images (:mod:`distml.interpret.keras_shap`:
+    on this machine; the sample is small, the network evaluations are many)."""
+    from distml.interpret.keras_shap import write_keras_shap
+    from distml.predict.inputs import ScoringInput
+    from distml.predict.loading import keras_scorer
+
+    scorer = keras_scorer(model_file)
+    for source in (data, background):
+        if source is not None:
+            scorer.check_schema(ScoringInput(source).schema, source)
+    folder = model_file.parent if model_file.name == "model.keras" else model_file
+    target = Path(out) if out is not None else default_out(folder)
+    output = OutputDir(
+        target,
+        "explain",
+        overwrite=overwrite,
+        inputs=[data, background, str(model_file)],
+        what="explanation folder",
+    )
+    if progress is not None:
+        progress.start("explaining (kernel SHAP on sampled images)")
+    with output as tmp:
+        info = write_keras_shap(model_file, data, tmp, scorer.pixels, scorer.width, background)
+    if progress is not None:
+        progress.finish()
     return output.final, info
 
 

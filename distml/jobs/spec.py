@@ -398,12 +398,12 @@ def _validate_keras(spec: JobSpec) -> None:
             raise SpecError(
                 f"{source}: model.params.learning_rate must be a positive number, got {value!r}"
             )
-    if spec.interpret is not None and spec.interpret.shap:
-        raise SpecError(
-            f"{source}: interpret.shap: not available for Keras jobs (a model-agnostic "
-            "explainer needs thousands of network evaluations per image; see the README)"
-        )
     workers = spec.train.workers if spec.train is not None else None
+    if spec.interpret is not None and spec.interpret.shap and workers:
+        raise SpecError(
+            f"{source}: interpret.shap: not available for Keras jobs on several workers; "
+            "explain the run folder afterwards with `distml explain RUN --data TEST`"
+        )
     if workers is None and not spec.backend.name.startswith("local"):
         raise SpecError(
             f"{source}: backend: Keras jobs run on the local backend (MirroredStrategy over "
