@@ -46,12 +46,13 @@ from distml.data.storage import (
     describe_error,
     endpoint_of,
     object_filesystem,
+    split_location,
     with_environment,
 )
 from distml.errors import DataError
 
-#: Object-store schemes distml can name but not write (no client configured for them here).
-OTHER_STORES = ("abfs", "abfss", "az", "hdfs", "http", "https")
+#: Locations distml can name but not write as object stores.
+OTHER_STORES = ("hdfs", "http", "https")
 #: Written last, before the final marker: Spark's and Hadoop's readers look for it.
 LAST_FILES = ("_manifest.json", "_SUCCESS")
 COMPLETE = "complete"
@@ -73,9 +74,8 @@ def is_remote(text: str | os.PathLike[str]) -> bool:
 
 
 def _split(url: str) -> tuple[str, str]:
-    """``(bucket, key)`` of an ``s3://bucket/key`` (or ``gs://``) URL."""
-    parts = urlsplit(url)
-    return parts.netloc, parts.path.strip("/")
+    """``(bucket or container, key)`` of an object-store URL."""
+    return split_location(url)
 
 
 def _inside(a: str, b: str) -> bool:
@@ -127,14 +127,16 @@ class RemoteOutput:
         scheme = urlsplit(url).scheme
         if scheme not in OBJECT_SCHEMES:
             raise DataError(
-                f"{url}: distml writes to S3-compatible stores (s3://) and Google Cloud "
-                f"Storage (gs://); {scheme}:// is not supported for the {self.what}"
+                f"{url}: distml writes to S3-compatible stores (s3://), Google Cloud "
+                f"Storage (gs://) and Azure (abfs://); {scheme}:// is not supported for the "
+                f"{self.what}"
             )
         bucket, key = _split(url)
         if not bucket or not key:
             raise DataError(f"{url}: give a prefix inside a bucket ({scheme}://BUCKET/PREFIX)")
         self.scheme = "gs" if scheme == "gcs" else scheme
-        self.final = f"{self.scheme}://{bucket}/{key}"
+        self.netloc = urlsplit(url).netloc  # Azure's container@account stays in URLs
+        self.final = f"{self.scheme}://{self.netloc}/{key}"
         self.options = with_environment(StorageOptions.of(storage_options), self.final)
         self.bucket, self.key = bucket, key
         self.overwrite = overwrite
@@ -156,6 +158,10 @@ class RemoteOutput:
         self.staging: str | None = None  # bucket/key of the staging prefix
 
     # -- checks ----------------------------------------------------------------------------
+    def _url(self, path: str) -> str:
+        """The URL of ``path`` (``bucket/key`` on the filesystem) in this output's store."""
+        return f"{self.scheme}://{self.netloc}/{path.split('/', 1)[1] if '/' in path else ''}"
+
     def _path(self) -> str:
         return f"{self.bucket}/{self.key}"
 
@@ -205,7 +211,7 @@ class RemoteOutput:
     def shared(self) -> Location:
         """The staging prefix: where workers on any host write their files."""
         self.open()
-        return Location(f"{self.scheme}://{self.staging}", self.options)
+        return Location(self._url(self.staging), self.options)
 
     def publish(self, meta: dict | None = None) -> str:
         self.open()
@@ -298,7 +304,7 @@ class RemoteOutput:
             if match and match.group(2) == host and not _alive(int(match.group(1))):
                 try:
                     delete_prefix(self.fs, info.path)
-                    removed.append(f"{self.scheme}://{info.path}")
+                    removed.append(self._url(info.path))
                 except OSError:
                     pass
         return removed
@@ -313,7 +319,7 @@ def local_copy(
     location = as_url(url)
     assert location is not None, url
     if urlsplit(location).scheme not in OBJECT_SCHEMES:
-        raise DataError(f"{location}: distml reads models from s3:// and gs:// stores only")
+        raise DataError(f"{location}: distml reads models from s3://, gs:// and abfs:// only")
     bucket, key = _split(location)
     options = with_environment(StorageOptions.of(storage_options), location)
     fs = object_filesystem(location, options)

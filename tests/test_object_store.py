@@ -473,9 +473,9 @@ def _invoke_timed(args: list[str]) -> tuple[int, list[str], float]:
         (f"s3://{BUCKET}/example1", {}, "not a folder distml wrote"),
         (f"s3://{BUCKET}/example1/part-00000.parquet", {}, "is an object, not a prefix"),
         (f"s3://{BUCKET}", {}, "give a prefix inside a bucket"),
-        ("abfs://bucket/p", {}, "abfs:// is not supported"),
+        ("hdfs://namenode/p", {}, "hdfs:// is not supported"),
     ],
-    ids=["missing-bucket", "bad-secret", "closed-port", "foreign", "object", "bucket", "azure"],
+    ids=["missing-bucket", "bad-secret", "closed-port", "foreign", "object", "bucket", "hdfs"],
 )
 def test_bad_write_locations_exit_2_in_one_line_within_seconds(
     store: Store,

@@ -32,7 +32,10 @@ from distml.errors import DataError, SpecError
 S3_SCHEMES = ("s3", "s3a", "s3n")
 #: Google Cloud Storage, served by :func:`gcs_filesystem`.
 GCS_SCHEMES = ("gs", "gcs")
-OBJECT_SCHEMES = S3_SCHEMES + GCS_SCHEMES
+#: Azure Blob Storage / ADLS Gen2 (``abfs[s]://container@account.dfs.core.windows.net/path``
+#: or ``az://container/path``), served by :func:`azure_filesystem`.
+AZURE_SCHEMES = ("abfs", "abfss", "az")
+OBJECT_SCHEMES = S3_SCHEMES + GCS_SCHEMES + AZURE_SCHEMES
 CONNECT_TIMEOUT_S = 3.0
 REQUEST_TIMEOUT_S = 30.0
 MAX_ATTEMPTS = 3
@@ -43,12 +46,15 @@ PROBE_TIMEOUT_S = 3.0
 
 @dataclass(frozen=True)
 class StorageOptions:
-    """How to reach an object store; ``None`` fields fall back to the standard AWS chain."""
+    """How to reach an object store; ``None`` fields fall back to the store's standard chain
+    (AWS's, Google's, Azure's default credentials)."""
 
     endpoint_url: str | None = None
     region: str | None = None
     access_key: str | None = field(default=None, repr=False)
     secret_key: str | None = field(default=None, repr=False)
+    account_name: str | None = None  # Azure: the storage account (else from the URL)
+    account_key: str | None = field(default=None, repr=False)  # Azure: a shared key
     anonymous: bool = False
 
     @classmethod
@@ -74,6 +80,14 @@ def with_environment(options: StorageOptions | None, uri: str = "s3://") -> Stor
     clients are with an emulator."""
     options = options or StorageOptions()
     env = os.environ
+    if is_azure(uri):
+        key = options.account_key or env.get("AZURE_STORAGE_ACCOUNT_KEY")
+        return StorageOptions(
+            endpoint_url=options.endpoint_url or env.get("AZURE_STORAGE_BLOB_ENDPOINT"),
+            account_name=options.account_name or env.get("AZURE_STORAGE_ACCOUNT_NAME"),
+            account_key=None if options.anonymous else key,
+            anonymous=options.anonymous,
+        )
     if is_gcs(uri):
         emulator = env.get("STORAGE_EMULATOR_HOST")
         return StorageOptions(
@@ -108,21 +122,43 @@ def is_gcs(uri: str) -> bool:
     return urlsplit(uri).scheme.lower() in GCS_SCHEMES
 
 
-def open_location(uri: str, options: StorageOptions | None) -> tuple[pafs.FileSystem, str]:
-    """``(filesystem, path inside it)`` of an ``s3://bucket/key`` or ``gs://bucket/key`` URL."""
+def is_azure(uri: str) -> bool:
+    return urlsplit(uri).scheme.lower() in AZURE_SCHEMES
+
+
+def split_location(uri: str) -> tuple[str, str]:
+    """``(bucket or container, key)`` of an object-store URL; Azure's
+    ``abfs://container@account.dfs.core.windows.net/key`` names the container before ``@``."""
     parts = urlsplit(uri)
-    if not parts.netloc:
-        raise DataError(f"{uri}: no bucket in this URL ({parts.scheme}://BUCKET/PREFIX)")
-    path = (parts.netloc + parts.path).rstrip("/")
+    bucket = parts.netloc.split("@", 1)[0] if is_azure(uri) else parts.netloc
+    return bucket, parts.path.strip("/")
+
+
+def open_location(uri: str, options: StorageOptions | None) -> tuple[pafs.FileSystem, str]:
+    """``(filesystem, path inside it)`` of an ``s3://``, ``gs://`` or ``abfs://`` URL."""
+    bucket, key = split_location(uri)
+    if not bucket:
+        scheme = urlsplit(uri).scheme
+        raise DataError(f"{uri}: no bucket in this URL ({scheme}://BUCKET/PREFIX)")
+    path = f"{bucket}/{key}".rstrip("/")
     return object_filesystem(uri, options), path
 
 
 def object_filesystem(
     uri: str, options: StorageOptions | None, probe: bool = False
 ) -> pafs.FileSystem:
-    """The filesystem serving ``uri``'s scheme (S3 or Google Cloud Storage)."""
+    """The filesystem serving ``uri``'s scheme (S3, Google Cloud Storage or Azure)."""
     if is_gcs(uri):
         return gcs_filesystem(options or StorageOptions(), probe)
+    if is_azure(uri):
+        account = urlsplit(uri).hostname if "@" in urlsplit(uri).netloc else None
+        name = (account or "").split(".")[0]
+        fs = azure_filesystem(options or StorageOptions(), name)
+        if probe:  # Azure's client has no timeout settings: reach the endpoint first, briefly
+            chosen = (options.account_name if options else None) or name
+            _reach(uri, endpoint_of(options, uri), chosen or os.environ.get(
+                "AZURE_STORAGE_ACCOUNT_NAME", ""))  # fmt: skip
+        return fs
     return s3_filesystem(options or StorageOptions(), probe)
 
 
@@ -138,6 +174,9 @@ ENV_KEYS = (
     "AWS_PROFILE",
     "STORAGE_EMULATOR_HOST",
     "GOOGLE_APPLICATION_CREDENTIALS",
+    "AZURE_STORAGE_ACCOUNT_NAME",
+    "AZURE_STORAGE_ACCOUNT_KEY",
+    "AZURE_STORAGE_BLOB_ENDPOINT",
 )
 
 
@@ -151,6 +190,8 @@ def endpoint_of(options: StorageOptions | None, uri: str = "s3://") -> str:
     """The endpoint requests go to, for messages (``AWS S3`` or ``Google Cloud Storage``
     when not overridden)."""
     explicit = options.endpoint_url if options else None
+    if is_azure(uri):
+        return explicit or os.environ.get("AZURE_STORAGE_BLOB_ENDPOINT") or "Azure Storage"
     if is_gcs(uri):
         return explicit or os.environ.get("STORAGE_EMULATOR_HOST") or "Google Cloud Storage"
     return (
@@ -237,6 +278,60 @@ def _gcs_filesystem(
         raise DataError(f"{endpoint or 'gs'}: cannot set up the GCS client ({exc})") from None
 
 
+def azure_filesystem(options: StorageOptions, account: str = "") -> pafs.AzureFileSystem:
+    """An Azure Blob Storage filesystem (cached per process) for the account in the URL or
+    options; a shared key if given, else Azure's default credentials (environment, managed
+    identity, the CLI's login)."""
+    return _azure_filesystem(options, account, tuple(os.environ.get(k) for k in ENV_KEYS))
+
+
+@functools.lru_cache(maxsize=16)
+def _azure_filesystem(
+    options: StorageOptions, account: str, env: tuple[str | None, ...]
+) -> pafs.AzureFileSystem:
+    environ = dict(zip(ENV_KEYS, env, strict=True))
+    name = options.account_name or account or environ["AZURE_STORAGE_ACCOUNT_NAME"]
+    if not name:
+        raise DataError(
+            "azure: no storage account (abfs://CONTAINER@ACCOUNT.dfs.core.windows.net/PATH, "
+            "storage_options.account_name or AZURE_STORAGE_ACCOUNT_NAME)"
+        )
+    kwargs: dict[str, Any] = {"account_name": name}
+    key = options.account_key or environ["AZURE_STORAGE_ACCOUNT_KEY"]
+    if key and not options.anonymous:
+        kwargs["account_key"] = key
+    endpoint = options.endpoint_url or environ["AZURE_STORAGE_BLOB_ENDPOINT"]
+    if endpoint:  # an emulator (Azurite) or a private endpoint: blob and dfs at one authority
+        url = urlsplit(endpoint if "://" in endpoint else f"https://{endpoint}")
+        if not url.hostname:
+            raise DataError(f"{endpoint}: not an endpoint URL (e.g. http://127.0.0.1:10000)")
+        for service in ("blob", "dfs"):
+            kwargs[f"{service}_storage_authority"] = url.netloc
+            kwargs[f"{service}_storage_scheme"] = url.scheme or "https"
+    try:
+        return pafs.AzureFileSystem(**kwargs)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise DataError(f"{endpoint or 'azure'}: cannot set up the Azure client ({exc})") from None
+
+
+def _reach(uri: str, endpoint: str, account: str) -> None:
+    """One TCP connection to the blob endpoint within :data:`PROBE_TIMEOUT_S`, else a
+    :class:`DataError` naming ``uri`` (the SDK's own retries take ten seconds and more)."""
+    import socket
+
+    if endpoint == "Azure Storage":  # the public endpoint of the account
+        host, port = f"{account}.blob.core.windows.net", 443
+    else:
+        url = urlsplit(endpoint if "://" in endpoint else f"https://{endpoint}")
+        host, port = url.hostname or "", url.port or (443 if url.scheme == "https" else 80)
+    try:
+        socket.create_connection((host, port), timeout=PROBE_TIMEOUT_S).close()
+    except OSError as exc:
+        raise DataError(
+            f"{uri}: cannot reach the object store ({host}:{port}: {exc.strerror or exc})"
+        ) from None
+
+
 def delete_prefix(fs: pafs.FileSystem, prefix: str) -> None:
     """Delete every object under ``prefix`` (one by one: GCS emulators and some S3-compatible
     servers answer 404 to a folder delete when no folder marker exists)."""
@@ -247,6 +342,9 @@ def delete_prefix(fs: pafs.FileSystem, prefix: str) -> None:
                 fs.delete_file(info.path)
             except FileNotFoundError:
                 pass
+    if isinstance(fs, pafs.AzureFileSystem):
+        return  # a flat namespace: nothing is left (its folder delete probes the DFS
+        # endpoint, which an emulator lacks, and retries for seconds)
     try:
         fs.delete_dir(prefix)
     except OSError:
@@ -267,6 +365,10 @@ def describe_error(uri: str, exc: BaseException) -> str:
         return f"{uri}: access denied (the access key or secret is not valid for this store)"
     if is_gcs(uri) and "not_found" in lowered and "bucket" in lowered:
         return f"{uri}: no such bucket"
+    if "containernotfound" in lowered:
+        return f"{uri}: no such container"
+    if "authenticationfailed" in lowered or "authorizationfailure" in lowered:
+        return f"{uri}: access denied (check the account key or credentials)"
     if any(w in lowered for w in ("permission_denied", "unauthenticated")):
         return f"{uri}: access denied (check the credentials and the bucket's permissions)"
     if any(w in lowered for w in ("accessdenied", "access_denied", "access denied", "forbidden")):

@@ -48,12 +48,15 @@ class GenerateSpec(_Strict):
 
 
 class StorageOptionsSpec(_Strict):
-    """How to reach an object store (``s3://`` data); unset keys come from the environment."""
+    """How to reach an object store (``s3://``, ``gs://``, ``abfs://`` data); unset keys come
+    from the environment."""
 
     endpoint_url: str | None = None
     region: str | None = None
     access_key: str | None = None
     secret_key: str | None = None
+    account_name: str | None = None  # Azure
+    account_key: str | None = None  # Azure
     anonymous: bool = False
 
 
