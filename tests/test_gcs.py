@@ -126,7 +126,7 @@ def test_seed_jobs_from_gcs_give_the_models_from_disk(
     elif engine == "spark":
         request.getfixturevalue("spark_session")
         backend = "spark"
-    for job, example in (("linear_regression", "example1"), ("kmeans", "example3")):
+    for job, example in (("linear_regression", "example1"),):  # all three: test_object_store
         spec_path = REPO / "jobs" / f"{job}.yaml"
         remote = run_job(
             load_spec(spec_path, [f"data.train=gs://{BUCKET}/{example}"], backend=backend),
