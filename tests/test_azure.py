@@ -16,7 +16,7 @@ from pathlib import Path
 import pyarrow.fs as pafs
 import pytest
 from click.testing import CliRunner
-from conftest import REPO
+from conftest import REPO, free_port, stop_process
 
 import distml
 from distml.cli.app import main
@@ -33,16 +33,11 @@ KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr
 CONTAINER = "distml-azure"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 @pytest.fixture(scope="module")
 def azurite(tmp_path_factory: pytest.TempPathFactory):
     """Azurite's blob service on a free port, a container holding the seed's example 1."""
-    port = _free_port()
+    port = free_port()
     assert AZURITE is not None
     proc = subprocess.Popen(
         [AZURITE, "--blobHost", "127.0.0.1", "--blobPort", str(port), "--inMemoryPersistence",
@@ -74,12 +69,7 @@ def azurite(tmp_path_factory: pytest.TempPathFactory):
                 sink.write(path.read_bytes())
         yield endpoint, local, fs
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
 
 
 @pytest.fixture
@@ -135,7 +125,7 @@ def test_bad_azure_locations_are_one_line(azure_env: Path, tmp_path: Path, monke
     monkeypatch.setenv("AZURE_STORAGE_ACCOUNT_KEY", "d3Jvbmcta2V5")  # base64, not the key
     with pytest.raises(DataError, match=rf"^az://{CONTAINER}/example1: access denied"):
         distml.Dataset(f"az://{CONTAINER}/example1")
-    monkeypatch.setenv("AZURE_STORAGE_BLOB_ENDPOINT", f"http://127.0.0.1:{_free_port()}")
+    monkeypatch.setenv("AZURE_STORAGE_BLOB_ENDPOINT", f"http://127.0.0.1:{free_port()}")
     started = time.monotonic()
     spec = str(REPO / "jobs" / "linear_regression.yaml")
     url = f"az://{CONTAINER}/example1"

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -19,7 +18,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
-from conftest import REPO
+from conftest import REPO, free_port, stop_process
 
 import distml
 from distml.cli.app import main
@@ -37,17 +36,12 @@ pytestmark = pytest.mark.skipif(
 BUCKET = "distml-gcs"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 @pytest.fixture(scope="module")
 def gcs(tmp_path_factory: pytest.TempPathFactory):
     """The emulator's endpoint, with a bucket holding the seed's examples 1-3 (uploaded by
     pyarrow's own GCS client); the same files are kept on local disk to compare with."""
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [EMULATOR, "start", "--host", "127.0.0.1", "--port", str(port), "--in-memory"],
         stdout=subprocess.DEVNULL,
@@ -79,12 +73,7 @@ def gcs(tmp_path_factory: pytest.TempPathFactory):
                     sink.write(source.read())
         yield endpoint, local
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
 
 
 @pytest.fixture
@@ -191,7 +180,7 @@ def test_bad_gcs_locations_are_one_line_naming_the_url(
     result = CliRunner().invoke(main, args)
     lines = result.output.strip().splitlines()
     assert result.exit_code == 2 and len(lines) == 1 and out in lines[0], lines
-    monkeypatch.setenv("STORAGE_EMULATOR_HOST", f"http://127.0.0.1:{_free_port()}")
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", f"http://127.0.0.1:{free_port()}")
     started = time.monotonic()
     url = f"gs://{BUCKET}/example1"
     result = CliRunner().invoke(main, ["run", spec, "--set", f"data.train={url}",

@@ -19,7 +19,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
-from conftest import REPO, regression_frame, write_parts
+from conftest import REPO, free_port, regression_frame, stop_process, write_parts
 from numpy.testing import assert_array_equal
 from sklearn.linear_model import LinearRegression
 
@@ -62,11 +62,6 @@ class Store:
         return [f"data.storage_options.{k}={v}" for k, v in self.options(**changes).items()]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 def _wait_until_up(url: str, proc: subprocess.Popen, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
@@ -85,7 +80,7 @@ def _wait_until_up(url: str, proc: subprocess.Popen, timeout: float = 30.0) -> N
 def store(tmp_path_factory: pytest.TempPathFactory):
     """A moto S3 server checking credentials (after the 3 set-up calls that create the IAM
     user and its key), a bucket holding the seed examples and a 16-file dataset."""
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "3"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
@@ -124,12 +119,7 @@ def store(tmp_path_factory: pytest.TempPathFactory):
             s3.upload_file(str(path), BUCKET, path.relative_to(local).as_posix())
         yield Store(endpoint, key["AccessKeyId"], key["SecretAccessKey"], local)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
 
 
 def _model_arrays(model) -> np.ndarray:
@@ -248,7 +238,7 @@ def test_credentials_and_endpoint_from_the_environment(store: Store, monkeypatch
 
 
 def _closed_port() -> int:
-    return _free_port()  # nothing listens once the probe socket is closed
+    return free_port()  # nothing listens once the probe socket is closed
 
 
 @pytest.mark.parametrize(

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -18,7 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
-from conftest import write_parts
+from conftest import free_port, stop_process, write_parts
 
 import distml
 from distml.cli.app import main
@@ -29,12 +28,6 @@ from mlflow import MlflowClient  # noqa: E402
 
 SERVER_START_TIMEOUT = 90.0
 FEATURES = ["x0", "x1", "x2"]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -51,7 +44,7 @@ def _server_process(tmp_path_factory: pytest.TempPathFactory):
     """A real ``mlflow server`` on a free port (sqlite store, proxied artifacts), started
     before the module's first test so its slow start overlaps the local-store test."""
     root = tmp_path_factory.mktemp("mlflow-server")
-    port = _free_port()
+    port = free_port()
     command = [
         sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
         "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
@@ -161,7 +154,7 @@ def test_run_tracked_in_a_local_store(job: SimpleNamespace, tmp_path: Path) -> N
     run = MlflowClient(tracking_uri=uri).get_run(result.tracking["run_id"])
     assert run.data.tags["team"] == "a" and run.info.run_name == "run"
     # `mlflow models serve` on the logged model, a real process queried over HTTP
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "MLFLOW_DISABLE_TELEMETRY": "true"}
     # it runs `uvicorn` from PATH: this environment's, activated or not
     env["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), env.get("PATH", "")])
@@ -190,18 +183,13 @@ def test_run_tracked_in_a_local_store(job: SimpleNamespace, tmp_path: Path) -> N
         expected = distml.load_model(result.out / "model").predict(rows)
         assert answer.json()["predictions"] == expected.tolist()
     finally:
-        serve.terminate()
-        try:
-            serve.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            serve.kill()
-            serve.wait()
+        stop_process(serve)
 
 
 def test_server_down_keeps_the_run_then_distml_track_logs_it(
     job: SimpleNamespace, server: str, tmp_path: Path
 ) -> None:
-    down = f"http://127.0.0.1:{_free_port()}"  # nothing listens there
+    down = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     out = tmp_path / "run"
     env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"}
     started = time.monotonic()
