@@ -23,6 +23,7 @@ import tempfile
 import time
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 from distml.errors import DataError
 
@@ -129,14 +130,39 @@ def _check_parent(final: Path, text: str, what: str) -> None:
         raise DataError(f"{text}: {parent} is not writable; choose another place for the {what}")
 
 
-class OutputDir:
+class Destination:
+    """Where an output is built and then published all at once: :class:`OutputDir` (a folder,
+    one rename) or :class:`~distml.remote_output.RemoteOutput` (an object-store prefix, a
+    marker). ``open()`` gives the local folder to write into, ``shared`` the place workers
+    write into, ``publish()`` puts it in place, ``discard()`` drops it. As a context manager
+    it publishes on success and discards on any exception (Ctrl-C included)."""
+
+    def open(self) -> Path:
+        raise NotImplementedError
+
+    def publish(self, meta: dict | None = None) -> Any:
+        raise NotImplementedError
+
+    def discard(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Path:
+        return self.open()
+
+    def __exit__(self, exc_type: object, *rest: object) -> None:
+        if exc_type is None:
+            self.publish()
+        else:
+            self.discard()
+
+
+class OutputDir(Destination):
     """A folder built in a hidden sibling and published by one rename.
 
     ``open()`` checks the destination and creates the temporary folder (so an
     unwritable place fails before any work); ``publish()`` writes the marker and
     renames it into place, replacing a previous distml output only then;
-    ``discard()`` removes the temporary folder. As a context manager it publishes
-    on success and discards on any exception (Ctrl-C included).
+    ``discard()`` removes the temporary folder.
     """
 
     def __init__(
@@ -200,15 +226,6 @@ class OutputDir:
                 except OSError:
                     break
             self._made = []
-
-    def __enter__(self) -> Path:
-        return self.open()
-
-    def __exit__(self, exc_type: object, *rest: object) -> None:
-        if exc_type is None:
-            self.publish()
-        else:
-            self.discard()
 
 
 def _owner() -> str:

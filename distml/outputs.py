@@ -10,10 +10,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from distml.atomic import OutputDir, check_destination
+from distml.atomic import Destination, OutputDir, check_destination
 from distml.remote_output import RemoteOutput, as_url
 
-Output = OutputDir | RemoteOutput
+Output = Destination  # an OutputDir or a RemoteOutput
 
 
 def output_dir(
@@ -29,6 +29,13 @@ def output_dir(
     if url is not None:
         return RemoteOutput(url, kind, overwrite, list(inputs), what, storage_options)
     return OutputDir(final, kind, overwrite=overwrite, inputs=inputs, what=what)
+
+
+def output_path(final: str | Path, *names: str) -> str:
+    """A file inside a published output: a path, or a URL on an object store."""
+    if isinstance(final, Path):
+        return str(final.joinpath(*names))
+    return "/".join([final.rstrip("/"), *names])
 
 
 def check_output(

@@ -37,7 +37,7 @@ from urllib.parse import urlsplit
 
 import pyarrow.fs as pafs
 
-from distml.atomic import MARKER, _alive, _owner
+from distml.atomic import MARKER, Destination, _alive, _owner
 from distml.data.storage import (
     OBJECT_SCHEMES,
     Location,
@@ -73,11 +73,6 @@ def is_remote(text: str | os.PathLike[str]) -> bool:
     return as_url(text) is not None
 
 
-def _split(url: str) -> tuple[str, str]:
-    """``(bucket or container, key)`` of an object-store URL."""
-    return split_location(url)
-
-
 def _inside(a: str, b: str) -> bool:
     return a == b or a.startswith(b.rstrip("/") + "/")
 
@@ -103,12 +98,14 @@ def check_published(url: str, fs: pafs.FileSystem, path: str) -> None:
         )
 
 
-class RemoteOutput:
+class RemoteOutput(Destination):
     """A folder on an object store, staged and then published (see the module docstring).
 
-    The same interface as :class:`~distml.atomic.OutputDir`: ``open()`` (a local staging
-    folder), ``publish(meta)``, ``discard()``, and a context manager; :attr:`final` is the
-    destination URL and :attr:`shared` the staging prefix workers write into.
+    A :class:`~distml.atomic.Destination` like :class:`~distml.atomic.OutputDir`: ``open()``
+    gives a local staging folder; :attr:`final` is the destination URL and :attr:`shared`
+    the staging prefix workers write into. ``publish()`` uploads the local files into the
+    staging prefix *before* touching the destination, so a failed upload leaves the
+    previous output as it was.
     """
 
     def __init__(
@@ -131,7 +128,7 @@ class RemoteOutput:
                 f"Storage (gs://) and Azure (abfs://); {scheme}:// is not supported for the "
                 f"{self.what}"
             )
-        bucket, key = _split(url)
+        bucket, key = split_location(url)
         if not bucket or not key:
             raise DataError(f"{url}: give a prefix inside a bucket ({scheme}://BUCKET/PREFIX)")
         self.scheme = "gs" if scheme == "gcs" else scheme
@@ -144,7 +141,7 @@ class RemoteOutput:
             other = as_url(item) if item is not None else None
             if other is None:
                 continue
-            ob, ok = _split(other)
+            ob, ok = split_location(other)
             here = f"{bucket}/{key}"
             there = f"{ob}/{ok}".rstrip("/")
             if _inside(here, there) or _inside(there, here):
@@ -235,15 +232,6 @@ class RemoteOutput:
             shutil.rmtree(self.tmp, ignore_errors=True)
             self.tmp = None
 
-    def __enter__(self) -> Path:
-        return self.open()
-
-    def __exit__(self, exc_type: object, *rest: object) -> None:
-        if exc_type is None:
-            self.publish()
-        else:
-            self.discard()
-
     # -- steps -----------------------------------------------------------------------------
     def _put(self, path: str, value: dict[str, Any]) -> None:
         with self.fs.open_output_stream(path) as stream:
@@ -320,7 +308,7 @@ def local_copy(
     assert location is not None, url
     if urlsplit(location).scheme not in OBJECT_SCHEMES:
         raise DataError(f"{location}: distml reads models from s3://, gs:// and abfs:// only")
-    bucket, key = _split(location)
+    bucket, key = split_location(location)
     options = with_environment(StorageOptions.of(storage_options), location)
     fs = object_filesystem(location, options)
     path = f"{bucket}/{key}".rstrip("/")

@@ -9,7 +9,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import regression_frame, write_parts
+from conftest import digits, regression_frame, write_parts
 
 from distml.data import Dataset
 from distml.errors import DataError
@@ -148,3 +148,26 @@ def test_string_labels_are_read_as_strings(tmp_path: Path) -> None:
     ds = Dataset(tmp_path / "d", label="label")
     part, _ = load_partition(ds.uri, ds.partitions[0], ds.features, ds.label)
     assert part.y.tolist() == ["cat", "dog", "cat"]
+
+
+def test_object_store_settings_that_cannot_work_are_one_line(monkeypatch, tmp_path: Path) -> None:
+    """Refused before any request: an endpoint that is not a URL, an Azure URL without a
+    storage account, and an explanation sample from a dataset with one image."""
+    from distml.interpret.keras_shap import sample_images
+
+    monkeypatch.delenv("AZURE_STORAGE_ACCOUNT_NAME", raising=False)
+    monkeypatch.delenv("AZURE_STORAGE_BLOB_ENDPOINT", raising=False)
+    for url, options in (
+        ("s3://bucket/data", {"endpoint_url": "http://"}),
+        ("gs://bucket/data", {"endpoint_url": "http://:9023"}),
+    ):
+        with pytest.raises(DataError, match=r"^http://(:9023)?: not an endpoint URL"):
+            Dataset(url, storage_options=options)
+    with pytest.raises(DataError, match=r"^azure: no storage account \(abfs://CONTAINER@ACCOUNT"):
+        Dataset("az://container/data")
+    from distml.data.mnist import mnist_table
+
+    images, labels = digits(1, 0)
+    pq.write_table(mnist_table(images, labels), tmp_path / "one.parquet")
+    with pytest.raises(DataError, match=r"one.parquet: 1 rows; SHAP needs images to explain"):
+        sample_images(str(tmp_path / "one.parquet"), "pixels", 784, 20, 20)

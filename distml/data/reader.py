@@ -87,7 +87,18 @@ class _Scratch(threading.local):
     buffer: np.ndarray | None = None
 
 
+def _references(holder: _Scratch) -> int:
+    """The reference count of ``holder.buffer`` as this code path sees it."""
+    return sys.getrefcount(holder.buffer)
+
+
 _SCRATCH = _Scratch()
+#: What :func:`_references` reports when only the holder keeps the buffer, measured through
+#: the same path (reference counts seen by ``sys.getrefcount`` differ between Python versions).
+_calibration = _Scratch()
+_calibration.buffer = np.empty(1)
+_ALONE = _references(_calibration)
+del _calibration
 
 
 def scratch_matrix(rows: int, cols: int) -> np.ndarray:
@@ -100,11 +111,10 @@ def scratch_matrix(rows: int, cols: int) -> np.ndarray:
     that escapes its pass is never overwritten; a new buffer is made instead.
     """
     size = rows * cols
-    held = _SCRATCH.buffer
-    if held is None or held.size < size or sys.getrefcount(held) > 3:  # attr, local, argument
-        held = None
-        _SCRATCH.buffer = held = np.empty(max(size, 1), dtype=np.float64)
-    return held[:size].reshape((rows, cols), order="F")
+    # counted before any local name refers to the buffer, as in the calibration
+    if _SCRATCH.buffer is None or _SCRATCH.buffer.size < size or _references(_SCRATCH) > _ALONE:
+        _SCRATCH.buffer = np.empty(max(size, 1), dtype=np.float64)
+    return _SCRATCH.buffer[:size].reshape((rows, cols), order="F")
 
 
 def feature_matrix(

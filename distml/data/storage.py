@@ -180,6 +180,14 @@ ENV_KEYS = (
 )
 
 
+def parse_endpoint(endpoint: str, default_scheme: str) -> tuple[str, str]:
+    """``(host[:port], scheme)`` of an endpoint given as a URL or a bare ``host:port``."""
+    url = urlsplit(endpoint if "://" in endpoint else f"{default_scheme}://{endpoint}")
+    if not url.hostname:
+        raise DataError(f"{endpoint}: not an endpoint URL (e.g. http://127.0.0.1:9000)")
+    return url.netloc, url.scheme or default_scheme
+
+
 def s3_filesystem(options: StorageOptions, probe: bool = False) -> pafs.S3FileSystem:
     """An S3 filesystem for ``options`` and the environment (cached per process: a worker
     opens one per job, not one per partition); ``probe``: one attempt, short timeouts."""
@@ -226,11 +234,7 @@ def _s3_filesystem(
         ),
     }
     if endpoint:
-        url = urlsplit(endpoint if "://" in endpoint else f"https://{endpoint}")
-        if not url.hostname:
-            raise DataError(f"{endpoint}: not an endpoint URL (e.g. http://127.0.0.1:9000)")
-        kwargs["endpoint_override"] = url.netloc
-        kwargs["scheme"] = url.scheme or "https"
+        kwargs["endpoint_override"], kwargs["scheme"] = parse_endpoint(endpoint, "https")
     region = options.region or environ["AWS_REGION"] or environ["AWS_DEFAULT_REGION"]
     if region:
         kwargs["region"] = region
@@ -264,12 +268,8 @@ def _gcs_filesystem(
     endpoint = options.endpoint_url or environ["STORAGE_EMULATOR_HOST"]
     limit = PROBE_TIMEOUT_S if probe else REQUEST_TIMEOUT_S
     kwargs: dict[str, Any] = {"retry_time_limit": timedelta(seconds=limit)}
-    if endpoint:
-        url = urlsplit(endpoint if "://" in endpoint else f"http://{endpoint}")
-        if not url.hostname:
-            raise DataError(f"{endpoint}: not an endpoint URL (e.g. http://127.0.0.1:9023)")
-        kwargs["endpoint_override"] = url.netloc
-        kwargs["scheme"] = url.scheme or "http"
+    if endpoint:  # emulators speak http: a bare host:port means http, as for Google's clients
+        kwargs["endpoint_override"], kwargs["scheme"] = parse_endpoint(endpoint, "http")
     if options.anonymous:
         kwargs["anonymous"] = True
     try:
@@ -302,12 +302,10 @@ def _azure_filesystem(
         kwargs["account_key"] = key
     endpoint = options.endpoint_url or environ["AZURE_STORAGE_BLOB_ENDPOINT"]
     if endpoint:  # an emulator (Azurite) or a private endpoint: blob and dfs at one authority
-        url = urlsplit(endpoint if "://" in endpoint else f"https://{endpoint}")
-        if not url.hostname:
-            raise DataError(f"{endpoint}: not an endpoint URL (e.g. http://127.0.0.1:10000)")
+        authority, scheme = parse_endpoint(endpoint, "https")
         for service in ("blob", "dfs"):
-            kwargs[f"{service}_storage_authority"] = url.netloc
-            kwargs[f"{service}_storage_scheme"] = url.scheme or "https"
+            kwargs[f"{service}_storage_authority"] = authority
+            kwargs[f"{service}_storage_scheme"] = scheme
     try:
         return pafs.AzureFileSystem(**kwargs)
     except (pa.ArrowInvalid, OSError) as exc:

@@ -23,7 +23,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from distml.atomic import OutputDir
+from distml.atomic import Destination
 from distml.backends import Backend, get_backend
 from distml.backends.gang import GangLost, GangTask
 from distml.deep.checkpoints import RankCheckpoints
@@ -87,7 +87,7 @@ class GangState:
 
 
 def run_multiworker_job(
-    spec: JobSpec, output: OutputDir, backend: Backend | None, progress: Progress
+    spec: JobSpec, output: Destination, backend: Backend | None, progress: Progress
 ) -> RunResult:
     """Train ``spec`` on ``train.workers`` workers started by ``backend`` (default: the
     spec's) and publish the run folder ``output`` (checked by the caller before any work)."""

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pyarrow.parquet as pq
 
-from distml.atomic import OutputDir
+from distml.atomic import Destination
 from distml.data.writer import prediction_table
 from distml.deep import devices
 from distml.deep.models import default_learning_rate
@@ -30,6 +30,7 @@ from distml.errors import DataError, SpecError
 from distml.jobs import plots as job_plots
 from distml.jobs.result import RunResult
 from distml.jobs.spec import JobSpec, TrainSpec
+from distml.outputs import output_path
 from distml.progress import Progress
 
 log = logging.getLogger(__name__)
@@ -39,7 +40,7 @@ MODEL_FILE = "model.keras"
 
 
 def run_keras_job(
-    spec: JobSpec, output: OutputDir, progress: Progress, verbose: bool = False
+    spec: JobSpec, output: Destination, progress: Progress, verbose: bool = False
 ) -> RunResult:
     """Train ``spec``'s Keras model with MirroredStrategy and write the run folder ``output``
     (checked by the caller before anything runs)."""
@@ -171,17 +172,13 @@ def run_keras_job(
         }
         (tmp / "metrics.json").write_text(json.dumps(summary, indent=2, allow_nan=False))
     state.remove()
-    final = output.final  # a folder, or the run's s3:// URL
-
-    def place(*names: str) -> str:
-        return str(final.joinpath(*names)) if isinstance(final, Path) else "/".join([final, *names])
-
+    final = output.final  # a folder, or the run's object-store URL
     return RunResult(
         out=final,
         summary=summary,
         model=model,
-        predictions=[place("predictions", Path(p).name) for p in predictions],
-        plots=[place(p.name) for p in pngs],
+        predictions=[output_path(final, "predictions", Path(p).name) for p in predictions],
+        plots=[output_path(final, p.name) for p in pngs],
     )
 
 

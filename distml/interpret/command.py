@@ -53,14 +53,7 @@ def explain_model(
         return _explain_keras(found, data, out, background, overwrite, progress)
     model_dir = resolve_model_dir(model_path)
     model = load_model(model_dir)
-    target = Path(out) if out is not None else default_out(model_dir)
-    output = OutputDir(
-        target,
-        "explain",
-        overwrite=overwrite,
-        inputs=[data, background, str(model_dir)],
-        what="explanation folder",
-    )
+    output = _output(out, model_dir, overwrite, [data, background, str(model_dir)])
     raw = isinstance(model, Pipeline)
     features = [str(n) for n in getattr(model, "feature_names_in_", [])] or None
     dataset = Dataset(data, None, features, raw=raw)
@@ -112,14 +105,7 @@ def _explain_keras(
         if source is not None:
             scorer.check_schema(ScoringInput(source).schema, source)
     folder = model_file.parent if model_file.name == "model.keras" else model_file
-    target = Path(out) if out is not None else default_out(folder)
-    output = OutputDir(
-        target,
-        "explain",
-        overwrite=overwrite,
-        inputs=[data, background, str(model_file)],
-        what="explanation folder",
-    )
+    output = _output(out, folder, overwrite, [data, background, str(model_file)])
     if progress is not None:
         progress.start("explaining (kernel SHAP on sampled images)")
     with output as tmp:
@@ -127,6 +113,14 @@ def _explain_keras(
     if progress is not None:
         progress.finish()
     return output.final, info
+
+
+def _output(
+    out: str | os.PathLike[str] | None, model: Path, overwrite: bool, inputs: list[Any]
+) -> OutputDir:
+    """The explanation folder (default ``explanations/NAME-TIME``), checked before any work."""
+    target = Path(out) if out is not None else default_out(model)
+    return OutputDir(target, "explain", overwrite, inputs, what="explanation folder")
 
 
 def default_out(model_dir: Path) -> Path:

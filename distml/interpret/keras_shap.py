@@ -41,6 +41,7 @@ def sample_images(
     """``(explained images, their row numbers, background images, their row numbers)``:
     distinct rows drawn with ``seed`` over the whole dataset, read row group by row group."""
     from distml.data.dataset import filesystem_for
+    from distml.deep.pipeline import pixel_matrix
     from distml.predict.inputs import ScoringInput
 
     source = ScoringInput(data)
@@ -53,8 +54,6 @@ def sample_images(
     )
     wanted = np.sort(drawn)
     found: dict[int, np.ndarray] = {}
-    from distml.deep.pipeline import pixel_matrix
-
     start = 0
     fs = filesystem_for(source.uri, source.storage)
     for file in source.files:

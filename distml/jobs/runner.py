@@ -29,7 +29,7 @@ from distml.jobs.insights import write_insights
 from distml.jobs.result import RunResult
 from distml.jobs.spec import KERAS, CVSpec, JobSpec, build_estimator
 from distml.models.base import DistmlEstimator
-from distml.outputs import Output, output_dir
+from distml.outputs import Output, output_dir, output_path
 from distml.preprocess import Pipeline
 from distml.progress import Progress
 from distml.remote_output import is_remote
@@ -221,19 +221,12 @@ def _run(
             out=final,
             summary=summary,
             model=estimator,
-            predictions=[_join(final, "predictions", Path(p).name) for p in predictions],
-            plots=[_join(final, Path(p).name) for p in pngs],
+            predictions=[output_path(final, "predictions", Path(p).name) for p in predictions],
+            plots=[output_path(final, Path(p).name) for p in pngs],
         )
     finally:
         if owned:
             engine_backend.stop()
-
-
-def _join(folder: str | Path, *names: str) -> str:
-    """A file of a published run folder: a path, or a URL on an object store."""
-    if isinstance(folder, Path):
-        return str(folder.joinpath(*names))
-    return "/".join([folder.rstrip("/"), *names])
 
 
 def _join_shared(shared: str | Location, name: str) -> str | Location:
