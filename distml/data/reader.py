@@ -181,19 +181,7 @@ def label_vector(table: pa.Table, label: str, path: str) -> np.ndarray:
     return y
 
 
-def load_partition(*args: Any, **kwargs: Any) -> tuple[Partition, Partition | None]:
-    """:func:`read_partition`, then the Arrow pool's free pages go back to the OS.
-
-    mimalloc keeps the pages of the decoded tables it has freed: about 180 MB after
-    caching 10⁷ × 20 rows on two threads, 12% on top of the cache itself at its peak.
-    """
-    try:
-        return read_partition(*args, **kwargs)
-    finally:
-        pa.default_memory_pool().release_unused()
-
-
-def read_partition(
+def load_partition(
     uri: str,
     part: PartitionSpec,
     features: list[str],
