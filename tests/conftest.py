@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +19,8 @@ import pyarrow.parquet as pq
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+BUCKET = "distml-data"  # the bucket s3_store creates
+REGION = "us-east-1"
 
 
 def free_port() -> int:
@@ -107,3 +114,88 @@ def dask_address():
         scheduler_kwargs={"dashboard": False},
     ) as cluster:
         yield cluster.scheduler_address
+
+
+@dataclass
+class S3Store:
+    """A moto S3 server started for the session, and how to reach it."""
+
+    endpoint: str
+    access_key: str
+    secret_key: str = field(repr=False)
+    local: Path  # the same files on local disk
+
+    def options(self, **changes: str) -> dict[str, str]:
+        base = {
+            "endpoint_url": self.endpoint,
+            "region": REGION,
+            "access_key": self.access_key,
+            "secret_key": self.secret_key,
+        }
+        return {**base, **changes}
+
+    def overrides(self, **changes: str) -> list[str]:
+        return [f"data.storage_options.{k}={v}" for k, v in self.options(**changes).items()]
+
+
+def _wait_until_up(url: str, proc: subprocess.Popen, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"moto server exited with {proc.returncode}")
+        try:
+            urllib.request.urlopen(url + "/moto-api/", timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError(f"moto server at {url} did not answer within {timeout:.0f} s")
+
+
+@pytest.fixture(scope="session")
+def s3_store(tmp_path_factory: pytest.TempPathFactory):
+    """A moto S3 server checking credentials (after the 3 set-up calls that create the IAM
+    user and its key), a bucket holding the seed examples and a 16-file dataset."""
+    pytest.importorskip("moto", reason="moto[server] (the dev extra) is not installed")
+    boto3 = pytest.importorskip("boto3", reason="boto3 (the dev extra) is not installed")
+    from distml.data.examples import EXAMPLES, write_example
+
+    port = free_port()
+    env = {**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "3"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        _wait_until_up(endpoint, proc)
+        anyone = {"aws_access_key_id": "setup", "aws_secret_access_key": "setup"}
+        iam = boto3.client("iam", endpoint_url=endpoint, region_name=REGION, **anyone)
+        iam.create_user(UserName="distml")
+        policy = {
+            "Version": "2012-10-17",
+            "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}],
+        }
+        iam.put_user_policy(UserName="distml", PolicyName="all", PolicyDocument=json.dumps(policy))
+        key = iam.create_access_key(UserName="distml")["AccessKey"]
+        s3 = boto3.client(
+            "s3",
+            endpoint_url=endpoint,
+            region_name=REGION,
+            aws_access_key_id=key["AccessKeyId"],
+            aws_secret_access_key=key["SecretAccessKey"],
+        )
+        s3.create_bucket(Bucket=BUCKET)
+        local = tmp_path_factory.mktemp("object-store")
+        for name in EXAMPLES:
+            write_example(name, local / name)
+        write_parts(local / "sixteen", regression_frame(n=320, d=3, seed=7), 16)
+        hive = regression_frame(n=60, d=2, seed=3)
+        for year in (2024, 2025):
+            write_parts(local / "hive" / f"year={year}", hive.iloc[(year - 2024) * 30 :][:30], 2)
+        for path in sorted(local.rglob("*.parquet")):
+            s3.upload_file(str(path), BUCKET, path.relative_to(local).as_posix())
+        yield S3Store(endpoint, key["AccessKeyId"], key["SecretAccessKey"], local)
+    finally:
+        stop_process(proc)

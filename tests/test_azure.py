@@ -33,7 +33,6 @@ KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr
 CONTAINER = "distml-azure"
 
 
-
 @pytest.fixture(scope="module")
 def azurite(tmp_path_factory: pytest.TempPathFactory):
     """Azurite's blob service on a free port, a container holding the seed's example 1."""

@@ -330,7 +330,6 @@ def test_tasks_lost_to_a_dying_worker_are_one_line_naming_the_cause() -> None:
     message = str(caught.value)
     assert message.startswith("dask: the job lost its tasks (KilledWorker: ")
     assert message.endswith(
-        "a worker died or was restarted, often over its memory limit; "
-        "solver native streams instead"
+        "a worker died or was restarted, often over its memory limit; solver native streams instead"
     )
     assert "\n" not in message

@@ -36,7 +36,6 @@ pytestmark = pytest.mark.skipif(
 BUCKET = "distml-gcs"
 
 
-
 @pytest.fixture(scope="module")
 def gcs(tmp_path_factory: pytest.TempPathFactory):
     """The emulator's endpoint, with a bucket holding the seed's examples 1-3 (uploaded by

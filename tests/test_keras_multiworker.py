@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from conftest import REPO, digits
+from conftest import BUCKET, REGION, REPO, S3Store, digits
 
 from distml.backends.gang import Coordinator, GangTask, child_environment, reserve_port
 from distml.data.mnist import load_idx_folder, mnist_table
@@ -377,3 +377,92 @@ def test_a_member_that_fails_ends_the_gang_in_one_line(tmp_path: Path) -> None:
     message = str(caught.value)
     assert "\n" not in message
     assert "failed: FileNotFoundError" in message and str(missing) in message
+
+
+# -- on an object store -------------------------------------------------------------------------
+def _s3_client(store: S3Store):
+    import boto3
+
+    return boto3.client(
+        "s3",
+        endpoint_url=store.endpoint,
+        region_name=REGION,
+        aws_access_key_id=store.access_key,
+        aws_secret_access_key=store.secret_key,
+    )
+
+
+def _keys(store: S3Store, prefix: str) -> list[str]:
+    pages = (
+        _s3_client(store).get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix)
+    )
+    return sorted(item["Key"] for page in pages for item in page.get("Contents", []))
+
+
+@pytest.mark.tf
+def test_a_gang_reads_and_publishes_on_s3_with_the_weights_from_disk(
+    reference: Path, mnist_small: Path, s3_store: S3Store, tmp_path: Path
+) -> None:
+    """The 2-worker job with its data on S3 (each worker reads its row groups from the store)
+    and its run folder published there (plan and checkpoints beside it on the store, the
+    chief uploading into the staging prefix) trains the very weights it trains from disk."""
+    client = _s3_client(s3_store)
+    for path in sorted(mnist_small.rglob("*.parquet")):
+        client.upload_file(
+            str(path), BUCKET, f"mnist-mw/{path.relative_to(mnist_small).as_posix()}"
+        )
+    spec = job(mnist_small, "local", threads=1)
+    spec["data"].update(
+        train=f"s3://{BUCKET}/mnist-mw/train",
+        test=f"s3://{BUCKET}/mnist-mw/test",
+        storage_options=s3_store.options(),
+    )
+    out = f"s3://{BUCKET}/runs/mnist-mw"
+    result = run_job(parse_spec(spec, base_dir=tmp_path), out)
+    assert result.out == out and result.summary["workers"] == 2
+    published = _keys(s3_store, "runs/mnist-mw/")
+    assert "runs/mnist-mw/model.keras" in published
+    assert "runs/mnist-mw/predictions/part-00000.parquet" in published
+    assert result.predictions == [f"{out}/predictions/part-00000.parquet",
+                                  f"{out}/predictions/part-00001.parquet"]  # fmt: skip
+    marker = json.loads(
+        client.get_object(Bucket=BUCKET, Key="runs/mnist-mw/_distml.json")["Body"].read()
+    )
+    assert marker["state"] == "complete"
+    assert _keys(s3_store, "runs/.mnist-mw") == []  # no state or staging prefix left
+    local = tmp_path / "copy"
+    for key in published:
+        target = local / key[len("runs/mnist-mw/") :]
+        target.parent.mkdir(parents=True, exist_ok=True)
+        client.download_file(BUCKET, key, str(target))
+    ours, theirs = weights(local), weights(reference)
+    assert ours.keys() == theirs.keys()
+    for name in theirs:
+        np.testing.assert_array_equal(ours[name], theirs[name], err_msg=name)
+    reference_summary = json.loads((reference / "metrics.json").read_text())
+    assert result.summary["accuracy"] == reference_summary["accuracy"]
+
+
+def test_rank_checkpoints_on_s3_commit_keep_and_resume(s3_store: S3Store, monkeypatch) -> None:
+    """Per-rank checkpoints on the store: the last epoch both ranks finished, the last two
+    arrays kept per rank, every epoch's metrics kept, arrays read back exactly; the options
+    reach a worker through its environment, never a file."""
+    from distml.data.storage import StorageOptions, options_environment
+    from distml.deep.checkpoints import RankCheckpoints
+
+    url = f"s3://{BUCKET}/state/checkpoints"
+    options = StorageOptions(**s3_store.options())
+    monkeypatch.setenv(*next(iter(options_environment((url, options)).items())))
+    ranks = [RankCheckpoints(url, rank, 2) for rank in range(2)]  # options from the environment
+    rng = np.random.default_rng(0)
+    arrays = {e: [rng.normal(size=(3, 4)), rng.normal(size=5)] for e in (1, 2, 3)}
+    for epoch in (1, 2, 3):
+        ranks[0].save(epoch, arrays[epoch], {"epoch": epoch, "loss": 1.0 / epoch})
+    for epoch in (1, 2):  # rank 1 was killed while saving epoch 3
+        ranks[1].save(epoch, arrays[epoch], {"epoch": epoch})
+    assert ranks[0].common_epoch() == 2
+    assert ranks[0].finished(0) == [2, 3]  # the oldest arrays were deleted
+    assert [row["epoch"] for row in ranks[0].history(3)] == [1, 2, 3]
+    for saved, expected in zip(ranks[1].load(2), arrays[2], strict=True):
+        np.testing.assert_array_equal(saved, expected)
+    assert "state/checkpoints/rank-0/epoch-0001.npz" not in _keys(s3_store, "state/")

@@ -6,35 +6,30 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import socket
 import subprocess
 import sys
 import time
-import urllib.request
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
-from conftest import REPO, free_port, regression_frame, stop_process, write_parts
+from conftest import BUCKET, REGION, REPO, S3Store, free_port, regression_frame
 from numpy.testing import assert_array_equal
 from sklearn.linear_model import LinearRegression
 
 import distml
 from distml.backends import get_backend
 from distml.cli.app import main
-from distml.data.examples import EXAMPLES, write_example
+from distml.data.examples import EXAMPLES
 from distml.errors import DataError
 from distml.jobs import RunResult, load_spec, run_job
 
 pytest.importorskip("moto", reason="moto[server] (the dev extra) is not installed")
 boto3 = pytest.importorskip("boto3", reason="boto3 (the dev extra) is not installed")
 
-BUCKET = "distml-data"
-REGION = "us-east-1"
 SEED_JOBS = {
     "linear_regression": "example1",
     "logistic_regression": "example2",
@@ -42,84 +37,14 @@ SEED_JOBS = {
 }
 
 
-@dataclass
-class Store:
-    endpoint: str
-    access_key: str
-    secret_key: str = field(repr=False)
-    local: Path  # the same files on local disk
-
-    def options(self, **changes: str) -> dict[str, str]:
-        base = {
-            "endpoint_url": self.endpoint,
-            "region": REGION,
-            "access_key": self.access_key,
-            "secret_key": self.secret_key,
-        }
-        return {**base, **changes}
-
-    def overrides(self, **changes: str) -> list[str]:
-        return [f"data.storage_options.{k}={v}" for k, v in self.options(**changes).items()]
-
-
-
-def _wait_until_up(url: str, proc: subprocess.Popen, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"moto server exited with {proc.returncode}")
-        try:
-            urllib.request.urlopen(url + "/moto-api/", timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.2)
-    raise RuntimeError(f"moto server at {url} did not answer within {timeout:.0f} s")
-
-
 @pytest.fixture(scope="module")
-def store(tmp_path_factory: pytest.TempPathFactory):
-    """A moto S3 server checking credentials (after the 3 set-up calls that create the IAM
-    user and its key), a bucket holding the seed examples and a 16-file dataset."""
-    port = free_port()
-    env = {**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "3"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    endpoint = f"http://127.0.0.1:{port}"
-    try:
-        _wait_until_up(endpoint, proc)
-        anyone = {"aws_access_key_id": "setup", "aws_secret_access_key": "setup"}
-        iam = boto3.client("iam", endpoint_url=endpoint, region_name=REGION, **anyone)
-        iam.create_user(UserName="distml")
-        policy = {
-            "Version": "2012-10-17",
-            "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}],
-        }
-        iam.put_user_policy(UserName="distml", PolicyName="all", PolicyDocument=json.dumps(policy))
-        key = iam.create_access_key(UserName="distml")["AccessKey"]
-        s3 = boto3.client(
-            "s3",
-            endpoint_url=endpoint,
-            region_name=REGION,
-            aws_access_key_id=key["AccessKeyId"],
-            aws_secret_access_key=key["SecretAccessKey"],
-        )
-        s3.create_bucket(Bucket=BUCKET)
-        local = tmp_path_factory.mktemp("object-store")
-        for name in EXAMPLES:
-            write_example(name, local / name)
-        write_parts(local / "sixteen", regression_frame(n=320, d=3, seed=7), 16)
-        hive = regression_frame(n=60, d=2, seed=3)
-        for year in (2024, 2025):
-            write_parts(local / "hive" / f"year={year}", hive.iloc[(year - 2024) * 30 :][:30], 2)
-        for path in sorted(local.rglob("*.parquet")):
-            s3.upload_file(str(path), BUCKET, path.relative_to(local).as_posix())
-        yield Store(endpoint, key["AccessKeyId"], key["SecretAccessKey"], local)
-    finally:
-        stop_process(proc)
+def store(s3_store: S3Store) -> S3Store:
+    """The session's moto S3 server (conftest), holding the seed examples and a 16-file
+    dataset."""
+    return s3_store
+
+
+Store = S3Store
 
 
 def _model_arrays(model) -> np.ndarray:
@@ -294,7 +219,9 @@ def test_a_prefix_without_parquet_files_is_named(store: Store) -> None:
 
 
 def test_storage_options_on_a_local_path_are_a_spec_error(store: Store) -> None:
-    with pytest.raises(distml.errors.SpecError, match="storage_options apply to s3:// and gs:// URLs only"):
+    with pytest.raises(
+        distml.errors.SpecError, match="storage_options apply to s3:// and gs:// URLs only"
+    ):
         distml.Dataset(store.local / "example1", storage_options=store.options())
 
 
@@ -603,20 +530,25 @@ def test_hive_folders_filters_and_test_data_on_s3(store: Store, tmp_path: Path) 
 def test_a_keras_run_folder_is_published_on_s3_and_scores_from_there(
     store: Store, tmp_path: Path, aws_env: None, monkeypatch
 ) -> None:
-    """The seed's Keras job (MirroredStrategy on this machine) writes its run folder to the
-    store (its resume state stays in the local cache); ``distml predict`` then scores with the
-    ``model.keras`` read back from the store; a job on several workers is refused in one line."""
+    """The seed's Keras job (MirroredStrategy on this machine) reads its images from the store
+    and writes its run folder there (its resume state stays in the local cache); ``distml
+    predict`` then scores with the ``model.keras`` read back from the store. (A job on several
+    workers: tests/test_keras_multiworker.py.)"""
     pytest.importorskip("tensorflow")
     from conftest import digits
 
     from distml.data.mnist import mnist_table
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    client = _client(store)
     for split, (images, labels) in (("train", digits(400, 1)), ("test", digits(100, 2))):
         (tmp_path / split).mkdir()
         pq.write_table(mnist_table(images, labels), tmp_path / split / "part-0.parquet")
+        client.upload_file(
+            str(tmp_path / split / "part-0.parquet"), BUCKET, f"mnist/{split}/a.parquet"
+        )
     spec = str(REPO / "jobs" / "mnist_mirrored.yaml")
-    data = [f"data.train={tmp_path / 'train'}", f"data.test={tmp_path / 'test'}"]
+    data = [f"data.train=s3://{BUCKET}/mnist/train", f"data.test=s3://{BUCKET}/mnist/test"]
     args = ["run", spec, *(x for d in data for x in ("--set", d))]
     args += ["--set", "train.epochs=1", "--set", "output.plots=false"]
     out = f"s3://{BUCKET}/runs/keras"
@@ -632,6 +564,7 @@ def test_a_keras_run_folder_is_published_on_s3_and_scores_from_there(
     assert {"/metrics.json", "/model.keras", "/predictions/part-00000.parquet"} <= set(written)
     summary = json.loads(written["/metrics.json"])
     assert summary["epochs_run"] == 1 and summary["strategy"] == "MirroredStrategy"
+    assert (summary["rows_train"], summary["rows_test"]) == (400, 100)  # read from the store
     assert (tmp_path / "cache" / "distml" / "runs").is_dir()  # where the resume state was
     assert not list((tmp_path / "cache").rglob("*.resume"))  # and removed once published
     scored = distml("predict", out, "--data", str(tmp_path / "test"),
@@ -641,8 +574,3 @@ def test_a_keras_run_folder_is_published_on_s3_and_scores_from_there(
     theirs = pq.read_table(io.BytesIO(written["/predictions/part-00000.parquet"]))
     assert len(ours) == 100
     np.testing.assert_array_equal(ours, theirs.column("prediction").to_numpy())
-    several = CliRunner().invoke(
-        main, [*args, "--set", "train.workers=2", "--out", f"s3://{BUCKET}/runs/gang"]
-    )
-    assert several.exit_code == 2 and "shared folder" in several.output
-    assert _objects(store, "runs/gang") == {}

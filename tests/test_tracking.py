@@ -116,9 +116,7 @@ def _check_logged(uri: str, run_id: str, folder: Path, frame: pd.DataFrame) -> N
     for name in ("accuracy", "f1", "log_loss", "roc_auc"):
         assert metrics[name] == pytest.approx(summary["metrics"][name], rel=1e-12)
     assert metrics["fit_seconds"] == pytest.approx(summary["fit_seconds"])
-    children = client.search_runs(
-        [run.info.experiment_id], f"tags.mlflow.parentRunId = '{run_id}'"
-    )
+    children = client.search_runs([run.info.experiment_id], f"tags.mlflow.parentRunId = '{run_id}'")
     search = pd.read_csv(folder / "search.csv")
     assert sorted(float(c.data.params["model.C"]) for c in children) == sorted(search["model.C"])
     for child in children:
@@ -211,9 +209,9 @@ def test_server_down_keeps_the_run_then_distml_track_logs_it(
     assert result.exit_code == 0, result.output
     client = MlflowClient(tracking_uri=server)
     experiment = client.get_experiment_by_name("later")
-    (run,) = client.search_runs(
-        [experiment.experiment_id], "tags.mlflow.parentRunId IS NULL"
-    ) or [None]
+    (run,) = client.search_runs([experiment.experiment_id], "tags.mlflow.parentRunId IS NULL") or [
+        None
+    ]
     assert run is not None and run.info.run_id in result.output and run.data.tags["k"] == "v"
     _check_logged(server, run.info.run_id, out, job.frame)
     # the server still down for `distml track`: exit 2, one line naming the URL

@@ -18,8 +18,9 @@ and distml.
 from __future__ import annotations
 
 import functools
+import json
 import os
-from dataclasses import dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -112,6 +113,33 @@ def with_environment(options: StorageOptions | None, uri: str = "s3://") -> Stor
         access_key=key if use_env_keys else options.access_key,
         secret_key=secret if use_env_keys else options.secret_key,
     )
+
+
+#: How a process started for a task (a Keras worker) receives the driver's storage options:
+#: in its environment, never in a file beside the data; one entry per kind of store.
+OPTIONS_VARIABLE = "DISTML_STORAGE_OPTIONS"
+
+
+def _store_kind(uri: str) -> str:
+    return "azure" if is_azure(uri) else "gcs" if is_gcs(uri) else "s3"
+
+
+def options_environment(*located: tuple[str, StorageOptions | None]) -> dict[str, str]:
+    """The environment entry that hands each ``(url, options)``'s options to a child process
+    (empty when none of the URLs is on an object store)."""
+    table = {
+        _store_kind(url): asdict(options)
+        for url, options in located
+        if options is not None and is_object_store(url)
+    }
+    return {OPTIONS_VARIABLE: json.dumps(table)} if table else {}
+
+
+def options_from_environment(uri: str) -> StorageOptions | None:
+    """The options a parent put in this process's environment for ``uri``'s kind of store."""
+    text = os.environ.get(OPTIONS_VARIABLE)
+    entry = json.loads(text).get(_store_kind(uri)) if text else None
+    return StorageOptions(**entry) if entry else None
 
 
 def is_object_store(uri: str) -> bool:

@@ -19,14 +19,14 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from pathlib import Path
 from typing import Any
 
 from distml.atomic import Destination
 from distml.backends import Backend, get_backend
 from distml.backends.gang import GangLost, GangTask
-from distml.deep.checkpoints import RankCheckpoints
+from distml.data.storage import StorageOptions, is_object_store, options_environment
+from distml.deep.checkpoints import RankCheckpoints, StateFolder
 from distml.deep.models import default_learning_rate
 from distml.deep.shards import plan_shards, shard_rows
 from distml.deep.train import MODEL_FILE, _open_data
@@ -34,8 +34,11 @@ from distml.deep.worker import tf_config_env
 from distml.errors import BackendError, DataError, ModelError, SpecError
 from distml.jobs.result import RunResult
 from distml.jobs.spec import JobSpec, TrainSpec
+from distml.outputs import output_path
 from distml.progress import Progress
 
+PLAN, SETTINGS = "plan.json", "settings.json"
+PLOTS = ("confusion_matrix.png", "training_curve.png")  # what the chief may draw
 LAUNCHERS = {
     "local": "local processes",
     "dask": "dask tasks pinned to distinct workers",
@@ -44,20 +47,28 @@ LAUNCHERS = {
 
 
 class GangState:
-    """``.NAME.workers/`` beside the run folder: the plan, the settings, the checkpoints."""
+    """``.NAME.workers/`` beside the run folder (on disk or on the run folder's object store):
+    the plan, the settings, the checkpoints."""
 
-    def __init__(self, out: Path, settings: dict[str, Any]) -> None:
-        out = Path(out).resolve()
-        self.dir = out.parent / f".{out.name}.workers"
-        self.checkpoints = self.dir / "checkpoints"
-        self.plan_path = self.dir / "plan.json"
-        self.settings_path = self.dir / "settings.json"
+    def __init__(
+        self, out: str | Path, settings: dict[str, Any], options: StorageOptions | None = None
+    ) -> None:
+        text = str(out)
+        if is_object_store(text):
+            parent, name = text.rstrip("/").rsplit("/", 1)
+            where = f"{parent}/.{name}.workers"
+        else:
+            final = Path(out).resolve()
+            where = str(final.parent / f".{final.name}.workers")
+        self.folder = StateFolder(where, options)
+        self.dir = self.folder.where
+        self.checkpoints = self.folder.child("checkpoints")
         self.settings = json.loads(json.dumps(settings, default=str))
 
     def open(self, workers: int) -> int:
         """Create the folder, or check an existing one's settings; the epochs already done."""
-        if self.settings_path.exists():
-            previous = json.loads(self.settings_path.read_text())
+        if self.folder.exists(SETTINGS):
+            previous = json.loads(self.folder.read(SETTINGS))
             if previous != self.settings:
                 key = next(
                     k
@@ -69,21 +80,19 @@ class GangState:
                     f"({key}: {previous.get(key)!r} -> {self.settings.get(key)!r}); "
                     "delete that folder to start afresh, or choose another --out"
                 )
-        self.checkpoints.mkdir(parents=True, exist_ok=True)
-        self.settings_path.write_text(json.dumps(self.settings, indent=2))
+        self.folder.write(SETTINGS, json.dumps(self.settings, indent=2).encode())
         return self.done(workers)
 
     def done(self, workers: int) -> int:
         return RankCheckpoints(self.checkpoints, 0, workers).common_epoch()
 
-    def write_plan(self, plan: dict[str, Any]) -> Path:
-        tmp = self.plan_path.with_name(f".plan.{os.getpid()}.json")
-        tmp.write_text(json.dumps(plan))
-        os.replace(tmp, self.plan_path)
-        return self.plan_path
+    def write_plan(self, plan: dict[str, Any]) -> str:
+        """The plan's path or URL (what every worker is started with)."""
+        self.folder.write(PLAN, json.dumps(plan).encode())
+        return f"{self.dir}/{PLAN}"
 
     def remove(self) -> None:
-        shutil.rmtree(self.dir, ignore_errors=True)
+        self.folder.remove()
 
 
 def run_multiworker_job(
@@ -102,8 +111,11 @@ def run_multiworker_job(
     if architecture == "cnn" and round(train.width**0.5) ** 2 != train.width:
         raise ModelError(f"architecture 'cnn' needs square images; rows hold {train.width} pixels")
     learning_rate = float(spec.model.params.get("learning_rate", default_learning_rate(workers)))
-    shards = plan_shards(train.files, workers, equal=True)
-    state = GangState(output.final, _trajectory(spec, settings, train, test, workers))
+    shards = plan_shards(train.files, workers, equal=True, filesystem=train.filesystem)
+    remote = is_object_store(str(output.final))  # the run folder on an object store
+    options = getattr(output, "options", None) if remote else None
+    trajectory = _trajectory(spec, settings, train, test, workers)
+    state = GangState(output.final, trajectory, options)
     done = state.open(workers)
     if done > settings.epochs:
         raise SpecError(
@@ -111,6 +123,7 @@ def run_multiworker_job(
             f"have {done} finished epochs"
         )
     tmp = output.open()
+    chief_out = StateFolder(output.shared.url, options) if remote else StateFolder(tmp)
     plan = {
         "name": spec.name,
         "architecture": architecture,
@@ -135,18 +148,25 @@ def run_multiworker_job(
             "rows": test.num_rows,
             "shards": [
                 [p.to_dict() for p in shard]
-                for shard in plan_shards(test.files, workers, equal=False)
+                for shard in plan_shards(
+                    test.files, workers, equal=False, filesystem=test.filesystem
+                )
             ],
         },
         "checkpoints": str(state.checkpoints),
-        "out": str(tmp),
+        "out": chief_out.where,  # the staging prefix on a store: the chief uploads there
         "predictions": spec.output.predictions,
         "plots": spec.output.plots,
     }
     task = GangTask(
         module="distml.deep.worker",
         args=(str(state.write_plan(plan)),),
-        env={"TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")},
+        env={
+            "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"),
+            **options_environment(  # never in plan.json
+                (train.path, train.storage), (test.path, test.storage), (output.final, options)
+            ),
+        },
         peer_env=tf_config_env,
         threads=settings.threads,
         gpus=1,
@@ -174,7 +194,9 @@ def run_multiworker_job(
     finally:
         if owned:
             gang_backend.stop()
-    summary = json.loads((tmp / "metrics.json").read_text())
+    summary = json.loads(chief_out.read("metrics.json"))
+    predicted = chief_out.child("predictions").names()
+    drawn = [name for name in PLOTS if name in chief_out.names()]
     summary["backend"] = gang_backend.description
     summary["launcher"] = LAUNCHERS.get(gang_backend.name, gang_backend.name)
     summary["restarts"] = restarts
@@ -182,13 +204,12 @@ def run_multiworker_job(
         (folder / "metrics.json").write_text(json.dumps(summary, indent=2, allow_nan=False))
     state.remove()
     final = output.final
-    predictions = final / "predictions"
     return RunResult(
         out=final,
         summary=summary,
         model=None,  # the workers trained it; keras.models.load_model(out / "model.keras")
-        predictions=sorted(str(p) for p in predictions.iterdir()) if predictions.is_dir() else [],
-        plots=sorted(str(p) for p in final.glob("*.png")),
+        predictions=[output_path(final, "predictions", name) for name in sorted(predicted)],
+        plots=[output_path(final, name) for name in drawn],
     )
 
 

@@ -24,13 +24,16 @@ import json
 import math
 import os
 import shutil
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from distml.deep.checkpoints import RankCheckpoints
+from distml.data.dataset import filesystem_for
+from distml.data.storage import StorageOptions, is_object_store, options_from_environment
+from distml.deep.checkpoints import RankCheckpoints, StateFolder
 from distml.deep.devices import import_tensorflow
 from distml.deep.models import build_model
 from distml.deep.pipeline import CHUNK_ROWS, open_images
@@ -62,6 +65,11 @@ class RankTrainer:
         if not self.gpu:
             tf.config.experimental.enable_op_determinism()
         self.batch = int(plan["batch_size"])
+        self.storage = options_from_environment(plan["train"]["path"])
+        self.filesystem = _filesystem(plan["train"]["path"], self.storage)
+        self.test_filesystem = _filesystem(
+            plan["test"]["path"], options_from_environment(plan["test"]["path"])
+        )
         self.train = [Piece(**p) for p in plan["train"]["shards"][rank]]
         self.test = [Piece(**p) for p in plan["test"]["shards"][rank]]
         self.rows = shard_rows(self.train)
@@ -93,6 +101,7 @@ class RankTrainer:
                 seed=int(plan["seed"]),
                 epoch=epoch,
                 rank=self.rank,
+                filesystem=self.filesystem,
             )
 
         signature = (tf.TensorSpec([None, width], tf.uint8), tf.TensorSpec([None], tf.int64))
@@ -133,7 +142,12 @@ class RankTrainer:
         self.plain.set_weights(self.model.get_weights())
         plan, sums = self.plan, np.zeros(3)
         for x, y in iter_shard(
-            self.test, plan["pixels"], plan["label"], int(plan["width"]), EVAL_ROWS
+            self.test,
+            plan["pixels"],
+            plan["label"],
+            int(plan["width"]),
+            EVAL_ROWS,
+            filesystem=self.test_filesystem,
         ):
             probabilities = self.forward(x).numpy()
             picked = np.clip(probabilities[np.arange(len(y)), y], EPSILON, 1 - EPSILON)
@@ -233,17 +247,42 @@ def write_outputs(
     done: int,
     trained: list[float],
 ) -> None:
-    """The chief's files in the driver's temporary run folder (published by the driver)."""
+    """The chief's files in the driver's temporary run folder, published by the driver (on
+    an object store: drawn in a local folder, then uploaded into the staging prefix)."""
+    if not is_object_store(plan["out"]):
+        _write_outputs(Path(plan["out"]), plan, trainer, history, done, trained)
+        return
+    staging = StateFolder(plan["out"])
+    with tempfile.TemporaryDirectory(prefix="distml-chief-") as local:
+        _write_outputs(Path(local), plan, trainer, history, done, trained)
+        for path in sorted(Path(local).rglob("*")):
+            if path.is_file():
+                folder = staging
+                for part in path.relative_to(local).parts[:-1]:
+                    folder = folder.child(part)
+                folder.write(path.name, path.read_bytes())
+
+
+def _write_outputs(
+    out: Path,
+    plan: dict[str, Any],
+    trainer: RankTrainer,
+    history: list[dict[str, Any]],
+    done: int,
+    trained: list[float],
+) -> None:
     from distml.deep.train import MODEL_FILE, _confusion_and_predictions, _keys, _per_class
     from distml.jobs import plots as job_plots
 
-    out = Path(plan["out"])
     for name in (MODEL_FILE, "metrics.json", "predictions", "training_curve.png"):
         path = out / name  # what an attempt killed while writing may have left
         shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
     model = trainer.saved_model()
     model.save(out / MODEL_FILE)
-    test = open_images(plan["test"]["path"], plan["label"], plan["pixels"])
+    test_path = plan["test"]["path"]
+    test = open_images(
+        test_path, plan["label"], plan["pixels"], options_from_environment(test_path)
+    )
     classes = int(plan["classes"])
     confusion = _confusion_and_predictions(
         _Predictor(trainer.forward),
@@ -299,6 +338,11 @@ def write_outputs(
         },
     }
     (out / "metrics.json").write_text(json.dumps(summary, indent=2, allow_nan=False))
+
+
+def _filesystem(path: str, storage: StorageOptions | None) -> Any:
+    """The object store holding ``path``'s files; ``None`` for local disk."""
+    return filesystem_for(path, storage) if is_object_store(path) else None
 
 
 class _Predictor:

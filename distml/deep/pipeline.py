@@ -16,7 +16,7 @@ import itertools
 import math
 import os
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from distml.data.dataset import PARQUET_SUFFIXES
+from distml.data.dataset import PARQUET_SUFFIXES, Dataset
+from distml.data.storage import StorageOptions, is_object_store
 from distml.errors import DataError, did_you_mean
 
 READ_ROWS = 1024  # rows per pyarrow record batch
@@ -48,30 +49,47 @@ class ImageFiles:
     width: int
     classes: int
     has_index: bool
+    #: ``None`` for local files; the object store's filesystem for ``s3://``, ``gs://`` and
+    #: ``abfs://`` data (``files`` are then paths inside it)
+    filesystem: Any = field(default=None, compare=False, repr=False)
+    storage: StorageOptions | None = field(default=None, compare=False, repr=False)
 
     @property
     def num_rows(self) -> int:
         return sum(self.rows)
 
+    def parquet(self, file: str) -> pq.ParquetFile:
+        """One of :attr:`files`, opened for reading."""
+        return pq.ParquetFile(file, filesystem=self.filesystem)
+
 
 def open_images(
-    path: str | os.PathLike[str], label: str = "label", pixels: str = PIXELS
+    path: str | os.PathLike[str],
+    label: str = "label",
+    pixels: str = PIXELS,
+    storage: StorageOptions | dict[str, Any] | None = None,
 ) -> ImageFiles:
-    """Discover and check the Parquet files at ``path`` (reads footers only).
+    """Discover and check the Parquet files at ``path`` (reads footers only): a local
+    folder or file, or an object-store URL reached with ``storage``.
 
     ``pixels`` must be ``fixed_size_binary`` (what ``distml data mnist`` writes) or
     ``fixed_size_list<uint8>``, and ``label`` an integer column without nulls or negative values; every
     fault is a :class:`DataError` naming the file and column.
     """
     path = str(path)
-    files = _discover(path)
+    filesystem: Any = None
+    if is_object_store(path):
+        folder = _ImageFolder(path, storage_options=storage)
+        files, filesystem, storage = folder.paths, folder.filesystem, folder.storage
+    else:
+        files = _discover(path)
     rows: list[int] = []
     width = 0
     top = -1
     has_index = True
     for file in files:
         try:
-            metadata = pq.read_metadata(file)
+            metadata = pq.read_metadata(file, filesystem=filesystem)
         except (pa.ArrowInvalid, OSError) as exc:
             raise DataError(f"{file}: not a readable Parquet file ({exc})") from None
         schema = metadata.schema.to_arrow_schema()
@@ -85,12 +103,23 @@ def open_images(
         if _leaf_nulls(metadata, pixels):
             raise DataError(f"{file}: column '{pixels}' has missing pixel values")
         _check_label(file, schema, label)
-        top = max(top, _label_max(file, metadata, label))
+        top = max(top, _label_max(file, metadata, label, filesystem))
         has_index = has_index and INDEX in schema.names
         rows.append(metadata.num_rows)
     if sum(rows) == 0:
         raise DataError(f"{path}: the dataset has no rows")
-    return ImageFiles(path, tuple(files), tuple(rows), label, pixels, width, top + 1, has_index)
+    return ImageFiles(
+        path,
+        tuple(files),
+        tuple(rows),
+        label,
+        pixels,
+        width,
+        top + 1,
+        has_index,
+        filesystem,
+        storage if filesystem is not None else None,
+    )
 
 
 def iter_batches(
@@ -114,7 +143,9 @@ def iter_batches(
     shuffle = shuffle_buffer > 0
     rng = np.random.default_rng([seed, epoch])
     order = rng.permutation(len(data.files)) if shuffle else range(len(data.files))
-    readers = [_read(data.files[i], columns, data.width) for i in order]
+    readers = [
+        _read(data.parquet(data.files[i]), data.files[i], columns, data.width) for i in order
+    ]
     stream = _round_robin(readers) if shuffle else itertools.chain.from_iterable(readers)
     window = max(shuffle_buffer, batch_size)
     pending: list[Batch] = []
@@ -214,6 +245,20 @@ def distribute(
 
 
 # -- helpers --------------------------------------------------------------------------------------
+class _ImageFolder(Dataset):
+    """The Parquet files under an object-store URL, found (and the store's errors reported)
+    the way :class:`~distml.data.Dataset` finds them; the image checks are ``open_images``'s."""
+
+    allow_empty = True
+
+    def _resolve_features(self, features: list[str] | None) -> list[str]:
+        return []
+
+    def _plan_partitions(self, fragments: list[Any]) -> list[Any]:
+        self.paths = [fragment.path for fragment in fragments]
+        return []
+
+
 def _discover(path: str) -> list[str]:
     root = Path(path)
     if root.is_file():
@@ -276,14 +321,14 @@ def _check_label(file: str, schema: pa.Schema, label: str) -> None:
         )
 
 
-def _label_max(file: str, metadata: pq.FileMetaData, label: str) -> int:
+def _label_max(file: str, metadata: pq.FileMetaData, label: str, filesystem: Any = None) -> int:
     """The largest label, from row-group statistics (the column is read only without them)."""
     column = metadata.schema.names.index(label)
     low, high, nulls = None, -1, 0
     for g in range(metadata.num_row_groups):
         stats = metadata.row_group(g).column(column).statistics
         if stats is None or not stats.has_min_max or stats.null_count is None:
-            values = pq.read_table(file, columns=[label]).column(0)
+            values = pq.read_table(file, columns=[label], filesystem=filesystem).column(0)
             nulls = values.null_count
             low = pc.min(values).as_py()
             high = pc.max(values).as_py()
@@ -310,8 +355,8 @@ def _leaf_nulls(metadata: pq.FileMetaData, name: str) -> int:
     return nulls
 
 
-def _read(file: str, columns: list[str], width: int) -> Iterator[Batch]:
-    for batch in pq.ParquetFile(file).iter_batches(batch_size=READ_ROWS, columns=columns):
+def _read(parquet: pq.ParquetFile, file: str, columns: list[str], width: int) -> Iterator[Batch]:
+    for batch in parquet.iter_batches(batch_size=READ_ROWS, columns=columns):
         pixels = batch.column(0)
         if pixels.null_count:
             raise DataError(f"{file}: column '{columns[0]}' has missing images")

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -46,19 +47,22 @@ class Piece:
         return asdict(self)
 
 
-def row_groups(files: Sequence[str]) -> list[tuple[str, int, int]]:
-    """``(file, group, rows)`` for every row group, in the dataset's row order (footers only)."""
+def row_groups(files: Sequence[str], filesystem: Any = None) -> list[tuple[str, int, int]]:
+    """``(file, group, rows)`` for every row group, in the dataset's row order (footers only;
+    ``filesystem``: the object store holding ``files``, ``None`` for local disk)."""
     groups = []
     for file in files:
-        metadata = pq.read_metadata(file)
+        metadata = pq.read_metadata(file, filesystem=filesystem)
         for g in range(metadata.num_row_groups):
             groups.append((file, g, metadata.row_group(g).num_rows))
     return groups
 
 
-def plan_shards(files: Sequence[str], workers: int, *, equal: bool) -> list[list[Piece]]:
+def plan_shards(
+    files: Sequence[str], workers: int, *, equal: bool, filesystem: Any = None
+) -> list[list[Piece]]:
     """One list of pieces per rank: equal contiguous ranges (``equal``), else all rows."""
-    groups = row_groups(files)
+    groups = row_groups(files, filesystem)
     total = sum(rows for _, _, rows in groups)
     if equal:
         per = total // workers
@@ -92,6 +96,7 @@ def iter_shard(
     seed: int = 0,
     epoch: int = 0,
     rank: int = 0,
+    filesystem: Any = None,
 ) -> Iterator[Batch]:
     """One epoch of a shard as ``(pixels uint8 [n, width], label int64 [n])`` chunks.
 
@@ -109,7 +114,7 @@ def iter_shard(
     for i in order:
         piece = pieces[i]
         if piece.file not in files:
-            files[piece.file] = pq.ParquetFile(piece.file)
+            files[piece.file] = pq.ParquetFile(piece.file, filesystem=filesystem)
         table = files[piece.file].read_row_group(piece.group, columns=[pixels, label])
         table = table.slice(piece.start, piece.rows)
         pending.append(

@@ -22,6 +22,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from distml.atomic import Destination
+from distml.data.storage import is_object_store
 from distml.data.writer import prediction_table
 from distml.deep import devices
 from distml.deep.models import default_learning_rate
@@ -187,8 +188,10 @@ def _open_data(spec: JobSpec) -> tuple[ImageFiles, ImageFiles]:
     label = spec.data.label or "label"
     train_path, test_path = spec.resolve(spec.data.train), spec.resolve(spec.data.test)
     assert train_path is not None and test_path is not None  # the spec checked both
-    train = open_images(train_path, label, pixels)
-    test = open_images(test_path, label, pixels)
+    storage = spec.data.storage_options
+    options = storage.model_dump(exclude_none=True) if storage is not None else None
+    train = open_images(train_path, label, pixels, options if is_object_store(train_path) else None)
+    test = open_images(test_path, label, pixels, options if is_object_store(test_path) else None)
     if test.width != train.width:
         raise DataError(
             f"{test.path}: images have {test.width} pixels, but {train.width} in {train.path}"
@@ -219,7 +222,7 @@ def _confusion_and_predictions(
     if out is not None:
         out.mkdir()
     for i, file in enumerate(data.files):
-        table = pq.read_table(file)
+        table = data.parquet(file).read()
         pixels = pixel_matrix(table.column(data.pixels), data.width)
         probability = model.predict(pixels, batch_size=4096, verbose=0)
         prediction = probability.argmax(axis=1).astype(np.int64)

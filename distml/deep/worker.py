@@ -23,7 +23,6 @@ import signal
 import sys
 import time
 import traceback
-from pathlib import Path
 
 from distml.backends.gang import (
     EXIT_PEER_LOST,
@@ -31,6 +30,7 @@ from distml.backends.gang import (
     guard_parent,
     release_reserved_port,
 )
+from distml.deep.checkpoints import StateFolder
 from distml.errors import DistmlError
 
 
@@ -61,7 +61,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if len(args) != 1:
             raise DistmlError("usage: python -m distml.deep.worker PLAN.json")
-        plan = json.loads(Path(args[0]).read_text())
+        where, name = args[0].rstrip("/").rsplit("/", 1)
+        plan = json.loads(StateFolder(where).read(name))  # a path, or a URL on a store
         from distml.deep.devices import import_tensorflow
 
         tf = import_tensorflow()

@@ -66,12 +66,6 @@ def run_output(spec: JobSpec, out: str | Path | None, overwrite: bool = False) -
     if Path(spec.source).is_file():
         inputs.append(spec.source)
     target = out if out is not None else default_out(spec)
-    if is_remote(target) and spec.model.type == KERAS and spec.train and spec.train.workers:
-        raise DataError(
-            f"{target}: a Keras job on several workers keeps its checkpoints beside the run "
-            "folder, where every worker must see them: write it to a shared folder, not an "
-            "object store"
-        )
     storage = spec.data.storage_options  # the data's store is the usual place for runs too
     options = storage.model_dump(exclude_none=True) if storage is not None else None
     return output_dir(

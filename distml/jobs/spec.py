@@ -422,7 +422,6 @@ def _validate_keras(spec: JobSpec) -> None:
     for key, value in (
         ("generate", data.generate),
         ("filters", data.filters),
-        ("storage_options", data.storage_options),
         ("split", spec.split),
     ):
         if value is not None:
