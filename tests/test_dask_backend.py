@@ -333,3 +333,29 @@ def test_tasks_lost_to_a_dying_worker_are_one_line_naming_the_cause() -> None:
         "a worker died or was restarted, often over its memory limit; solver native streams instead"
     )
     assert "\n" not in message
+
+
+def test_a_cluster_that_lost_every_worker_fails_in_one_line_not_a_hang(
+    datasets, monkeypatch
+) -> None:
+    """Dask waits forever for a worker to run tasks on (dask/distributed#7346); distml gives
+    up once the cluster has had none for ``NO_WORKERS_TIMEOUT_S`` (2 s here) and says so."""
+    monkeypatch.setattr("distml.backends.dask.NO_WORKERS_TIMEOUT_S", 2.0)
+    ds = distml.Dataset(datasets["regression"], label="y")
+    with LocalCluster(
+        n_workers=1, threads_per_worker=1, processes=False, protocol="tcp", dashboard_address=":0"
+    ) as cluster:
+        with get_backend(cluster.scheduler_address) as backend:
+            data = backend.load(ds)  # cached on the only worker
+            cluster.scale(0)
+            deadline = time.monotonic() + 30
+            while backend.client.nthreads() and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert backend.client.nthreads() == {}
+            with pytest.raises(BackendError) as caught:
+                backend.fit(distml.LinearRegression(), data)
+    message = str(caught.value)
+    assert message.startswith(
+        f"dask: the cluster at {cluster.scheduler_address} has had no workers for 2s"
+    )
+    assert "\n" not in message

@@ -26,7 +26,8 @@ from typing import Any
 
 import numpy as np
 import psutil
-from distributed import Client, LocalCluster, Security, as_completed
+from distributed import Client, Future, LocalCluster, Security
+from distributed import wait as wait_for_futures
 from distributed.client import FutureCancelledError
 from distributed.comm import CommClosedError
 from distributed.scheduler import KilledWorker
@@ -42,6 +43,11 @@ from distml.errors import BackendError, ModelError
 from distml.models.base import DistmlEstimator
 
 log = logging.getLogger(__name__)
+
+#: How long a job waits for a cluster that has lost every worker to get one back before it
+#: fails in one line (Dask's own client waits forever: dask/distributed#7346, #8320).
+NO_WORKERS_TIMEOUT_S = float(os.environ.get("DISTML_DASK_NO_WORKERS_TIMEOUT", "60"))
+_POLL_S = 1.0
 
 
 class DaskEngine(Engine):
@@ -81,7 +87,7 @@ class DaskEngine(Engine):
         else:
             parts = self.client.map(_Apply(fn, broadcast), self.parts, pure=False)
             with scheduler_errors(self.client):
-                shapes = self.client.gather(self.client.map(_shape, parts, pure=False))
+                shapes = gather(self.client, self.client.map(_shape, parts, pure=False))
             engine = DaskEngine(self.client, parts, [], 0)
         engine._sizes, engine._n_features = [int(s[0]) for s in shapes], int(shapes[0][1])
         engine.progress = self.progress
@@ -117,7 +123,42 @@ class DaskEngine(Engine):
                 nxt.append(level[-1])
             level, depth = nxt, depth + 1
         with scheduler_errors(self.client):
-            return self.client.get(graph, level[0], sync=True)
+            [result] = gather(self.client, [self.client.get(graph, level[0], sync=False)])
+            return result
+
+
+def as_finished(client: Client, futures: list[Future]) -> Iterator[Future]:
+    """``futures`` as each finishes (like ``as_completed``), or a :class:`BackendError` once
+    the cluster has had no worker at all for :data:`NO_WORKERS_TIMEOUT_S`: its tasks could
+    then never run, and Dask would wait for a worker forever."""
+    pending, empty_since = set(futures), None
+    while pending:
+        try:
+            with client.as_current():  # distml never sets a default client
+                done, pending = wait_for_futures(
+                    pending, timeout=_POLL_S, return_when="FIRST_COMPLETED"
+                )
+        except TimeoutError:
+            if client.nthreads():
+                empty_since = None
+            elif empty_since is None:
+                empty_since = time.monotonic()
+            elif time.monotonic() - empty_since > NO_WORKERS_TIMEOUT_S:
+                client.cancel(list(pending))
+                raise BackendError(
+                    f"dask: the cluster at {client.scheduler.address} has had no workers for "
+                    f"{NO_WORKERS_TIMEOUT_S:g}s, so the job's tasks cannot run (workers died or "
+                    "were stopped: check their memory limits and logs, or start workers)"
+                ) from None
+            continue
+        yield from done
+
+
+def gather(client: Client, futures: list[Future]) -> list[Any]:
+    """``client.gather(futures)``, failing in one line when no worker is left to run them."""
+    for _ in as_finished(client, futures):
+        pass
+    return client.gather(futures)
 
 
 @contextmanager
@@ -487,12 +528,12 @@ class DaskBackend(Backend):
             futures = self.client.map(_n_rows, parts, pure=False)
             if stage is not None:
                 self.progress.start(stage, total=len(futures))
-                with self.client.as_current(), scheduler_errors(self.client):
-                    for _ in as_completed(futures):  # distml never sets a default client
+                with scheduler_errors(self.client):
+                    for _ in as_finished(self.client, futures):
                         self.progress.step()
                 self.progress.finish()
             with scheduler_errors(self.client):
-                sizes = self.client.gather(futures)
+                sizes = gather(self.client, futures)
             result = DaskEngine(self.client, parts, list(sizes), d)
             result.progress = self.progress
             return result
@@ -508,7 +549,7 @@ class DaskBackend(Backend):
         self.start()
         assert self.client is not None
         with scheduler_errors(self.client):
-            return self.client.gather(self.client.map(fn, items, pure=False))
+            return gather(self.client, self.client.map(fn, items, pure=False))
 
     def score(self, files, job):  # type: ignore[no-untyped-def]
         from distml.predict.task import score_file
@@ -521,12 +562,12 @@ class DaskBackend(Backend):
             [shared] = self.client.scatter([job], broadcast=True, hash=False)
         futures = self.client.map(score_file, files, job=shared, pure=False)
         self.progress.start("scoring", total=len(futures))
-        with self.client.as_current(), scheduler_errors(self.client):
-            for _ in as_completed(futures):
+        with scheduler_errors(self.client):
+            for _ in as_finished(self.client, futures):
                 self.progress.step()
         self.progress.finish()
         with scheduler_errors(self.client):
-            return self.client.gather(futures)
+            return gather(self.client, futures)
 
     def run_gang(self, task, size):  # type: ignore[no-untyped-def]
         from distml.backends.dask_gang import run_dask_gang
