@@ -183,6 +183,40 @@ def test_logistic_probabilities_in_classes_order_under_hive_folders(
     assert list(model.classes_) == [0, 1, 2]
 
 
+def test_copied_floats_that_never_compressed_are_written_plain(
+    tmp_path: Path, logistic_model: Path
+) -> None:
+    """A copied float column whose input bytes did not shrink (random values) is written
+    uncompressed — the same size, without snappy's CPU; a float column that compressed
+    (few distinct values), the added columns and non-floats keep snappy; values unchanged."""
+    rng = np.random.default_rng(5)
+    n = 3000
+    frame = pd.DataFrame(rng.normal(size=(n, 4)), columns=FEATURES)
+    frame["steps"] = np.round(rng.normal(size=n), 1)  # few distinct values: compresses
+    frame["id"] = np.arange(n)
+    data = tmp_path / "data"
+    data.mkdir()
+    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), data / "a.parquet",
+                   use_dictionary=["id"])  # fmt: skip  # floats plain, as distml writes them
+    result = predict(logistic_model, data, tmp_path / "p", columns="all", output="both")
+    metadata = pq.ParquetFile(result.out / "a.parquet").metadata
+    codecs = {
+        metadata.row_group(0).column(i).path_in_schema: metadata.row_group(0).column(i).compression
+        for i in range(metadata.num_columns)
+    }
+    assert codecs == {
+        **dict.fromkeys(FEATURES, "UNCOMPRESSED"),
+        "steps": "SNAPPY",
+        "id": "SNAPPY",
+        "prediction": "SNAPPY",
+        "probability.list.element": "SNAPPY",
+    }
+    scored = pq.read_table(result.out / "a.parquet").to_pandas()
+    pd.testing.assert_frame_equal(scored[[*FEATURES, "steps", "id"]], frame)
+    model = distml.load_model(logistic_model)
+    np.testing.assert_array_equal(scored["prediction"], model.predict(frame[FEATURES]))
+
+
 def test_kmeans_clusters_and_distances_are_bit_for_bit(
     tmp_path: Path, reg: Path, kmeans_model: Path
 ) -> None:

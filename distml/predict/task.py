@@ -58,6 +58,58 @@ def dictionary_columns(schema: pa.Schema) -> list[str]:
     ]
 
 
+#: A copied float column whose input bytes were as many as its raw values (no dictionary
+#: gain) and shrank by less than this under their codec is written uncompressed: the output
+#: writes floats plain, the same bytes, so compressing them again costs CPU for nothing
+#: (random floats do not compress; snappy was ~25% of the write of a float-only file).
+USEFUL_COMPRESSION = 0.9
+
+
+def uncompressed_copies(
+    metadata: pq.FileMetaData, schema: pa.Schema, keep: tuple[str, ...]
+) -> dict[str, str]:
+    """``{column: "none"}`` for each copied float column the input itself stored without any
+    gain, from its footer (every other column keeps snappy)."""
+    floats = {
+        name: schema.field(name).type.byte_width
+        for name in keep
+        if name in schema.names and pa.types.is_floating(schema.field(name).type)
+    }
+    sizes: dict[str, list[int]] = {}
+    for g in range(metadata.num_row_groups):
+        group = metadata.row_group(g)
+        for i in range(group.num_columns):
+            chunk = group.column(i)
+            if chunk.path_in_schema in floats:
+                size = sizes.setdefault(chunk.path_in_schema, [0, 0, 0])
+                size[0] += chunk.total_compressed_size
+                size[1] += chunk.total_uncompressed_size
+                size[2] += chunk.num_values * floats[chunk.path_in_schema]
+    return {
+        name: "none"
+        for name, (stored, encoded, raw) in sizes.items()
+        if raw and encoded >= USEFUL_COMPRESSION * raw and stored >= USEFUL_COMPRESSION * encoded
+    }
+
+
+def output_codecs(schema: pa.Schema, plain: dict[str, str]) -> str | dict[str, str]:
+    """Snappy for every leaf column of ``schema`` but the ``plain`` ones (pyarrow's per-column
+    form names leaves: ``probability.list.element``); plain snappy when a column nests deeper
+    than a list of values."""
+    codecs = {}
+    for f in schema:
+        kind = f.type
+        if pa.types.is_list(kind) or pa.types.is_fixed_size_list(kind):
+            if pa.types.is_nested(kind.value_type):
+                return "snappy"
+            codecs[f"{f.name}.list.element"] = "snappy"
+        elif pa.types.is_nested(kind):
+            return "snappy"
+        else:
+            codecs[f.name] = plain.get(f.name, "snappy")
+    return codecs
+
+
 def score_file(file: InputFile, job: ScoreJob) -> int:
     """Score ``file`` into ``job.out_dir/file.relpath``; the number of rows written."""
     keys = file.partition_values
@@ -69,8 +121,15 @@ def score_file(file: InputFile, job: ScoreJob) -> int:
     rows = 0
     try:
         parquet = pq.ParquetFile(file.path, filesystem=filesystem_for(job.uri, job.storage))
+        codecs = output_codecs(
+            job.schema, uncompressed_copies(parquet.metadata, job.schema, job.keep)
+        )
         with pq.ParquetWriter(
-            partial, job.schema, use_dictionary=dictionary_columns(job.schema), filesystem=fs
+            partial,
+            job.schema,
+            use_dictionary=dictionary_columns(job.schema),
+            compression=codecs,
+            filesystem=fs,
         ) as writer:
             for group in range(parquet.num_row_groups):
                 table = parquet.read_row_group(group, columns=in_file, use_threads=False)
