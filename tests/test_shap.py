@@ -231,6 +231,10 @@ def test_interpret_spec_errors(setup: SimpleNamespace) -> None:
     }
     with pytest.raises(SpecError, match="interpret.shap: not available for Keras jobs on sev"):
         parse_spec(keras)
+    del keras["train"]
+    with pytest.raises(SpecError, match="coalitions"):
+        parse_spec({**keras, "interpret": {"shap": True, "coalitions": 5}})
+    assert parse_spec({**keras, "interpret": {"shap": True, "samples": 4}}).interpret.samples == 4
 
 
 @pytest.mark.tf
@@ -282,3 +286,9 @@ def test_keras_shap_finds_the_pixels_that_make_each_digit(tmp_path: Path) -> Non
     again = json.loads((explained / "shap_summary.json").read_text())
     assert again["row_numbers"] == info["row_numbers"]
     np.testing.assert_array_equal(np.load(explained / "shap_values.npy"), values)
+    quick = tmp_path / "quick"  # shap's cost knobs: images explained, coalitions per image
+    distml("explain", str(run), "--data", str(tmp_path / "test"), "--out", str(quick),
+           "--samples", "3", "--coalitions", "50")  # fmt: skip
+    small = json.loads((quick / "shap_summary.json").read_text())
+    assert small["explained_rows"] == 3 and np.load(quick / "shap_values.npy").shape == (3, 784, 10)
+    assert small["explainer"].startswith("shap.KernelExplainer, 50 coalitions per image")

@@ -18,6 +18,8 @@ from distml.display import progress_for
 @click.option("--background", help="Rows whose mean is the baseline (default: --data itself).")
 @click.option("--rows/--no-rows", default=True, help="Write per-row SHAP values (shap/).")
 @click.option("--plot-rows", default=1000, show_default=True, help="Rows drawn in the plot.")
+@click.option("--samples", default=20, show_default=True, help="Keras: images explained.")
+@click.option("--coalitions", default=1000, show_default=True, help="Keras: coalitions per image.")
 @overwrite_option
 def explain(
     model: Path,
@@ -27,6 +29,8 @@ def explain(
     background: str | None,
     rows: bool,
     plot_rows: int,
+    samples: int,
+    coalitions: int,
     overwrite: bool,
 ) -> None:
     """Explain MODEL (a model folder or a run folder) with SHAP values of every row of DATA
@@ -35,8 +39,9 @@ def explain(
 
     with progress_for(err_console) as progress:
         folder, info = explain_model(
-            model, data, out, backend, background, rows, plot_rows, overwrite, progress
-        )
+            model, data, out, backend, background, rows, plot_rows, overwrite, progress,
+            samples=samples, coalitions=coalitions,
+        )  # fmt: skip
     console.print(
         f"SHAP ({info['method']}, {info['output']}): {info['explained_rows']:,} rows explained "
         f"against {info['background']['rows']:,} background rows"

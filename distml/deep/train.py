@@ -125,6 +125,7 @@ def run_keras_job(
 
             write_keras_shap(
                 tmp / MODEL_FILE, test.path, tmp, test.pixels, test.width, train.path,
+                rows=spec.interpret.samples, nsamples=spec.interpret.coalitions,
                 plots_too=spec.output.plots,
             )  # fmt: skip
             if (tmp / "shap_summary.png").exists():

@@ -11,7 +11,7 @@ from typing import Any
 from distml.atomic import OutputDir
 from distml.backends import get_backend
 from distml.data.dataset import Dataset
-from distml.errors import ModelError
+from distml.errors import ModelError, SpecError
 from distml.interpret.explain import write_shap
 from distml.progress import Progress
 
@@ -42,15 +42,25 @@ def explain_model(
     plot_rows: int = 1000,
     overwrite: bool = False,
     progress: Progress | None = None,
+    samples: int = 20,
+    coalitions: int = 1000,
 ) -> tuple[Path, dict[str, Any]]:
     """Explain the model at ``model_path`` on every row of ``data`` (background: the rows
-    of ``background``, else ``data`` itself) into ``out``; returns the folder and summary."""
+    of ``background``, else ``data`` itself) into ``out``; returns the folder and summary.
+    A Keras model: kernel SHAP of ``samples`` images, ``coalitions`` evaluations each."""
     from distml.loading import load_model
     from distml.preprocess import Pipeline
 
     found = keras_file(model_path)
     if found is not None:
-        return _explain_keras(found, data, out, background, overwrite, progress)
+        if samples < 1 or coalitions < 10:
+            raise SpecError(
+                f"--samples {samples} / --coalitions {coalitions}: need at least 1 image and "
+                "10 coalitions"
+            )
+        return _explain_keras(
+            found, data, out, background, overwrite, progress, samples, coalitions
+        )
     model_dir = resolve_model_dir(model_path)
     model = load_model(model_dir)
     output = _output(out, model_dir, overwrite, [data, background, str(model_dir)])
@@ -93,6 +103,8 @@ def _explain_keras(
     background: str | None,
     overwrite: bool,
     progress: Progress | None,
+    samples: int,
+    coalitions: int,
 ) -> tuple[Path, dict[str, Any]]:
     """Kernel SHAP of a Keras classifier on sampled images (:mod:`distml.interpret.keras_shap`:
     on this machine; the sample is small, the network evaluations are many)."""
@@ -109,7 +121,10 @@ def _explain_keras(
     if progress is not None:
         progress.start("explaining (kernel SHAP on sampled images)")
     with output as tmp:
-        info = write_keras_shap(model_file, data, tmp, scorer.pixels, scorer.width, background)
+        info = write_keras_shap(
+            model_file, data, tmp, scorer.pixels, scorer.width, background,
+            rows=samples, nsamples=coalitions,
+        )  # fmt: skip
     if progress is not None:
         progress.finish()
     return output.final, info

@@ -161,6 +161,10 @@ class InterpretSpec(_Strict):
     shap: bool = False
     rows: bool = False  # per-row SHAP values as Parquet in shap/, beside predictions/
     plot_rows: int = Field(1000, ge=1)  # the deterministic sample drawn in the summary plot
+    # Keras (kernel SHAP): images explained, and coalitions evaluated per image (shap's
+    # nsamples); the cost grows with their product
+    samples: int = Field(20, ge=1)
+    coalitions: int = Field(1000, ge=10)
 
 
 class JobSpec(_Strict):
