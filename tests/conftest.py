@@ -134,6 +134,18 @@ class S3Store:
         }
         return {**base, **changes}
 
+    def client(self):  # type: ignore[no-untyped-def]
+        """A boto3 S3 client with this server's key (to put and read objects directly)."""
+        import boto3
+
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint,
+            region_name=REGION,
+            aws_access_key_id=self.access_key,
+            aws_secret_access_key=self.secret_key,
+        )
+
     def overrides(self, **changes: str) -> list[str]:
         return [f"data.storage_options.{k}={v}" for k, v in self.options(**changes).items()]
 

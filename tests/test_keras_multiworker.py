@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from conftest import BUCKET, REGION, REPO, S3Store, digits
+from conftest import BUCKET, REPO, S3Store, digits
 
 from distml.backends.gang import Coordinator, GangTask, child_environment, reserve_port
 from distml.data.mnist import load_idx_folder, mnist_table
@@ -381,15 +381,7 @@ def test_a_member_that_fails_ends_the_gang_in_one_line(tmp_path: Path) -> None:
 
 # -- on an object store -------------------------------------------------------------------------
 def _s3_client(store: S3Store):
-    import boto3
-
-    return boto3.client(
-        "s3",
-        endpoint_url=store.endpoint,
-        region_name=REGION,
-        aws_access_key_id=store.access_key,
-        aws_secret_access_key=store.secret_key,
-    )
+    return store.client()
 
 
 def _keys(store: S3Store, prefix: str) -> list[str]:

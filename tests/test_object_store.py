@@ -265,13 +265,7 @@ def test_predict_scores_s3_data_with_credentials_from_the_environment(
 
 # -- writing: run folders, models, predictions and datasets published on the store ------------
 def _client(store: Store):
-    return boto3.client(
-        "s3",
-        endpoint_url=store.endpoint,
-        region_name=REGION,
-        aws_access_key_id=store.access_key,
-        aws_secret_access_key=store.secret_key,
-    )
+    return store.client()
 
 
 def _objects(store: Store, prefix: str) -> dict[str, bytes]:
