@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from distml.algorithms.engine import Partition
+from distml.algorithms.engine import Partition, realigned
 
 
 class _Apply:
@@ -24,6 +24,9 @@ class _Apply:
     def __init__(self, fn: Any, broadcast: tuple[Any, ...]) -> None:
         self.fn = fn
         self.broadcast = broadcast
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state, broadcast=realigned(state["broadcast"]))
 
     def __call__(self, part: Partition) -> Any:
         return self.fn(part, *self.broadcast)

@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from distml.algorithms.engine import Partition
+from distml.algorithms.engine import Partition, realigned
 from distml.data.dataset import PartitionSpec, filesystem_for
 from distml.data.split import Split
 from distml.errors import DataError
@@ -255,6 +255,9 @@ class ReadThenApply:
 
     def __init__(self, reader: PartitionReader, fn: Any, broadcast: tuple[Any, ...]) -> None:
         self.reader, self.fn, self.broadcast = reader, fn, broadcast
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state, broadcast=realigned(state["broadcast"]))
 
     def __call__(self, spec: PartitionSpec) -> Any:
         try:
