@@ -270,6 +270,26 @@ def test_dask_and_spark_write_the_files_local_writes(
         assert there.manifest["files"] == predict_manifest_files(here)
 
 
+@pytest.mark.spark
+def test_spark_groups_many_files_into_fewer_tasks_and_writes_each_file(
+    spark_session, tmp_path: Path, linear_model: Path
+) -> None:
+    """More files than ``TASKS_PER_SLOT`` tasks per slot: each Spark task scores several
+    files (a task costs as much as a small file), and every file is still its own output,
+    byte for byte the local one, in the manifest's input order."""
+    from distml.backends.spark.scoring import TASKS_PER_SLOT
+
+    data = write_parts(tmp_path / "many", regression_frame(1_000, 4), 25)
+    assert len(parquet_files(data)) == 25 > 2 * TASKS_PER_SLOT  # local[2]: 2 slots
+    here = predict(linear_model, data, tmp_path / "local").out
+    there = predict(linear_model, data, tmp_path / "spark", "spark")
+    assert parquet_files(there.out) == parquet_files(here) == parquet_files(data)
+    for name in parquet_files(here):
+        assert (there.out / name).read_bytes() == (here / name).read_bytes(), name
+    assert there.manifest["files"] == predict_manifest_files(here)
+    assert there.rows == 1_000
+
+
 def predict_manifest_files(out: Path) -> list:
     return __import__("json").loads((out / "_manifest.json").read_text())["files"]
 

@@ -1,8 +1,9 @@
-"""``distml predict`` on Spark: one ordinary task per input file, the model broadcast.
+"""``distml predict`` on Spark: ordinary tasks over the input files, the model broadcast.
 
 Scoring reads each file once, so the partition service (:mod:`.service`), which
 keeps partitions in long-lived tasks for iterative passes, would only hold executor
-slots for nothing. Plain tasks over the file list let Spark schedule, retry and
+slots for nothing. Plain tasks over the file list (a few per slot, each scoring its
+files one after the other, every file still its own output) let Spark schedule, retry and
 speculate them as usual. The job — the model's scorer — is a broadcast variable:
 shipped to each executor once and deserialised once per Python worker (PySpark
 reuses its workers), not once per file. Errors come back as values and are raised
@@ -31,14 +32,23 @@ class _ScoreWith:
             return False, portable_exception(exc)
 
 
+#: Scoring tasks per task slot: each Spark task costs ~0.1 s of scheduling and Python-worker
+#: round trips here, as much as scoring a 156,000-row file (benchmarks/predict_profile.py),
+#: so files are grouped — a few tasks per slot still balance uneven files.
+TASKS_PER_SLOT = 4
+
+
 def score_files(backend: Any, files: list[Any], job: Any) -> list[int]:
     """Rows written per file, in ``files`` order."""
+    from distml.backends.spark.session import slots
+
     sc = backend.spark.sparkContext
     shared = sc.broadcast(job)
     try:
         backend.progress.start("scoring")
         with backend.exclusive():  # the partition service must not hold the slots
-            outcomes = sc.parallelize(files, len(files)).map(_ScoreWith(shared)).collect()
+            tasks = min(len(files), max(1, slots(sc)) * TASKS_PER_SLOT)
+            outcomes = sc.parallelize(files, tasks).map(_ScoreWith(shared)).collect()
         backend.progress.finish()
     finally:
         shared.destroy()
