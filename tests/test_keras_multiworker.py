@@ -380,13 +380,9 @@ def test_a_member_that_fails_ends_the_gang_in_one_line(tmp_path: Path) -> None:
 
 
 # -- on an object store -------------------------------------------------------------------------
-def _s3_client(store: S3Store):
-    return store.client()
-
-
 def _keys(store: S3Store, prefix: str) -> list[str]:
     pages = (
-        _s3_client(store).get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix)
+        store.client().get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix)
     )
     return sorted(item["Key"] for page in pages for item in page.get("Contents", []))
 
@@ -398,7 +394,7 @@ def test_a_gang_reads_and_publishes_on_s3_with_the_weights_from_disk(
     """The 2-worker job with its data on S3 (each worker reads its row groups from the store)
     and its run folder published there (plan and checkpoints beside it on the store, the
     chief uploading into the staging prefix) trains the very weights it trains from disk."""
-    client = _s3_client(s3_store)
+    client = s3_store.client()
     for path in sorted(mnist_small.rglob("*.parquet")):
         client.upload_file(
             str(path), BUCKET, f"mnist-mw/{path.relative_to(mnist_small).as_posix()}"

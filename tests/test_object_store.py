@@ -244,13 +244,9 @@ def test_predict_scores_s3_data_with_credentials_from_the_environment(
 
 
 # -- writing: run folders, models, predictions and datasets published on the store ------------
-def _client(store: Store):
-    return store.client()
-
-
 def _objects(store: Store, prefix: str) -> dict[str, bytes]:
     """Every object under ``prefix`` (relative key -> bytes), directory markers left out."""
-    s3 = _client(store)
+    s3 = store.client()
     pages = s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix)
     keys = [o["Key"] for page in pages for o in page.get("Contents", [])]
     return {
@@ -464,7 +460,7 @@ def test_interrupted_publications_are_never_read_and_are_replaced(
     assert not [k for k in _objects_keys(store, "killed/") if ".p.tmp-" in k]
     assert distml.Dataset(out).num_rows == 5
     # a publication cut short while copying: the marker says so
-    s3 = _client(store)
+    s3 = store.client()
     marker = json.loads(s3.get_object(Bucket=BUCKET, Key="killed/p/_distml.json")["Body"].read())
     s3.put_object(
         Bucket=BUCKET,
@@ -482,7 +478,7 @@ def test_interrupted_publications_are_never_read_and_are_replaced(
 
 
 def _objects_keys(store: Store, prefix: str) -> list[str]:
-    s3 = _client(store)
+    s3 = store.client()
     pages = s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix)
     return [
         o["Key"] for page in pages for o in page.get("Contents", []) if not o["Key"].endswith("/")
@@ -534,7 +530,7 @@ def test_a_keras_run_folder_is_published_on_s3_and_scores_from_there(
     from distml.data.mnist import mnist_table
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    client = _client(store)
+    client = store.client()
     for split, (images, labels) in (("train", digits(400, 1)), ("test", digits(100, 2))):
         (tmp_path / split).mkdir()
         pq.write_table(mnist_table(images, labels), tmp_path / split / "part-0.parquet")

@@ -282,7 +282,12 @@ def test_spark_groups_many_files_into_fewer_tasks_and_writes_each_file(
     data = write_parts(tmp_path / "many", regression_frame(1_000, 4), 25)
     assert len(parquet_files(data)) == 25 > 2 * TASKS_PER_SLOT  # local[2]: 2 slots
     here = predict(linear_model, data, tmp_path / "local").out
+    tracker = spark_session.sparkContext.statusTracker()
+    before = set(tracker.getJobIdsForGroup())
     there = predict(linear_model, data, tmp_path / "spark", "spark")
+    [job] = set(tracker.getJobIdsForGroup()) - before  # the scoring stage, nothing else
+    [stage] = tracker.getJobInfo(job).stageIds
+    assert tracker.getStageInfo(stage).numTasks == 2 * TASKS_PER_SLOT  # not one per file
     assert parquet_files(there.out) == parquet_files(here) == parquet_files(data)
     for name in parquet_files(here):
         assert (there.out / name).read_bytes() == (here / name).read_bytes(), name
