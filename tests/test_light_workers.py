@@ -145,3 +145,24 @@ def test_numeric_chunks_are_viewed_as_pyarrow_converts_them() -> None:
     column = pa.chunked_array([pa.array([1, 2]), pa.array([3, 4, 5])[1:]])
     assert column_values(column).tolist() == [1, 2, 4, 5]
     assert column_values(pa.chunked_array([[1.0], [None]], pa.float64())).tolist()[0] == 1.0
+
+
+def test_a_job_without_plots_never_imports_matplotlib(tmp_path: Path) -> None:
+    """matplotlib (~0.3 s of every ``distml run``) is imported by the first plot, not by the
+    job runner: a job with ``output.plots: false`` never loads it, one with plots does."""
+    from conftest import REPO
+
+    code = (
+        "import sys\nfrom distml.jobs import load_spec, run_job\n"
+        f"spec = load_spec({str(REPO / 'jobs' / 'linear_regression.yaml')!r}, "
+        f"['data.train={tmp_path / 'ex1'}', 'output.plots=' + sys.argv[1]])\n"
+        f"run_job(spec, {str(tmp_path)!r} + '/run-' + sys.argv[1])\n"
+        "print('matplotlib' in sys.modules)"
+    )
+    for plots, loaded in (("false", "False"), ("true", "True")):
+        done = subprocess.run(
+            [sys.executable, "-c", code, plots], capture_output=True, text=True, check=True
+        )
+        assert done.stdout.strip().splitlines()[-1] == loaded
+        pngs = sorted(p.name for p in (tmp_path / f"run-{plots}").glob("*.png"))
+        assert (pngs != []) == (plots == "true"), pngs
