@@ -15,7 +15,7 @@ def beeswarm(
     """One row per feature (``order``: most important first, at most 20): each sampled row
     is a dot at its SHAP value, spread vertically where dots crowd, coloured by the
     feature's value (rank within the sample: blue low, red high), as shap's summary plot."""
-    plt = plots.plt
+    plt = plots.pyplot()
     top = list(order[:20])
     fig, ax = plt.subplots(figsize=(7.5, 1.4 + 0.38 * len(top)))
     rng = np.random.default_rng(0)  # the jitter only: the sample itself is deterministic

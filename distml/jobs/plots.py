@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 
-def _pyplot() -> Any:
+def pyplot() -> Any:
     """matplotlib's pyplot on the Agg backend (no display), imported at the first plot: a
     run without plots, and every ``distml`` command that draws none, skips its ~0.3 s."""
     import matplotlib
@@ -20,7 +20,7 @@ def _pyplot() -> Any:
 
 
 def predicted_vs_actual(y: np.ndarray, y_pred: np.ndarray, path: Path) -> Path:
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(5, 5))
     ax.scatter(y, y_pred, s=12, alpha=0.6)
     lo, hi = float(min(y.min(), y_pred.min())), float(max(y.max(), y_pred.max()))
@@ -33,7 +33,7 @@ def predicted_vs_actual(y: np.ndarray, y_pred: np.ndarray, path: Path) -> Path:
 
 
 def confusion_matrix(confusion: dict[str, Any], path: Path) -> Path:
-    plt = _pyplot()
+    plt = pyplot()
     labels = [str(v) for v in confusion["labels"]]
     counts = np.asarray(confusion["counts"])
     fig, ax = plt.subplots(figsize=(1.2 * len(labels) + 3, 1.2 * len(labels) + 2.5))
@@ -56,7 +56,7 @@ def clusters(
 ) -> Path:
     """The seed's plot: points coloured by cluster, red × at the centres. With more than
     two features, the axes are the sample's first two principal components."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 5))
     if X.shape[1] > 2:
         (X, centers), axes = principal_components(X, centers)
@@ -87,7 +87,7 @@ def principal_components(X: np.ndarray, *others: np.ndarray) -> tuple[list[np.nd
 
 
 def residuals(fitted: np.ndarray, residual: np.ndarray, path: Path) -> Path:
-    plt = _pyplot()
+    plt = pyplot()
     """Residuals (actual − fitted) against fitted values, with the zero line."""
     fig, ax = plt.subplots(figsize=(6, 4.5))
     ax.scatter(fitted, residual, s=12, alpha=0.6)
@@ -99,7 +99,7 @@ def residuals(fitted: np.ndarray, residual: np.ndarray, path: Path) -> Path:
 
 
 def roc_curve(curves: list[tuple[str, np.ndarray, np.ndarray, float]], path: Path) -> Path:
-    plt = _pyplot()
+    plt = pyplot()
     """ROC curves: the positive class (binary) or every class against the rest."""
     fig, ax = plt.subplots(figsize=(5.5, 5))
     for label, fpr, tpr, auc in curves[:12]:
@@ -127,7 +127,7 @@ def bar_chart(
 ) -> Path:
     """Horizontal bars of the ``top`` largest ``|values|`` (rows = features; columns of a
     2-D ``values`` = ``groups``, e.g. classes), largest at the top."""
-    plt = _pyplot()
+    plt = pyplot()
     values = np.atleast_2d(np.asarray(values, dtype=float).T).T  # (features, groups)
     order = np.argsort(-np.abs(values).max(axis=1), kind="stable")[:top][::-1]
     n_groups = values.shape[1]
@@ -154,7 +154,7 @@ def _thin(n: int, most: int = 2000) -> np.ndarray:
 
 
 def _save(fig: Any, path: Path) -> Path:
-    plt = _pyplot()
+    plt = pyplot()
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
