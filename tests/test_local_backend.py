@@ -192,3 +192,27 @@ def test_memory_limit_strings() -> None:
     assert get_backend("local", memory_limit="1kb").memory_limit == 1000
     with pytest.raises(BackendError, match=r"memory_limit: cannot parse 'lots'"):
         get_backend("local", memory_limit="lots")
+
+
+def test_cached_partitions_hold_their_features_and_label_not_their_row_numbers(
+    regression: Path,
+) -> None:
+    """A whole file's partition keeps its first row number only (8 bytes a row less in
+    the cache and in what travels to workers); a split's parts store the rows they kept.
+    Either way ``row_ids`` are the global row numbers, which key splits and sampling."""
+    import pickle
+
+    with get_backend("local[2]") as backend:
+        whole = backend.load(distml.Dataset(regression, label="y")).train.partitions()
+        split = backend.load(distml.Dataset(regression, label="y"), distml.Split(0.25, seed=1))
+        train, test = split.train.partitions(), split.test.partitions()
+    assert [p.n_rows for p in whole] == [5_000] * 6
+    for part in whole:
+        first = part.index * 5_000
+        assert_array_equal(part.row_ids, np.arange(first, first + 5_000))
+        assert len(pickle.dumps(part)) < part.X.nbytes + part.y.nbytes + 1_000
+    for a, b in zip(train, test, strict=True):
+        ids = np.concatenate([a.row_ids, b.row_ids])
+        first = a.index * 5_000
+        assert_array_equal(np.sort(ids), np.arange(first, first + 5_000))
+        assert len(pickle.dumps(a)) > a.X.nbytes + a.y.nbytes + 8 * a.n_rows

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
@@ -20,34 +19,59 @@ import numpy as np
 from distml.progress import Progress
 
 
-@dataclass
 class Partition:
     """A block of rows as numpy arrays.
 
     ``X`` is float64 (rows × features), ``y`` the label (or ``None``), and
-    ``row_ids`` the global row numbers, which key per-row randomness. ``index``
-    is the partition's position in the dataset order. ``source`` optionally keeps
-    the raw input rows (a pyarrow Table) for writing predictions; algorithms
-    never touch it. ``frame`` holds the raw feature columns (numeric with NaN for
-    missing values, or strings) when a preprocessing pipeline will build ``X``;
-    ``X`` then has no columns until it does.
+    ``row_ids`` the global row numbers, which key per-row randomness: given as an array,
+    or as the first row's number for a contiguous block (a whole file's rows), whose
+    numbers are then computed on each use instead of cached (8 bytes a row: 76 MiB of a
+    10⁷-row cache). ``index`` is the partition's position in the dataset order.
+    ``source`` optionally keeps the raw input rows (a pyarrow Table) for writing
+    predictions; algorithms never touch it. ``frame`` holds the raw feature columns
+    (numeric with NaN for missing values, or strings) when a preprocessing pipeline will
+    build ``X``; ``X`` then has no columns until it does.
     """
 
-    X: np.ndarray
-    y: np.ndarray | None
-    row_ids: np.ndarray
-    index: int = 0
-    source: Any = field(default=None, repr=False)
-    frame: dict[str, np.ndarray] | None = field(default=None, repr=False)
+    def __init__(
+        self,
+        X: np.ndarray,
+        y: np.ndarray | None,
+        row_ids: np.ndarray | int,
+        index: int = 0,
+        source: Any = None,
+        frame: dict[str, np.ndarray] | None = None,
+    ) -> None:
+        self.X = X
+        self.y = y
+        self._row_ids = row_ids if isinstance(row_ids, np.ndarray) else int(row_ids)
+        self.index = index
+        self.source = source
+        self.frame = frame
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         """Unpickled arrays realigned: a partition sent between processes (a Dask worker
         fetching it from another) can land at any byte of a merged message buffer."""
         self.__dict__.update({name: realigned(value) for name, value in state.items()})
 
+    def __repr__(self) -> str:
+        return f"Partition(index={self.index}, rows={self.n_rows}, features={self.X.shape[1]})"
+
     @property
     def n_rows(self) -> int:
         return int(self.X.shape[0])
+
+    @property
+    def row_ids(self) -> np.ndarray:
+        """The global row numbers (int64), one per row."""
+        if isinstance(self._row_ids, np.ndarray):
+            return self._row_ids
+        return np.arange(self._row_ids, self._row_ids + self.n_rows, dtype=np.int64)
+
+    def with_features(self, X: np.ndarray) -> Partition:
+        """The same rows (label, row numbers, source) with the feature matrix ``X`` and no
+        raw frame: what a preprocessing pipeline's stages build."""
+        return Partition(X, self.y, self._row_ids, self.index, self.source, None)
 
     @cached_property
     def squared_norms(self) -> np.ndarray:
@@ -191,7 +215,7 @@ class InMemoryEngine(Engine):
             Partition(
                 X=X[lo:hi],
                 y=None if y is None else y[lo:hi],
-                row_ids=np.arange(lo, hi, dtype=np.int64),
+                row_ids=int(lo),
                 index=i,
             )
             for i, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:], strict=True))

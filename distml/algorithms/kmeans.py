@@ -131,8 +131,9 @@ def farthest_rows(part: Partition, centers: np.ndarray, m: int) -> list[tuple[fl
     if part.n_rows == 0:
         return []
     dist = _closest(part, centers)
-    order = np.lexsort((part.row_ids, -dist))[:m]
-    return [(float(dist[i]), int(part.row_ids[i]), part.X[i].copy()) for i in order]
+    ids = part.row_ids
+    order = np.lexsort((ids, -dist))[:m]
+    return [(float(dist[i]), int(ids[i]), part.X[i].copy()) for i in order]
 
 
 def _keep_farthest(m: int):
@@ -155,11 +156,12 @@ def smallest_keys(part: Partition, seed: int, stream: int, m: int) -> list[tuple
     """The ``m`` rows with the smallest random keys: a uniform sample independent of layout."""
     if part.n_rows == 0:
         return []
-    keys = row_keys(seed, stream, part.row_ids)
+    ids = part.row_ids
+    keys = row_keys(seed, stream, ids)
     # the m smallest in O(n), then ordered by (key, row id) like the combine step
     chosen = np.argpartition(keys, m - 1)[:m] if m < part.n_rows else np.arange(part.n_rows)
-    order = chosen[np.lexsort((part.row_ids[chosen], keys[chosen]))]
-    return [(int(keys[i]), int(part.row_ids[i]), part.X[i].copy()) for i in order]
+    order = chosen[np.lexsort((ids[chosen], keys[chosen]))]
+    return [(int(keys[i]), int(ids[i]), part.X[i].copy()) for i in order]
 
 
 def _keep_smallest(m: int):
@@ -180,8 +182,9 @@ def oversample(
     if part.n_rows == 0:
         return []
     prob = ell * _closest(part, centers) / phi
-    chosen = np.nonzero(row_uniforms(seed, stream, part.row_ids) < prob)[0]
-    return [(int(part.row_ids[i]), part.X[i].copy()) for i in chosen]
+    ids = part.row_ids
+    chosen = np.nonzero(row_uniforms(seed, stream, ids) < prob)[0]
+    return [(int(ids[i]), part.X[i].copy()) for i in chosen]
 
 
 def cost_and_oversample(
@@ -201,11 +204,12 @@ def cost_and_oversample(
     phi_p = float(closest.sum())
     if phi_p <= 0:
         return phi_p, []
-    uniforms = row_uniforms(seed, stream, part.row_ids)
+    ids = part.row_ids
+    uniforms = row_uniforms(seed, stream, ids)
     scaled = ell * closest
     maybe = np.nonzero(uniforms < scaled / phi_p)[0]
     return phi_p, [
-        (int(part.row_ids[i]), float(scaled[i]), float(uniforms[i]), part.X[i].copy())
+        (int(ids[i]), float(scaled[i]), float(uniforms[i]), part.X[i].copy())
         for i in maybe
     ]
 

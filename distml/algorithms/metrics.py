@@ -56,11 +56,12 @@ def _sample_threshold(n_rows: int, m: int) -> int:
 
 def partition_sample(part: Partition, m: int, seed: int, threshold: int) -> RowSample:
     """The partition's rows whose key is below ``threshold`` (at most ``m``, smallest keys)."""
-    keys = row_keys(seed, SAMPLE_STREAM, part.row_ids)
+    ids = part.row_ids
+    keys = row_keys(seed, SAMPLE_STREAM, ids)
     chosen = np.nonzero(keys <= np.uint64(threshold))[0]
     chosen = chosen[np.argsort(keys[chosen], kind="stable")[:m]]
     y = part.y if part.y is not None else np.zeros(part.n_rows)
-    return RowSample(keys[chosen], part.row_ids[chosen], part.X[chosen], y[chosen], m)
+    return RowSample(keys[chosen], ids[chosen], part.X[chosen], y[chosen], m)
 
 
 def merge_samples(a: RowSample, b: RowSample) -> RowSample:

@@ -201,7 +201,6 @@ def load_partition(
     """
     wanted = features + ([label] if label is not None else [])
     table = read_table(uri, part, None if keep_source else wanted)
-    row_ids = np.arange(part.row_offset, part.row_offset + part.num_rows, dtype=np.int64)
     frame = feature_frame(table, features, part.path) if raw else None
     X = (
         np.empty((table.num_rows, 0))
@@ -211,7 +210,8 @@ def load_partition(
     y = label_vector(table, label, part.path) if label is not None else None
     if split is None:
         source = table if keep_source else None
-        return Partition(X, y, row_ids, part.index, source, frame), None
+        return Partition(X, y, part.row_offset, part.index, source, frame), None
+    row_ids = np.arange(part.row_offset, part.row_offset + part.num_rows, dtype=np.int64)
     test = split.test_mask(n_total, row_ids)
     train = ~test
 

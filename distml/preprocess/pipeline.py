@@ -53,7 +53,7 @@ def assemble(part: Partition, prepare: Prepared, names: list[str]) -> Partition:
                 "add an impute stage for it"
             )
         X[:, j] = column
-    return Partition(X, part.y, part.row_ids, part.index, part.source, None)
+    return part.with_features(X)
 
 
 class Pipeline:
@@ -155,7 +155,7 @@ class Pipeline:
                 columns[name] = pd.to_numeric(values, errors="raise").to_numpy(
                     dtype=np.float64, na_value=np.nan
                 )
-        part = Partition(np.empty((len(frame), 0)), None, np.arange(len(frame)), 0, None, columns)
+        part = Partition(np.empty((len(frame), 0)), None, 0, 0, None, columns)
         return assemble(part, Prepared(self.stages), self.feature_names_out_).X
 
     def kernel(self) -> Any:

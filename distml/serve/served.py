@@ -171,7 +171,7 @@ class PipelineModel(ServedModel):
 
         frame = self.frame(batch)
         n = batch.n_rows
-        part = Partition(np.empty((n, 0)), None, np.arange(n), 0, None, frame)
+        part = Partition(np.empty((n, 0)), None, 0, 0, None, frame)
         try:
             X = assemble(part, Prepared(self.pipeline.stages), self.pipeline.feature_names_out_).X
         except DistmlError as exc:  # e.g. a missing value no impute stage fills
