@@ -261,14 +261,33 @@ def test_keras_shap_finds_the_pixels_that_make_each_digit(tmp_path: Path) -> Non
                               capture_output=True, text=True, timeout=300)  # fmt: skip
         assert done.returncode == 0, done.stderr[-3000:]
 
+    # the job explains a few images cheaply (shap's cost knobs from the spec) ...
     run = tmp_path / "run"
     distml("run", str(REPO / "jobs" / "mnist_mirrored.yaml"),
            "--set", f"data.train={tmp_path / 'train'}", "--set", f"data.test={tmp_path / 'test'}",
-           "--set", "train.epochs=1", "--set", "interpret.shap=true", "--out", str(run))  # fmt: skip
-    info = json.loads((run / "shap_summary.json").read_text())
-    assert (info["method"], info["model"], info["explained_rows"]) == ("kernel", "keras", 20)
-    assert info["background"]["rows"] == 20 and (run / "shap_summary.png").is_file()
-    values = np.load(run / "shap_values.npy")
+           "--set", "train.epochs=1", "--set", "interpret.shap=true",
+           "--set", "interpret.samples=3", "--set", "interpret.coalitions=50", "--out", str(run))  # fmt: skip
+    small = json.loads((run / "shap_summary.json").read_text())
+    assert (small["method"], small["model"], small["explained_rows"]) == ("kernel", "keras", 3)
+    assert small["explainer"].startswith("shap.KernelExplainer, 50 coalitions per image")
+    assert small["background"]["rows"] == 20 and (run / "shap_summary.png").is_file()
+    assert np.load(run / "shap_values.npy").shape == (3, 784, 10)
+    # ... and `distml explain` with the same knobs and the job's background gives its values
+    quick = tmp_path / "quick"
+    distml("explain", str(run), "--data", str(tmp_path / "test"), "--background",
+           str(tmp_path / "train"), "--out", str(quick), "--samples", "3", "--coalitions", "50")  # fmt: skip
+    again = json.loads((quick / "shap_summary.json").read_text())
+    assert again["row_numbers"] == small["row_numbers"]
+    np.testing.assert_array_equal(np.load(quick / "shap_values.npy"), np.load(run / "shap_values.npy"))
+
+    # the defaults (20 images, 1000 coalitions each) point where the digits are
+    explained = tmp_path / "explained"
+    distml("explain", str(run), "--data", str(tmp_path / "test"),
+           "--background", str(tmp_path / "train"), "--out", str(explained))  # fmt: skip
+    info = json.loads((explained / "shap_summary.json").read_text())
+    assert (info["explained_rows"], info["background"]["rows"]) == (20, 20)
+    assert info["explainer"].startswith("shap.KernelExplainer, 1000 coalitions per image")
+    values = np.load(explained / "shap_values.npy")
     assert values.shape == (20, 784, 10)
     labels = pq.read_table(tmp_path / "test").column("label").to_numpy()
     shares = []
@@ -277,18 +296,6 @@ def test_keras_shap_finds_the_pixels_that_make_each_digit(tmp_path: Path) -> Non
         image = np.abs(values[n, :, k]).reshape(28, 28)
         shares.append(image[2 * k : 2 * k + 2].sum() / image.sum())
     assert min(shares) > 0.12 and np.mean(shares) > 0.2, shares  # uniform would be 0.071
-    summary = np.loadtxt(run / "shap_summary.csv", delimiter=",", skiprows=1)
+    summary = np.loadtxt(explained / "shap_summary.csv", delimiter=",", skiprows=1)
     assert summary.shape == (7840, 4)
     np.testing.assert_allclose(summary[:784, 2], np.abs(values[:, :, 0]).mean(axis=0))
-    explained = tmp_path / "explained"
-    distml("explain", str(run), "--data", str(tmp_path / "test"),
-           "--background", str(tmp_path / "train"), "--out", str(explained))  # fmt: skip
-    again = json.loads((explained / "shap_summary.json").read_text())
-    assert again["row_numbers"] == info["row_numbers"]
-    np.testing.assert_array_equal(np.load(explained / "shap_values.npy"), values)
-    quick = tmp_path / "quick"  # shap's cost knobs: images explained, coalitions per image
-    distml("explain", str(run), "--data", str(tmp_path / "test"), "--out", str(quick),
-           "--samples", "3", "--coalitions", "50")  # fmt: skip
-    small = json.loads((quick / "shap_summary.json").read_text())
-    assert small["explained_rows"] == 3 and np.load(quick / "shap_values.npy").shape == (3, 784, 10)
-    assert small["explainer"].startswith("shap.KernelExplainer, 50 coalitions per image")
