@@ -278,7 +278,9 @@ def test_keras_shap_finds_the_pixels_that_make_each_digit(tmp_path: Path) -> Non
            str(tmp_path / "train"), "--out", str(quick), "--samples", "3", "--coalitions", "50")  # fmt: skip
     again = json.loads((quick / "shap_summary.json").read_text())
     assert again["row_numbers"] == small["row_numbers"]
-    np.testing.assert_array_equal(np.load(quick / "shap_values.npy"), np.load(run / "shap_values.npy"))
+    np.testing.assert_array_equal(
+        np.load(quick / "shap_values.npy"), np.load(run / "shap_values.npy")
+    )
 
     # the defaults (20 images, 1000 coalitions each) point where the digits are
     explained = tmp_path / "explained"

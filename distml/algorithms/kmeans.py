@@ -209,8 +209,7 @@ def cost_and_oversample(
     scaled = ell * closest
     maybe = np.nonzero(uniforms < scaled / phi_p)[0]
     return phi_p, [
-        (int(ids[i]), float(scaled[i]), float(uniforms[i]), part.X[i].copy())
-        for i in maybe
+        (int(ids[i]), float(scaled[i]), float(uniforms[i]), part.X[i].copy()) for i in maybe
     ]
 
 
