@@ -57,6 +57,12 @@ def test_messages_round_trip_both_ways(encrypted: bool) -> None:
     task.send(("result", [(0, 1.5)]))
     assert driver.recv() == ("result", [(0, 1.5)])
     assert (type(driver.sock).__name__ == "SSLSocket") is encrypted
+    # no Nagle: a pass's request and answer must not wait for delayed ACKs (40 ms each way)
+    for channel in (driver, task):
+        assert channel.sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+    big = b"x" * (3 << 20)  # over the one-write limit: header and payload go out separately
+    driver.send(big)
+    assert task.recv() == big
     driver.close()
     task.close()
     if tls:
