@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from dataclasses import dataclass, field
@@ -19,6 +22,11 @@ import pyarrow.parquet as pq
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+# Spark driver JVMs map a class archive (distml.backends.spark.class_archive): the suite keeps
+# its own, recorded by the spark_class_archive fixture, not the user's ~/.cache one.
+SPARK_CLASSES = Path(tempfile.mkdtemp(prefix="distml-test-spark-classes-"))
+os.environ["DISTML_SPARK_CLASS_ARCHIVE"] = str(SPARK_CLASSES)
+atexit.register(shutil.rmtree, SPARK_CLASSES, True)
 BUCKET = "distml-data"  # the bucket s3_store creates
 REGION = "us-east-1"
 
@@ -90,9 +98,29 @@ def regression_dir(tmp_path: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
-def spark_session():
+def spark_class_archive(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The suite's class archive, recorded the way a user's first Spark run records it: by
+    ``distml run`` of the article's k-means example on ``local[2]``; later driver JVMs map it."""
+    pytest.importorskip("pyspark", reason="the spark extra is not installed")
+    root = tmp_path_factory.mktemp("record-classes")
+    if not list(SPARK_CLASSES.glob("*.jsa")):  # a Spark test that ran first may have recorded
+        result = subprocess.run(
+            [sys.executable, "-m", "distml.cli", "run", str(REPO / "jobs" / "kmeans.yaml"),
+             "--backend", "spark", "--set", "backend.master=local[2]",
+             "--set", f"data.train={root / 'example3'}", "--out", str(root / "run")],
+            capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert "spark: saving the driver JVM's classes" in result.stderr
+    (archive,) = SPARK_CLASSES.glob("*.jsa")
+    return archive
+
+
+@pytest.fixture(scope="session")
+def spark_session(spark_class_archive: Path):
     """One local[2] SparkSession for the whole run, started the way distml starts it (quiet
-    JVM); every ``get_backend("spark")`` in the tests attaches to it and leaves it running."""
+    JVM, mapping the suite's class archive); every ``get_backend("spark")`` in the tests
+    attaches to it and leaves it running."""
     pytest.importorskip("pyspark", reason="the spark extra is not installed")
     from distml.backends import get_backend
 

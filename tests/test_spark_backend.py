@@ -30,6 +30,7 @@ from distml.backends.spark.session import java_version, probe_master  # noqa: E4
 from distml.data.generate import Recipe, generate  # noqa: E402
 from distml.errors import BackendError, DataError, ModelError  # noqa: E402
 from distml.jobs import load_spec, run_job  # noqa: E402
+from distml.progress import Progress  # noqa: E402
 
 pytestmark = pytest.mark.spark
 
@@ -171,18 +172,33 @@ def test_a_killed_service_task_is_replaced_and_the_model_is_unchanged(
         data = spark.load(ds)
         undisturbed = spark.fit(model(), data)
         pids = data.train.map_reduce(lambda part: [os.getpid()], combine=concat)
-        result: dict = {}
-        fitting = threading.Thread(target=lambda: result.update(model=spark.fit(model(), data)))
-        fitting.start()
-        time.sleep(0.3)
-        assert fitting.is_alive(), "the fit finished before a task could be killed"
-        os.kill(pids[0], signal.SIGKILL)
-        fitting.join(timeout=300)
+        # killed between the fit's 3rd and 4th pass (a pass takes milliseconds: a timer
+        # could not land inside the fit)
+        killer = KillAfterPasses(pids[0], passes=3)
+        spark.progress = data.train.progress = killer
+        disturbed = spark.fit(model(), data)
+        assert killer.killed_at == 3
         after = set(data.train.map_reduce(lambda part: [os.getpid()], combine=concat))
     assert pids[0] not in after  # the partitions were re-read by a new task
     assert undisturbed.n_iter_ > 10
-    np.testing.assert_allclose(result["model"].coef_, undisturbed.coef_, rtol=1e-12)
-    assert result["model"].n_iter_ == undisturbed.n_iter_
+    np.testing.assert_allclose(disturbed.coef_, undisturbed.coef_, rtol=1e-12)
+    assert disturbed.n_iter_ == undisturbed.n_iter_
+
+
+class KillAfterPasses(Progress):
+    """Kills a process once the fit has made ``passes`` passes (from the driver's thread)."""
+
+    def __init__(self, pid: int, passes: int) -> None:
+        super().__init__()
+        self.pid, self.passes = pid, passes
+        self.killed_at: int | None = None
+
+    def step(self, n: int = 1, detail: str | None = None) -> None:
+        super().step(n, detail)
+        fitting = (self.stage_name or "").startswith("fitting")
+        if fitting and self.killed_at is None and self.completed >= self.passes:
+            self.killed_at = self.completed
+            os.kill(self.pid, signal.SIGKILL)
 
 
 def test_worker_errors_keep_their_class_and_message(tmp_path: Path, spark_session) -> None:

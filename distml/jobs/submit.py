@@ -24,7 +24,8 @@ from pathlib import Path
 
 from distml.backends import get_backend
 from distml.backends.registry import parse_backend
-from distml.backends.spark.session import forward_stderr, log4j_config, probe_master
+from distml.backends.spark import class_archive
+from distml.backends.spark.session import forward_stderr, java_version, log4j_config, probe_master
 from distml.clusters.state import cluster_for_address
 from distml.errors import SpecError
 from distml.jobs.result import RunResult
@@ -78,6 +79,8 @@ def submit_spark(
     spec = load_spec(spec_path, overrides, backend=cluster)  # validated before anything starts
     run_output(spec, out, overwrite)  # and the run folder checked
     probe_master(cluster, spec.backend.timeout or 10.0)
+    java, _ = java_version()
+    archive = class_archive.plan(java)  # the driver JVM is spark-submit's: same jars
     record = cluster_for_address(state, cluster)
     out = out or default_out(spec)
     with tempfile.TemporaryDirectory(prefix="distml-ship-") as folder:
@@ -89,7 +92,8 @@ def submit_spark(
             "--py-files", str(shipped),
             "--conf", f"spark.pyspark.python={sys.executable}",
             "--conf", f"spark.pyspark.driver.python={sys.executable}",
-            "--conf", f"spark.driver.extraJavaOptions=-Dlog4j2.configurationFile={log4j_config()}",
+            "--conf", f"spark.driver.extraJavaOptions=-Dlog4j2.configurationFile={log4j_config()} "
+                      f"{archive.java_options}".rstrip(),
             "--conf", "spark.ui.enabled=false",
         ]  # fmt: skip
         if properties is not None:
@@ -113,7 +117,10 @@ def submit_spark(
         if host in ("127.0.0.1", "localhost"):  # a cluster on this machine: stay on loopback
             env.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
         env.pop("PYSPARK_GATEWAY_PORT", None)
-        return _run_streaming(command, env, driver_stderr)
+        code = _run_streaming(command, env, driver_stderr)
+    if archive.recording is not None:  # spark-submit has exited: its JVM wrote the archive
+        class_archive.publish(archive.recording, java)
+    return code
 
 
 def _run_streaming(command: list[str], env: dict[str, str], driver_stderr: Path) -> int:

@@ -29,16 +29,18 @@ from distml.backends.base import (
     feature_bytes,
     parse_bytes,
 )
-from distml.backends.spark import mllib
+from distml.backends.spark import class_archive, mllib
 from distml.backends.spark.service import LoadRequest, PartitionService, portable_exception
 from distml.backends.spark.session import (
     StageLines,
     java_version,
     launch_context,
+    launches_jvm,
     log4j_config,
     probe_master,
     registered_context,
     slots,
+    stop_jvm,
     wait_for_executors,
 )
 from distml.data.dataset import Dataset
@@ -247,6 +249,8 @@ class SparkBackend(Backend):
         self._owned = False
         self._service: PartitionService | None = None
         self._stage_lines: StageLines | None = None
+        self._java: str | None = None
+        self._archive = class_archive.ArchivePlan("")
 
     @property
     def description(self) -> str:
@@ -281,7 +285,7 @@ class SparkBackend(Backend):
             self.spark = active
         else:
             master = self.master or "local[*]"
-            java_version()
+            self._java, _ = java_version()
             probe_master(master, self.timeout)
             conf = self._spark_conf(master)
             if master.startswith("local"):
@@ -328,7 +332,10 @@ class SparkBackend(Backend):
             os.environ["PYSPARK_PYTHON"] = sys.executable
         settings.update(self.conf)
         user_options = str(self.conf.get("spark.driver.extraJavaOptions", ""))
-        settings["spark.driver.extraJavaOptions"] = f"{java_options} {user_options}".strip()
+        if self._java is not None and launches_jvm():
+            self._archive = class_archive.plan(self._java, user_options)
+        options = (java_options, self._archive.java_options, user_options)
+        settings["spark.driver.extraJavaOptions"] = " ".join(o for o in options if o)
         conf = SparkConf()
         for key, value in settings.items():
             conf.set(key, str(value).lower() if isinstance(value, bool) else str(value))
@@ -341,6 +348,14 @@ class SparkBackend(Backend):
             self._service.stop()
         if self._owned and self.spark is not None:
             self.spark.stop()
+            recording = self._archive.recording
+            if recording is not None and self._java is not None:
+                self.progress.message(
+                    "spark: saving the driver JVM's classes for faster starts (once, ~15 s)"
+                )
+                if stop_jvm(timeout=180):
+                    class_archive.publish(recording, self._java)
+                self._archive = class_archive.ArchivePlan("")
 
     @contextmanager
     def exclusive(self) -> Iterator[None]:

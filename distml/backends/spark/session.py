@@ -103,12 +103,45 @@ def log4j_config() -> str:
     return f"file:{path}"
 
 
+def launches_jvm() -> bool:
+    """Whether a new SparkContext here starts its own driver JVM (not spark-submit's, not an
+    earlier session's)."""
+    from pyspark import SparkContext
+
+    return SparkContext._gateway is None and "PYSPARK_GATEWAY_PORT" not in os.environ
+
+
+def stop_jvm(timeout: float) -> bool:
+    """End the driver JVM this process launched (after ``spark.stop()``) and wait for it to
+    exit; ``True`` when it exited cleanly. A later session here launches a new one."""
+    from pyspark import SparkContext
+
+    gateway = SparkContext._gateway
+    proc = getattr(gateway, "proc", None)
+    if gateway is None or proc is None:
+        return False
+    try:
+        gateway.shutdown()
+    except Exception:  # noqa: BLE001 - the JVM may be gone already; its exit status decides
+        log.debug("spark: the gateway did not shut down cleanly", exc_info=True)
+    SparkContext._gateway = None
+    SparkContext._jvm = None
+    if proc.stdin is not None:
+        proc.stdin.close()  # the JVM exits when its stdin closes (PythonGatewayServer)
+    try:
+        return proc.wait(timeout=timeout) == 0
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        return False
+
+
 def launch_context(conf: Any) -> Any:
     """A new SparkContext whose JVM's stderr is filtered of its start-up noise."""
     from pyspark import SparkContext
     from pyspark.java_gateway import launch_gateway
 
-    if SparkContext._gateway is not None or "PYSPARK_GATEWAY_PORT" in os.environ:
+    if not launches_jvm():
         return SparkContext(conf=conf)  # the JVM exists (spark-submit, or an earlier session)
     gateway = launch_gateway(conf, popen_kwargs={"stderr": subprocess.PIPE})
     proc = getattr(gateway, "proc", None)
