@@ -32,6 +32,7 @@ def run(workdir: Path, env: dict[str, str], tag: str) -> tuple[float, float]:
          "--backend", "spark", "--set", "backend.master=local[2]",
          "--set", f"data.train={workdir / 'example3'}", "--out", str(out)],
         capture_output=True, text=True, env=env, timeout=600,
+        cwd=workdir,  # not the checkout: `python -m` puts the working folder first on sys.path
     )  # fmt: skip
     wall = time.perf_counter() - started
     if result.returncode != 0:
