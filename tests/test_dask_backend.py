@@ -359,3 +359,22 @@ def test_a_cluster_that_lost_every_worker_fails_in_one_line_not_a_hang(
         f"dask: the cluster at {cluster.scheduler_address} has had no workers for 2s"
     )
     assert "\n" not in message
+
+
+def test_local_cluster_workers_drop_only_the_noise_the_driver_reports_itself() -> None:
+    """The filter a LocalCluster's workers get: a heartbeat failing because the driver's
+    scheduler has gone (Ctrl-C raced the cluster's close in CI) and "Compute Failed" for a
+    distml error are dropped; other records, a foreign exception's included, are kept."""
+    import logging
+
+    from distml.backends.dask_quiet import SCHEDULER_GONE, _DropReportedErrors
+
+    def record(msg: str, *args: object) -> logging.LogRecord:
+        return logging.LogRecord("distributed.worker", logging.ERROR, "w.py", 1, msg, args, None)
+
+    keep = _DropReportedErrors().filter
+    failed = "Compute Failed\nKey: %s\nState: %s\nTask: %s\nException: %s\nTraceback: %s"
+    assert keep(record(SCHEDULER_GONE)) is False
+    assert keep(record(failed, "k", "s", "t", "DataError('x.parquet: bad')", "")) is False
+    assert keep(record(failed, "k", "s", "t", "ZeroDivisionError('x')", "")) is True
+    assert keep(record("Unexpected exception during heartbeat. Closing worker.")) is True

@@ -3,8 +3,8 @@
 A task that raises one of distml's own errors (bad data found while reading, a label
 that does not fit the model) makes the worker log "Compute Failed" with a traceback,
 while the driver prints the same error as one line. On the workers of a LocalCluster,
-whose stderr is the user's terminal, that log record is dropped; anything else a worker
-logs is kept.
+whose stderr is the user's terminal, that log record is dropped, and so is a heartbeat's
+traceback when the driver's scheduler has gone; anything else a worker logs is kept.
 """
 
 from __future__ import annotations
@@ -26,12 +26,20 @@ def _distml_error_names() -> tuple[str, ...]:
     return tuple(names)
 
 
+# A LocalCluster's scheduler lives in the driver process: when a worker cannot reach it, the
+# driver is stopping (Ctrl-C, an error) and says so in its own line; the worker's traceback
+# (a heartbeat racing the cluster's close) is noise on the user's terminal.
+SCHEDULER_GONE = "Failed to communicate with scheduler during heartbeat."
+
+
 class _DropReportedErrors(logging.Filter):
     def __init__(self) -> None:
         super().__init__()
         self._names = _distml_error_names()
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if record.msg == SCHEDULER_GONE:
+            return False
         if not str(record.msg).startswith("Compute Failed") or not record.args:
             return True
         exception_text = str(record.args[3]) if len(record.args) > 3 else ""  # type: ignore[arg-type]
