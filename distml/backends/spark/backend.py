@@ -355,6 +355,8 @@ class SparkBackend(Backend):
                 )
                 if stop_jvm(timeout=180):
                     class_archive.publish(recording, self._java)
+                else:
+                    class_archive.discard(recording)
                 self._archive = class_archive.ArchivePlan("")
 
     @contextmanager

@@ -19,7 +19,7 @@ records its own.
 
 Where: ``$DISTML_SPARK_CLASS_ARCHIVE`` (a folder; ``0`` or ``off`` turns the archive off),
 else ``$XDG_CACHE_HOME/distml/spark-classes``, else ``~/.cache/distml/spark-classes``.
-An archive is ~150 MB.
+An archive is ~120–150 MB.
 """
 
 from __future__ import annotations
@@ -31,6 +31,8 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+import psutil
 
 # JVM options on archives are reported through unified logging on stdout: keep them quiet
 # (an archive the JVM cannot use is simply not used).
@@ -125,21 +127,16 @@ def _someone_records(folder: Path, key: str) -> bool:
             fresh = time.time() - path.stat().st_mtime < STALE_SECONDS
         except (ValueError, IndexError, OSError):
             continue
-        if fresh and _alive(pid):
+        if fresh and psutil.pid_exists(pid):
             busy = True
         else:
             path.unlink(missing_ok=True)
     return busy
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+def discard(recording: Recording) -> None:
+    """Drop a recording whose JVM did not exit cleanly (so the next driver records anew)."""
+    recording.tmp.unlink(missing_ok=True)
 
 
 def publish(recording: Recording, java: str) -> Path | None:
