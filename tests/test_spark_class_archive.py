@@ -95,3 +95,16 @@ def test_one_process_records_and_users_options_win(
     assert class_archive.plan(java, own) == class_archive.ArchivePlan("")
     monkeypatch.setenv("DISTML_SPARK_CLASS_ARCHIVE", "off")
     assert class_archive.plan(java) == class_archive.ArchivePlan("")
+
+
+def test_a_cache_folder_that_cannot_be_written_means_no_archive_not_a_failure(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The archive is an optimisation: a folder that is a file (or read-only) gives the JVM no
+    archive options, and Spark starts as it did without one."""
+    java, _ = java_version()
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file")
+    monkeypatch.setenv("DISTML_SPARK_CLASS_ARCHIVE", str(blocker / "classes"))
+    assert class_archive.plan(java) == class_archive.ArchivePlan("")
+    assert blocker.read_text() == "a file"
