@@ -121,7 +121,9 @@ def dask_tls(state: Path, no_distml: dict[str, str]):
 
 
 @pytest.fixture(scope="module")
-def spark_auth(state: Path, no_distml: dict[str, str]):
+def spark_auth(state: Path, no_distml: dict[str, str], spark_class_archive: Path):
+    """A 2-worker standalone cluster requiring a secret; its JVMs map the class archive the
+    suite's first Spark driver recorded."""
     record = up(state, "spark", "--workers", 2, "--cores", 1, "--auth", env=no_distml)
     yield record
     cli("cluster", "down", record.id, "--state-dir", state)
@@ -520,27 +522,37 @@ def test_spark_executors_cannot_import_distml_before_submission(
 
 
 def test_a_seed_job_submitted_to_spark_equals_its_local_run(
-    spark_auth, state: Path, local_seed_runs, tmp_path: Path
+    spark_auth, state: Path, local_seed_runs, tmp_path: Path, spark_class_archive: Path
 ) -> None:
-    # one submission (a driver JVM each, ~25 s here) covers the submit path; all three seed
-    # jobs give the article's numbers on Spark in test_spark_backend.py
-    for name in ("logistic_regression",):
-        data, local_out = local_seed_runs[name]
-        result = distml_cmd(
-            "submit",
-            *seed_spec(name, data),
-            "--cluster",
-            spark_auth.address,
-            "--out",
-            tmp_path / name,
-            "--state-dir",
-            state,
-        )
-        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-        assert "run folder:" in result.stdout
-        written = json.loads((tmp_path / name / "metrics.json").read_text())
-        assert written["backend"] == f"spark({spark_auth.address})"
-        same_run(tmp_path / name, local_out)
+    """One submission (~25 s here) covers the submit path; all three seed jobs give the
+    article's numbers on Spark in test_spark_backend.py. The cluster's JVMs on this machine
+    (Master, Workers, the job's executors) load their classes from the drivers' archive."""
+    name = "logistic_regression"
+    data, local_out = local_seed_runs[name]
+    loads = tmp_path / "executor-classes"
+    loads.mkdir()
+    result = distml_cmd(
+        "submit", *seed_spec(name, data), "--cluster", spark_auth.address,
+        "--out", tmp_path / name, "--state-dir", state,
+        # the user's own executor options come after the archive's
+        "--set", "backend.conf.spark.executor.extraJavaOptions="
+                 f"-Xlog:class+load=info:file={loads}/executor-%p.log",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "run folder:" in result.stdout
+    written = json.loads((tmp_path / name / "metrics.json").read_text())
+    assert written["backend"] == f"spark({spark_auth.address})"
+    same_run(tmp_path / name, local_out)
+
+    executors = sorted(loads.iterdir())
+    assert len(executors) == 2, executors  # one per worker
+    for log in executors:
+        lines = log.read_text().splitlines()
+        shared = [line for line in lines if "source: shared objects file (top)" in line]
+        assert len(shared) > 0.5 * len(lines) > 3500, (log.name, len(shared), len(lines))
+    for info in spark_auth.processes:  # a JVM maps the archive only if it accepted it
+        maps = Path(f"/proc/{info.pid}/maps").read_text()
+        assert str(spark_class_archive) in maps, info.role
 
 
 def test_a_predict_job_submitted_to_spark_equals_local_predict(

@@ -14,7 +14,9 @@ from conftest import REPO
 
 pytest.importorskip("pyspark", reason="the spark extra is not installed")
 from distml.backends.spark import class_archive  # noqa: E402
-from distml.backends.spark.session import java_version  # noqa: E402
+from distml.backends.spark.backend import SparkBackend  # noqa: E402
+from distml.backends.spark.session import executors_here, java_version  # noqa: E402
+from distml.clusters.spark_cluster import _daemon_java_options  # noqa: E402
 
 pytestmark = pytest.mark.spark
 
@@ -108,3 +110,54 @@ def test_a_cache_folder_that_cannot_be_written_means_no_archive_not_a_failure(
     monkeypatch.setenv("DISTML_SPARK_CLASS_ARCHIVE", str(blocker / "classes"))
     assert class_archive.plan(java) == class_archive.ArchivePlan("")
     assert blocker.read_text() == "a file"
+
+
+@pytest.mark.parametrize(
+    ("master", "here"),
+    [
+        ("spark://127.0.0.1:7077", True),
+        ("spark://localhost:7077,127.0.0.1:7078", True),
+        ("local-cluster[2,1,1024]", True),
+        ("local[2]", False),  # no executor JVMs
+        ("spark://10.0.0.5:7077", False),
+        ("spark://127.0.0.1:7077,spark-2.example:7077", False),
+        ("yarn", False),
+        ("k8s://https://127.0.0.1:6443", False),
+    ],
+)
+def test_executors_on_this_machine_are_recognised(master: str, here: bool) -> None:
+    assert executors_here(master) is here
+
+
+def test_executors_and_daemons_here_map_the_published_archive(
+    spark_class_archive: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Executors and the Master and Workers of a cluster on this machine share the drivers'
+    classpath: they map the published archive (never record one), after which come the
+    user's own options; the user's archive options, or archives off, leave theirs alone."""
+    java, _ = java_version()
+    mapped = f"-XX:SharedArchiveFile={spark_class_archive} {class_archive.QUIET}"
+    assert class_archive.mapping_options(java) == mapped
+    assert _daemon_java_options(java, "-Dx=1") == f"{mapped} -Dx=1"
+
+    def executor_options(master: str, conf: dict[str, str]) -> str | None:
+        backend = SparkBackend(master=master, conf=conf)
+        backend._java = java
+        return backend._spark_conf(master).get("spark.executor.extraJavaOptions")
+
+    assert executor_options("spark://127.0.0.1:7077", {}) == mapped
+    own = {"spark.executor.extraJavaOptions": "-Xss4m"}
+    assert executor_options("spark://127.0.0.1:7077", own) == f"{mapped} -Xss4m"
+    assert executor_options("spark://10.0.0.5:7077", own) == "-Xss4m"  # the path is ours
+    assert executor_options("local[2]", {}) is None
+    theirs = {"spark.executor.extraJavaOptions": "-XX:SharedArchiveFile=/opt/mine.jsa"}
+    assert (
+        executor_options("spark://127.0.0.1:7077", theirs) == "-XX:SharedArchiveFile=/opt/mine.jsa"
+    )
+    assert (
+        _daemon_java_options(java, "-XX:SharedArchiveFile=/opt/m.jsa")
+        == "-XX:SharedArchiveFile=/opt/m.jsa"
+    )
+    monkeypatch.setenv("DISTML_SPARK_CLASS_ARCHIVE", "off")
+    assert class_archive.mapping_options(java) == ""
+    assert executor_options("spark://127.0.0.1:7077", {}) is None

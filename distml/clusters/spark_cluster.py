@@ -15,6 +15,7 @@ import shutil
 import socket
 from pathlib import Path
 
+from distml.backends.spark import class_archive
 from distml.backends.spark.session import java_version
 from distml.clusters.processes import spawn, stop, wait_until
 from distml.clusters.state import ClusterRecord, new_cluster_folder, write_private
@@ -50,7 +51,7 @@ def up(
     """Start a Master and ``workers`` Workers; return once all Workers registered."""
     if workers < 1 or cores < 1:
         raise BackendError("--workers and --cores must be >= 1")
-    java_version()
+    java, _ = java_version()
     cluster_id, folder = new_cluster_folder(state, "spark")
     port = _free_port(host)
     record = ClusterRecord(
@@ -71,6 +72,9 @@ def up(
         if auth:
             record.secret_file = str(props)
         env = {**os.environ, "SPARK_HOME": str(spark_home()), "SPARK_LOCAL_IP": host}
+        daemon_options = _daemon_java_options(java, env.get("SPARK_DAEMON_JAVA_OPTS", ""))
+        if daemon_options:
+            env["SPARK_DAEMON_JAVA_OPTS"] = daemon_options
         spark_class = str(spark_home() / "bin" / "spark-class")
         master = [
             spark_class, MASTER, "--host", host, "--port", str(port),
@@ -102,6 +106,13 @@ def up(
         stop(record.processes)
         shutil.rmtree(folder, ignore_errors=True)
         raise
+
+
+def _daemon_java_options(java: str, user_options: str) -> str:
+    """The Master's and Workers' JVM options: the drivers' class archive mapped (their
+    classpath is the drivers': ~6 s less to start here), then the user's own."""
+    mapped = class_archive.mapping_options(java, user_options)
+    return f"{mapped} {user_options}".strip()
 
 
 def _answers(host: str, port: int) -> bool:

@@ -33,6 +33,7 @@ from distml.backends.spark import class_archive, mllib
 from distml.backends.spark.service import LoadRequest, PartitionService, portable_exception
 from distml.backends.spark.session import (
     StageLines,
+    executors_here,
     java_version,
     launch_context,
     launches_jvm,
@@ -308,7 +309,7 @@ class SparkBackend(Backend):
             self._stage_lines.start()
 
     def _spark_conf(self, master: str) -> Any:
-        from pyspark import SparkConf
+        from pyspark import SparkConf, SparkContext
 
         java_options = f"-Dlog4j2.configurationFile={log4j_config()}"
         settings: dict[str, Any] = {
@@ -336,7 +337,15 @@ class SparkBackend(Backend):
             self._archive = class_archive.plan(self._java, user_options)
         options = (java_options, self._archive.java_options, user_options)
         settings["spark.driver.extraJavaOptions"] = " ".join(o for o in options if o)
+        if not launches_jvm():  # attach to spark-submit's JVM: its settings are the defaults
+            SparkContext._ensure_initialized()
         conf = SparkConf()
+        if self._java is not None and executors_here(master):  # their classpath is ours
+            key = "spark.executor.extraJavaOptions"
+            user_options = str(self.conf.get(key, conf.get(key, "")))
+            mapped = class_archive.mapping_options(self._java, user_options)
+            if mapped:
+                settings[key] = f"{mapped} {user_options}".strip()
         for key, value in settings.items():
             conf.set(key, str(value).lower() if isinstance(value, bool) else str(value))
         return conf

@@ -97,6 +97,21 @@ def probe_master(master: str, timeout: float) -> None:
     )
 
 
+LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
+
+
+def executors_here(master: str) -> bool:
+    """Whether this master's executors are JVMs on this machine: a standalone master on
+    loopback (``distml cluster up``'s) or ``local-cluster[…]``; not ``local`` (no executor
+    JVMs), YARN, Kubernetes or a master on another host."""
+    if master.startswith("local-cluster"):
+        return True
+    if not master.startswith("spark://"):
+        return False
+    hosts = [hostport.rpartition(":")[0] for hostport in master[len("spark://") :].split(",")]
+    return all(host in LOOPBACK for host in hosts)
+
+
 def log4j_config() -> str:
     """The ``file:`` URI of distml's log4j2 configuration for the driver JVM."""
     path = resources.files("distml.backends.spark").joinpath("log4j2.properties")
