@@ -10,11 +10,16 @@ scikit-learn's. Run by hand (not part of the test suite):
     distml data generate classification --rows 2e6 --features 20 --partitions 16 --out /tmp/wp/cls
     distml data generate blobs --rows 2e6 --features 20 --partitions 16 --out /tmp/wp/blobs
     python benchmarks/whole_process.py --data /tmp/wp --repeat 3
+
+``--old FOLDER`` adds `distml run` on Dask from an older checkout (a ``git worktree``), put
+first on ``PYTHONPATH``; run the script from outside the checkout then (``python -m``
+puts the current folder first on ``sys.path``).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import subprocess
 import sys
@@ -74,9 +79,9 @@ def _spec(task: str, data: Path, folder: Path) -> Path:
     return spec
 
 
-def _timed(command: list[str]) -> float:
+def _timed(command: list[str], env: dict[str, str] | None = None) -> float:
     started = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True)
+    done = subprocess.run(command, capture_output=True, text=True, env=env)
     took = time.perf_counter() - started
     if done.returncode != 0:
         raise SystemExit(f"{' '.join(command)} failed:\n{done.stderr[-2000:]}")
@@ -88,6 +93,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, required=True, help="folder with reg/ cls/ blobs/")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--tasks", default="linreg,logreg,kmeans")
+    parser.add_argument("--old", type=Path, help="an older checkout to compare on Dask")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="distml-whole-"))
     print("| task | candidate | median wall s | runs | × scikit-learn |")
@@ -97,8 +103,15 @@ def main() -> None:
         script = work / f"{task}_sklearn.py"
         script.write_text(_sklearn_script(task))
         sub = TASKS[task][0]
-        names = ["scikit-learn (one process)", "distml local", "distml dask (LocalCluster it starts)"]
+        names = [
+            "scikit-learn (one process)",
+            "distml local",
+            "distml dask (LocalCluster it starts)",
+        ]
+        if args.old:
+            names.append("distml dask, old checkout")
         times: dict[str, list[float]] = {name: [] for name in names}
+        old_env = {**os.environ, "PYTHONPATH": str(args.old)} if args.old else None
         for i in range(args.repeat):
             commands = [
                 [sys.executable, str(script), str(args.data / sub), str(work / f"{task}-{i}.pkl")],
@@ -106,9 +119,12 @@ def main() -> None:
                  "--out", str(work / f"{task}-local-{i}")],
                 [sys.executable, "-m", "distml", "run", str(spec), "--backend", "dask",
                  "--out", str(work / f"{task}-dask-{i}")],
+                [sys.executable, "-m", "distml", "run", str(spec), "--backend", "dask",
+                 "--out", str(work / f"{task}-dask-old-{i}")],
             ]  # fmt: skip
-            for name, command in zip(names, commands, strict=True):
-                times[name].append(_timed(command))
+            for name, command in zip(names, commands, strict=False):
+                env = old_env if name.endswith("old checkout") else None
+                times[name].append(_timed(command, env))
         base = statistics.median(times["scikit-learn (one process)"])
         for name, runs in times.items():
             median = statistics.median(runs)

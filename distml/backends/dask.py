@@ -2,10 +2,12 @@
 
 Partitions are read *on the workers* (``client.map`` of the shared partition
 reader) and stay there as futures, one per Parquet file or row-group chunk; X
-and y live in one object, so they can never disagree. ``map_reduce`` maps a
-function over those futures and combines the results on the workers in
-:func:`~distml.algorithms.engine.tree_reduce`'s pairing order, so only the small
-statistics reach the client and the model equals every other engine's. If a
+and y live in one object, so they can never disagree. ``map_reduce`` runs one task
+per worker thread over the partitions that worker holds; the small per-partition
+statistics come back and are combined in
+:func:`~distml.algorithms.engine.tree_reduce`'s pairing order, so the model equals
+every other engine's. (Streaming passes are one read task per partition, combined
+on the workers in the same order.) If a
 worker dies, the scheduler re-runs the reads of its partitions from their
 lineage and the fit goes on.
 """
@@ -32,10 +34,19 @@ from distributed.client import FutureCancelledError
 from distributed.comm import CommClosedError
 from distributed.scheduler import KilledWorker
 
-from distml.algorithms.engine import Engine, concat
+from distml.algorithms.engine import Engine, concat, tree_reduce
 from distml.algorithms.logistic import find_classes
 from distml.backends.base import CACHE_MEMORY_FRACTION, Backend, LoadedData, feature_bytes
-from distml.backends.dask_tasks import _X, _Apply, _n_rows, _pick, _shape, _shape_list, _y
+from distml.backends.dask_tasks import (
+    _X,
+    _Apply,
+    _apply_each,
+    _n_rows,
+    _pick,
+    _shape,
+    _shape_list,
+    _y,
+)
 from distml.data.dataset import Dataset, PartitionSpec
 from distml.data.reader import PartitionReader, ReadThenApply, load_partition
 from distml.data.split import Split, split_sizes
@@ -98,15 +109,47 @@ class DaskEngine(Engine):
         self.parts = []
 
     def _map_reduce(self, fn, broadcast, combine):  # type: ignore[no-untyped-def]
-        # One graph per pass: the map over the cached partitions, then tree_reduce's pairing
-        # as combine tasks on the workers; a single submission, one result back.
+        if self._reader is None:
+            with scheduler_errors(self.client):
+                return tree_reduce(self._map_where_cached(_Apply(fn, broadcast)), combine)
+        return self._map_reduce_graph(fn, broadcast, combine)
+
+    def _map_where_cached(self, call: _Apply) -> list[Any]:
+        """``[call(p) for p in parts]``, as one task per worker thread over the partitions
+        that worker holds (not one per partition: Dask spends ~8 ms of scheduling on each
+        task here, which made a pass over 16 cached partitions cost 0.27 s when its work
+        took 0.1 s). A partition that moved since the scheduler said where it was is
+        fetched; a lost worker's tasks run elsewhere, as for any Dask task."""
+        holders = self.client.who_has(self.parts)
+        threads = self.client.nthreads()
+        groups: dict[str | None, list[int]] = {}
+        for i, part in enumerate(self.parts):
+            where = holders.get(part.key) or ()
+            groups.setdefault(where[0] if where else None, []).append(i)
+        batches: list[tuple[list[int], Future]] = []
+        for worker, indices in groups.items():
+            n = max(1, min(len(indices), threads.get(worker, 1) if worker else 1))
+            for chunk in np.array_split(np.asarray(indices), n):
+                chunk_list = [int(i) for i in chunk]
+                place = {"workers": [worker], "allow_other_workers": True} if worker else {}
+                future = self.client.submit(
+                    _apply_each, call, [self.parts[i] for i in chunk_list], pure=False, **place
+                )
+                batches.append((chunk_list, future))
+        results: list[Any] = [None] * len(self.parts)
+        for (indices, _), values in zip(
+            batches, gather(self.client, [future for _, future in batches]), strict=True
+        ):
+            for i, value in zip(indices, values, strict=True):
+                results[i] = value
+        return results
+
+    def _map_reduce_graph(self, fn, broadcast, combine):  # type: ignore[no-untyped-def]
+        # Streaming, one graph per pass: a read-then-apply task per partition, then
+        # tree_reduce's pairing as combine tasks on the workers; one result back.
         token = uuid.uuid4().hex
         graph: dict[str, Any] = {}
-        call = (
-            _Apply(fn, broadcast)
-            if self._reader is None
-            else ReadThenApply(self._reader, fn, broadcast)
-        )
+        call = ReadThenApply(self._reader, fn, broadcast)
         level = []
         for i, part in enumerate(self.parts):
             key = f"distml-map-{token}-{i}"

@@ -32,6 +32,11 @@ class _Apply:
         return self.fn(part, *self.broadcast)
 
 
+def _apply_each(call: _Apply, parts: list[Partition]) -> list[Any]:
+    """One task's share of a pass: ``call`` on each of the partitions its worker holds."""
+    return [call(part) for part in parts]
+
+
 def _pick(pair: tuple[Partition, Partition | None], which: int) -> Partition:
     part = pair[which]
     assert part is not None
