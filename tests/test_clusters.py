@@ -545,11 +545,11 @@ def test_a_seed_job_submitted_to_spark_equals_its_local_run(
     same_run(tmp_path / name, local_out)
 
     executors = sorted(loads.iterdir())
-    assert len(executors) == 2, executors  # one per worker
+    assert len(executors) >= 2, executors  # one per worker (more if one was relaunched)
     for log in executors:
         lines = log.read_text().splitlines()
         shared = [line for line in lines if "source: shared objects file (top)" in line]
-        assert len(shared) > 0.5 * len(lines) > 3500, (log.name, len(shared), len(lines))
+        assert len(shared) > max(3500, len(lines) / 2), (log.name, len(shared), len(lines))
     for info in spark_auth.processes:  # a JVM maps the archive only if it accepted it
         maps = Path(f"/proc/{info.pid}/maps").read_text()
         assert str(spark_class_archive) in maps, info.role

@@ -130,12 +130,15 @@ def test_executors_on_this_machine_are_recognised(master: str, here: bool) -> No
 
 
 def test_executors_and_daemons_here_map_the_published_archive(
-    spark_class_archive: Path, monkeypatch: pytest.MonkeyPatch
+    spark_class_archive: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     """Executors and the Master and Workers of a cluster on this machine share the drivers'
     classpath: they map the published archive (never record one), after which come the
-    user's own options; the user's archive options, or archives off, leave theirs alone."""
+    user's own options (from the spec, or spark-defaults.conf); the user's archive options,
+    or archives off, leave theirs alone."""
     java, _ = java_version()
+    monkeypatch.setenv("PYSPARK_PYTHON", sys.executable)  # _spark_conf would set it
+    monkeypatch.setenv("SPARK_CONF_DIR", str(tmp_path))  # no spark-defaults.conf yet
     mapped = f"-XX:SharedArchiveFile={spark_class_archive} {class_archive.QUIET}"
     assert class_archive.mapping_options(java) == mapped
     assert _daemon_java_options(java, "-Dx=1") == f"{mapped} -Dx=1"
@@ -158,6 +161,11 @@ def test_executors_and_daemons_here_map_the_published_archive(
         _daemon_java_options(java, "-XX:SharedArchiveFile=/opt/m.jsa")
         == "-XX:SharedArchiveFile=/opt/m.jsa"
     )
+    (tmp_path / "spark-defaults.conf").write_text(
+        "spark.executor.extraJavaOptions  -Dfrom.defaults=1\n"
+    )
+    assert executor_options("spark://127.0.0.1:7077", {}) == f"{mapped} -Dfrom.defaults=1"
+    assert executor_options("spark://127.0.0.1:7077", own) == f"{mapped} -Xss4m"  # spec wins
     monkeypatch.setenv("DISTML_SPARK_CLASS_ARCHIVE", "off")
     assert class_archive.mapping_options(java) == ""
     assert executor_options("spark://127.0.0.1:7077", {}) is None

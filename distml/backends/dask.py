@@ -116,10 +116,10 @@ class DaskEngine(Engine):
 
     def _map_where_cached(self, call: _Apply) -> list[Any]:
         """``[call(p) for p in parts]``, as one task per worker thread over the partitions
-        that worker holds (not one per partition: Dask spends ~8 ms of scheduling on each
-        task here, which made a pass over 16 cached partitions cost 0.27 s when its work
-        took 0.1 s). A partition that moved since the scheduler said where it was is
-        fetched; a lost worker's tasks run elsewhere, as for any Dask task."""
+        that worker holds, not one per partition: Dask's cost per task exceeds a
+        partition's arithmetic (docs/benchmarks.md). A partition that moved since the
+        scheduler said where it was is fetched; one held nowhere yet (being recomputed
+        after a lost worker) gets a task of its own, placed by the scheduler."""
         holders = self.client.who_has(self.parts)
         threads = self.client.nthreads()
         groups: dict[str | None, list[int]] = {}
@@ -128,7 +128,7 @@ class DaskEngine(Engine):
             groups.setdefault(where[0] if where else None, []).append(i)
         batches: list[tuple[list[int], Future]] = []
         for worker, indices in groups.items():
-            n = max(1, min(len(indices), threads.get(worker, 1) if worker else 1))
+            n = max(1, min(len(indices), threads.get(worker, 1))) if worker else len(indices)
             for chunk in np.array_split(np.asarray(indices), n):
                 chunk_list = [int(i) for i in chunk]
                 place = {"workers": [worker], "allow_other_workers": True} if worker else {}

@@ -41,6 +41,7 @@ from distml.backends.spark.session import (
     probe_master,
     registered_context,
     slots,
+    spark_default,
     stop_jvm,
     wait_for_executors,
 )
@@ -342,7 +343,8 @@ class SparkBackend(Backend):
         conf = SparkConf()
         if self._java is not None and executors_here(master):  # their classpath is ours
             key = "spark.executor.extraJavaOptions"
-            user_options = str(self.conf.get(key, conf.get(key, "")))
+            found = self.conf.get(key, conf.get(key)) or spark_default(key)
+            user_options = str(found or "")
             mapped = class_archive.mapping_options(self._java, user_options)
             if mapped:
                 settings[key] = f"{mapped} {user_options}".strip()

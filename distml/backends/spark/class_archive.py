@@ -17,7 +17,7 @@ the JVM that maps it, so a recording is published only after the JVM that wrote 
 cleanly and a ``java -version`` mapping it exited cleanly too, and an archive whose size
 differs from its name's is never given to a JVM.
 The JVM itself refuses an archive of another JDK or classpath and starts as before; the
-name also carries a hash of the Java binary and of pyspark's jars folder, so a new install
+name also carries a hash of the Java binary and of Spark's jars folder, so a new install
 records its own.
 
 Where: ``$DISTML_SPARK_CLASS_ARCHIVE`` (a folder; ``0`` or ``off`` turns the archive off),
@@ -75,11 +75,13 @@ def archive_folder() -> Path | None:
 
 
 def install_key(java: str) -> str:
-    """A hash of what an archive depends on: the Java binary and pyspark's jars (found the
-    way pyspark finds them: under spark-submit, ``pyspark`` itself is imported from a zip)."""
-    from pyspark.find_spark_home import _find_spark_home
+    """A hash of what an archive depends on: the Java binary and Spark's jars
+    (``$SPARK_HOME/jars``, else those of the pyspark package; under spark-submit, which
+    sets ``SPARK_HOME``, ``pyspark`` itself is imported from a zip)."""
+    import pyspark
 
-    jars = Path(_find_spark_home()) / "jars"
+    home = os.environ.get("SPARK_HOME") or str(Path(pyspark.__file__).parent)
+    jars = Path(home) / "jars"
     java_path = os.path.realpath(java)
     parts = [java_path, os.stat(java_path).st_mtime_ns, str(jars), os.stat(jars).st_mtime_ns]
     return hashlib.sha256(repr(parts).encode()).hexdigest()[:16]

@@ -112,6 +112,25 @@ def executors_here(master: str) -> bool:
     return all(host in LOOPBACK for host in hosts)
 
 
+def spark_default(key: str) -> str | None:
+    """``key``'s value in the ``spark-defaults.conf`` spark-submit reads (``$SPARK_CONF_DIR``,
+    else ``$SPARK_HOME/conf``, else pyspark's ``conf/``): a setting distml passes replaces
+    that file's, so distml reads it first where it adds to a setting."""
+    import pyspark
+
+    home = os.environ.get("SPARK_HOME") or os.path.dirname(pyspark.__file__)
+    folder = os.environ.get("SPARK_CONF_DIR") or os.path.join(home, "conf")
+    try:
+        with open(os.path.join(folder, "spark-defaults.conf"), encoding="utf-8") as lines:
+            for line in lines:
+                parts = re.split(r"\s*[=:\s]\s*", line.strip(), maxsplit=1)
+                if parts[0] == key and not line.lstrip().startswith("#"):
+                    return parts[1] if len(parts) > 1 else ""
+    except OSError:
+        return None
+    return None
+
+
 def log4j_config() -> str:
     """The ``file:`` URI of distml's log4j2 configuration for the driver JVM."""
     path = resources.files("distml.backends.spark").joinpath("log4j2.properties")
