@@ -16,7 +16,6 @@ pytest.importorskip("pyspark", reason="the spark extra is not installed")
 from distml.backends.spark import class_archive  # noqa: E402
 from distml.backends.spark.backend import SparkBackend  # noqa: E402
 from distml.backends.spark.session import executors_here, java_version  # noqa: E402
-from distml.clusters.spark_cluster import _daemon_java_options  # noqa: E402
 
 pytestmark = pytest.mark.spark
 
@@ -141,7 +140,7 @@ def test_executors_and_daemons_here_map_the_published_archive(
     monkeypatch.setenv("SPARK_CONF_DIR", str(tmp_path))  # no spark-defaults.conf yet
     mapped = f"-XX:SharedArchiveFile={spark_class_archive} {class_archive.QUIET}"
     assert class_archive.mapping_options(java) == mapped
-    assert _daemon_java_options(java, "-Dx=1") == f"{mapped} -Dx=1"
+    assert class_archive.with_mapping(java, "-Dx=1") == f"{mapped} -Dx=1"
 
     def executor_options(master: str, conf: dict[str, str]) -> str | None:
         backend = SparkBackend(master=master, conf=conf)
@@ -158,7 +157,7 @@ def test_executors_and_daemons_here_map_the_published_archive(
         executor_options("spark://127.0.0.1:7077", theirs) == "-XX:SharedArchiveFile=/opt/mine.jsa"
     )
     assert (
-        _daemon_java_options(java, "-XX:SharedArchiveFile=/opt/m.jsa")
+        class_archive.with_mapping(java, "-XX:SharedArchiveFile=/opt/m.jsa")
         == "-XX:SharedArchiveFile=/opt/m.jsa"
     )
     (tmp_path / "spark-defaults.conf").write_text(

@@ -72,9 +72,10 @@ def up(
         if auth:
             record.secret_file = str(props)
         env = {**os.environ, "SPARK_HOME": str(spark_home()), "SPARK_LOCAL_IP": host}
-        daemon_options = _daemon_java_options(java, env.get("SPARK_DAEMON_JAVA_OPTS", ""))
-        if daemon_options:
-            env["SPARK_DAEMON_JAVA_OPTS"] = daemon_options
+        # the Master and Workers map the drivers' class archive (same classpath): up ~6 s sooner
+        options = class_archive.with_mapping(java, env.get("SPARK_DAEMON_JAVA_OPTS", ""))
+        if options:
+            env["SPARK_DAEMON_JAVA_OPTS"] = options
         spark_class = str(spark_home() / "bin" / "spark-class")
         master = [
             spark_class, MASTER, "--host", host, "--port", str(port),
@@ -106,13 +107,6 @@ def up(
         stop(record.processes)
         shutil.rmtree(folder, ignore_errors=True)
         raise
-
-
-def _daemon_java_options(java: str, user_options: str) -> str:
-    """The Master's and Workers' JVM options: the drivers' class archive mapped (their
-    classpath is the drivers': ~6 s less to start here), then the user's own."""
-    mapped = class_archive.mapping_options(java, user_options)
-    return f"{mapped} {user_options}".strip()
 
 
 def _answers(host: str, port: int) -> bool:

@@ -74,15 +74,33 @@ def submit_spark(
     ``properties``: a Spark properties file for spark-submit (e.g. a cluster's
     ``spark.authenticate.secret``); by default that of a cluster distml started.
     """
-    from distml.clusters.spark_cluster import spark_home
-
     spec = load_spec(spec_path, overrides, backend=cluster)  # validated before anything starts
     run_output(spec, out, overwrite)  # and the run folder checked
     probe_master(cluster, spec.backend.timeout or 10.0)
+    out = out or default_out(spec)
+    arguments = ["run", str(spec_path), "--backend", cluster, "--out", str(out)]
+    if overwrite:
+        arguments.append("--overwrite")
+    for item in overrides:
+        arguments += ["--set", item]
+    return spark_submit(cluster, arguments, state, properties)
+
+
+def spark_submit(
+    cluster: str, arguments: list[str], state: Path, properties: Path | None = None
+) -> int:
+    """``spark-submit`` of distml's driver (``spark_driver.py``: the ``distml`` command with
+    ``arguments``) in client mode, distml shipped as ``--py-files``; its exit status.
+
+    The driver JVM maps (or records) the class archive; ``properties``: a Spark properties
+    file for spark-submit (e.g. a cluster's ``spark.authenticate.secret``), by default that
+    of a cluster distml started.
+    """
+    from distml.clusters.spark_cluster import spark_home
+
     java, _ = java_version()
     archive = class_archive.plan(java)  # the driver JVM is spark-submit's: same jars
     record = cluster_for_address(state, cluster)
-    out = out or default_out(spec)
     with tempfile.TemporaryDirectory(prefix="distml-ship-") as folder:
         shipped = package_zip(Path(folder))
         command = [
@@ -100,12 +118,7 @@ def submit_spark(
             command += ["--properties-file", str(properties)]
         elif record is not None and record.secret_file:
             command += ["--properties-file", record.secret_file]
-        command += [str(Path(__file__).with_name("spark_driver.py")), "run", str(spec_path)]
-        command += ["--backend", cluster, "--out", str(out)]
-        if overwrite:
-            command.append("--overwrite")
-        for item in overrides:
-            command += ["--set", item]
+        command += [str(Path(__file__).with_name("spark_driver.py")), *arguments]
         driver_stderr = Path(folder) / "driver.stderr"
         driver_stderr.touch()
         env = {

@@ -10,8 +10,6 @@ output folder (a shared filesystem), as for training.
 
 from __future__ import annotations
 
-import os
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -89,44 +87,13 @@ def submit_predict_spark(
     overwrite: bool = False,
 ) -> int:
     """``spark-submit`` of ``distml predict`` in client mode; its exit status."""
-    from distml.backends.spark.session import log4j_config, probe_master
-    from distml.clusters.spark_cluster import spark_home
-    from distml.jobs.submit import _run_streaming
-    from distml.packaging import package_zip
+    from distml.backends.spark.session import probe_master
+    from distml.jobs.submit import spark_submit
 
     if spec.predict.filters:
         from distml.errors import SpecError
 
         raise SpecError(f"{spec.source}: predict.filters: not supported by spark submission yet")
     probe_master(cluster, spec.backend.timeout or 10.0)
-    record = cluster_for_address(state, cluster)
-    driver = Path(__file__).resolve().parents[1] / "jobs" / "spark_driver.py"
-    with tempfile.TemporaryDirectory(prefix="distml-ship-") as folder:
-        shipped = package_zip(Path(folder))
-        command = [
-            str(spark_home() / "bin" / "spark-submit"),
-            "--master", cluster,
-            "--deploy-mode", "client",
-            "--py-files", str(shipped),
-            "--conf", f"spark.pyspark.python={sys.executable}",
-            "--conf", f"spark.pyspark.driver.python={sys.executable}",
-            "--conf", f"spark.driver.extraJavaOptions=-Dlog4j2.configurationFile={log4j_config()}",
-            "--conf", "spark.ui.enabled=false",
-        ]  # fmt: skip
-        if properties is not None:
-            command += ["--properties-file", str(properties)]
-        elif record is not None and record.secret_file:
-            command += ["--properties-file", record.secret_file]
-        command += [str(driver), "predict", *_arguments(spec, out, overwrite, cluster)]
-        driver_stderr = Path(folder) / "driver.stderr"
-        driver_stderr.touch()
-        env = {
-            **os.environ,
-            "PYSPARK_PYTHON": sys.executable,
-            "DISTML_DRIVER_STDERR": str(driver_stderr),
-        }
-        host = cluster.split("://", 1)[1].rsplit(":", 1)[0]
-        if host in ("127.0.0.1", "localhost"):
-            env.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
-        env.pop("PYSPARK_GATEWAY_PORT", None)
-        return _run_streaming(command, env, driver_stderr)
+    arguments = ["predict", *_arguments(spec, out, overwrite, cluster)]
+    return spark_submit(cluster, arguments, state, properties)

@@ -343,11 +343,10 @@ class SparkBackend(Backend):
         conf = SparkConf()
         if self._java is not None and executors_here(master):  # their classpath is ours
             key = "spark.executor.extraJavaOptions"
-            found = self.conf.get(key, conf.get(key)) or spark_default(key)
-            user_options = str(found or "")
-            mapped = class_archive.mapping_options(self._java, user_options)
-            if mapped:
-                settings[key] = f"{mapped} {user_options}".strip()
+            found = str(self.conf.get(key, conf.get(key)) or spark_default(key) or "")
+            options = class_archive.with_mapping(self._java, found)
+            if options != found:
+                settings[key] = options
         for key, value in settings.items():
             conf.set(key, str(value).lower() if isinstance(value, bool) else str(value))
         return conf

@@ -129,6 +129,12 @@ def mapping_options(java: str, user_options: str = "") -> str:
     return _mapping(found) if found is not None else ""
 
 
+def with_mapping(java: str, user_options: str) -> str:
+    """``user_options`` after the options that map the published archive (if any): the JVM
+    options of a cluster's Master, Workers and executors on this machine."""
+    return f"{mapping_options(java, user_options)} {user_options}".strip()
+
+
 def _mapping(archive: Path) -> str:
     return f"-XX:SharedArchiveFile={archive} {QUIET}"
 
