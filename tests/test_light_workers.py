@@ -166,3 +166,23 @@ def test_a_job_without_plots_never_imports_matplotlib(tmp_path: Path) -> None:
         assert done.stdout.strip().splitlines()[-1] == loaded
         pngs = sorted(p.name for p in (tmp_path / f"run-{plots}").glob("*.png"))
         assert (pngs != []) == (plots == "true"), pngs
+
+
+@pytest.mark.tf
+def test_a_keras_worker_imports_tensorflow_without_sklearn_and_frozen() -> None:
+    """A gang worker's import (:func:`~distml.deep.devices.import_tensorflow` with
+    ``keras_without_sklearn``): Keras comes without scikit-learn, which stays importable;
+    the garbage collector runs again afterwards, with the imported objects frozen."""
+    pytest.importorskip("tensorflow", reason="the tf extra is not installed")
+    code = (
+        "import gc, sys\n"
+        "from distml.deep.devices import import_tensorflow\n"
+        "import_tensorflow(keras_without_sklearn=True)\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'sklearn', 'keras', 'tensorflow'}))\n"
+        "print(gc.isenabled(), gc.get_freeze_count() > 100_000)\n"
+        "import sklearn.base\n"
+        "print(sklearn.base.BaseEstimator.__name__)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split("\n")[:3] == ["['keras', 'tensorflow']", "True True", "BaseEstimator"]

@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         plan = json.loads(StateFolder(where).read(name))  # a path, or a URL on a store
         from distml.deep.devices import import_tensorflow
 
-        tf = import_tensorflow()
+        tf = import_tensorflow(keras_without_sklearn=True)  # a worker never needs it
         threads = int(os.environ.get("TF_NUM_INTRAOP_THREADS", "0") or 0)
         if threads:
             tf.config.threading.set_intra_op_parallelism_threads(threads)
