@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import atexit
-import fcntl
 import json
 import os
 import shutil
@@ -24,15 +23,10 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 # Spark driver JVMs map a class archive (distml.backends.spark.class_archive): the suite keeps
-# its own, recorded by the spark_class_archive fixture, not the user's ~/.cache one. Under
-# pytest-xdist the controller makes the folder (it loads this file before it starts its workers,
-# which inherit the variable) and removes it when every worker is done; the workers share it.
-if "PYTEST_XDIST_WORKER" in os.environ and os.environ.get("DISTML_SPARK_CLASS_ARCHIVE"):
-    SPARK_CLASSES = Path(os.environ["DISTML_SPARK_CLASS_ARCHIVE"])
-else:
-    SPARK_CLASSES = Path(tempfile.mkdtemp(prefix="distml-test-spark-classes-"))
-    os.environ["DISTML_SPARK_CLASS_ARCHIVE"] = str(SPARK_CLASSES)
-    atexit.register(shutil.rmtree, SPARK_CLASSES, True)
+# its own, recorded by the spark_class_archive fixture, not the user's ~/.cache one.
+SPARK_CLASSES = Path(tempfile.mkdtemp(prefix="distml-test-spark-classes-"))
+os.environ["DISTML_SPARK_CLASS_ARCHIVE"] = str(SPARK_CLASSES)
+atexit.register(shutil.rmtree, SPARK_CLASSES, True)
 BUCKET = "distml-data"  # the bucket s3_store creates
 REGION = "us-east-1"
 
@@ -109,23 +103,15 @@ def spark_class_archive(tmp_path_factory: pytest.TempPathFactory) -> Path:
     ``distml run`` of the article's k-means example on ``local[2]``; later driver JVMs map it."""
     pytest.importorskip("pyspark", reason="the spark extra is not installed")
     root = tmp_path_factory.mktemp("record-classes")
-    with open(SPARK_CLASSES / ".lock", "w") as lock:  # one xdist worker records, others wait
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not list(SPARK_CLASSES.glob("*.jsa")):  # a Spark test that ran first may have recorded
-            result = subprocess.run(
-                [sys.executable, "-m", "distml.cli", "run", str(REPO / "jobs" / "kmeans.yaml"),
-                 "--backend", "spark", "--set", "backend.master=local[2]",
-                 "--set", f"data.train={root / 'example3'}", "--out", str(root / "run")],
-                capture_output=True, text=True, timeout=300,
-            )  # fmt: skip
-            assert result.returncode == 0, result.stderr[-3000:]
-            # it records and says so, unless a Spark job of another xdist worker records now
-            recorded = "spark: saving the driver JVM's classes" in result.stderr
-            others = [*SPARK_CLASSES.glob("*.tmp"), *SPARK_CLASSES.glob("*.jsa")]
-            assert recorded or others, result.stderr[-3000:]
-            deadline = time.monotonic() + 120
-            while not list(SPARK_CLASSES.glob("*.jsa")) and time.monotonic() < deadline:
-                time.sleep(0.5)
+    if not list(SPARK_CLASSES.glob("*.jsa")):  # a Spark test that ran first may have recorded
+        result = subprocess.run(
+            [sys.executable, "-m", "distml.cli", "run", str(REPO / "jobs" / "kmeans.yaml"),
+             "--backend", "spark", "--set", "backend.master=local[2]",
+             "--set", f"data.train={root / 'example3'}", "--out", str(root / "run")],
+            capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert "spark: saving the driver JVM's classes" in result.stderr
     (archive,) = SPARK_CLASSES.glob("*.jsa")
     return archive
 
