@@ -16,6 +16,7 @@ import socket
 from pathlib import Path
 
 from distml.backends.spark import class_archive
+from distml.backends.spark.home import spark_home
 from distml.backends.spark.session import java_version
 from distml.clusters.processes import spawn, stop, wait_until
 from distml.clusters.state import ClusterRecord, new_cluster_folder, write_private
@@ -24,13 +25,6 @@ from distml.errors import BackendError
 MASTER = "org.apache.spark.deploy.master.Master"
 WORKER = "org.apache.spark.deploy.worker.Worker"
 REGISTERED = "Successfully registered with master"
-
-
-def spark_home() -> Path:
-    """The Spark distribution inside the pyspark package (``bin/spark-class``, ``jars/``)."""
-    from pyspark.find_spark_home import _find_spark_home
-
-    return Path(_find_spark_home())
 
 
 def _free_port(host: str) -> int:

@@ -96,7 +96,7 @@ def spark_submit(
     file for spark-submit (e.g. a cluster's ``spark.authenticate.secret``), by default that
     of a cluster distml started.
     """
-    from distml.clusters.spark_cluster import spark_home
+    from distml.backends.spark.home import spark_home
 
     java, _ = java_version()
     archive = class_archive.plan(java)  # the driver JVM is spark-submit's: same jars

@@ -37,6 +37,8 @@ from pathlib import Path
 
 import psutil
 
+from distml.backends.spark.home import spark_home
+
 # JVM options on archives are reported through unified logging on stdout: keep them quiet
 # (an archive the JVM cannot use is simply not used).
 QUIET = "-Xlog:cds=off -Xlog:cds+dynamic=off"
@@ -78,10 +80,7 @@ def install_key(java: str) -> str:
     """A hash of what an archive depends on: the Java binary and Spark's jars
     (``$SPARK_HOME/jars``, else those of the pyspark package; under spark-submit, which
     sets ``SPARK_HOME``, ``pyspark`` itself is imported from a zip)."""
-    import pyspark
-
-    home = os.environ.get("SPARK_HOME") or str(Path(pyspark.__file__).parent)
-    jars = Path(home) / "jars"
+    jars = spark_home() / "jars"
     java_path = os.path.realpath(java)
     parts = [java_path, os.stat(java_path).st_mtime_ns, str(jars), os.stat(jars).st_mtime_ns]
     return hashlib.sha256(repr(parts).encode()).hexdigest()[:16]

@@ -22,6 +22,7 @@ import time
 from importlib import resources
 from typing import Any
 
+from distml.backends.spark.home import spark_home
 from distml.errors import BackendError
 
 log = logging.getLogger(__name__)
@@ -116,10 +117,7 @@ def spark_default(key: str) -> str | None:
     """``key``'s value in the ``spark-defaults.conf`` spark-submit reads (``$SPARK_CONF_DIR``,
     else ``$SPARK_HOME/conf``, else pyspark's ``conf/``): a setting distml passes replaces
     that file's, so distml reads it first where it adds to a setting."""
-    import pyspark
-
-    home = os.environ.get("SPARK_HOME") or os.path.dirname(pyspark.__file__)
-    folder = os.environ.get("SPARK_CONF_DIR") or os.path.join(home, "conf")
+    folder = os.environ.get("SPARK_CONF_DIR") or os.path.join(spark_home(), "conf")
     try:
         with open(os.path.join(folder, "spark-defaults.conf"), encoding="utf-8") as lines:
             for line in lines:
