@@ -34,13 +34,13 @@ def import_tensorflow(verbose: bool = False, keras_without_sklearn: bool = False
     dropped (and shown if the import fails). Later C++ logs below ERROR are
     silenced through ``TF_CPP_MIN_LOG_LEVEL`` unless the caller set it.
 
-    The import is what every Keras process pays first (about 8 s of CPU here), so
-    Python's cyclic garbage collector is paused while it runs — it otherwise walks the
-    growing heap again and again, ~1.5 s of it — and what was imported is then frozen
-    out of later collections (:func:`gc.freeze`). ``keras_without_sklearn`` (for
-    processes of distml's own that never use ``keras.wrappers``, such as a gang's
-    workers) keeps Keras from importing scikit-learn for its optional wrappers: ~1 s
-    of CPU and ~180 MB less; scikit-learn itself stays importable afterwards.
+    The import is what every Keras process pays first (7.3 s here), so Python's cyclic
+    garbage collector is paused while it runs — it otherwise walks the growing heap
+    again and again — and what was imported is then frozen out of later collections
+    (:func:`gc.freeze`): 5.9 s. ``keras_without_sklearn`` (for processes of distml's
+    own that never use ``keras.wrappers``, such as a gang's workers) keeps Keras from
+    importing scikit-learn for its optional wrappers: 5.0 s and 58 MB less at peak;
+    scikit-learn itself stays importable afterwards (docs/benchmarks.md).
     """
     if "tensorflow" in sys.modules:
         return sys.modules["tensorflow"]
