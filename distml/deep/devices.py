@@ -37,9 +37,10 @@ def import_tensorflow(verbose: bool = False, keras_without_sklearn: bool = False
     The import is what every Keras process pays first (7.3 s here), so Python's cyclic
     garbage collector is paused while it runs — it otherwise walks the growing heap
     again and again — and what was imported is then frozen out of later collections
-    (:func:`gc.freeze`): 5.9 s. ``keras_without_sklearn`` (for processes of distml's
-    own that never use ``keras.wrappers``, such as a gang's workers) keeps Keras from
-    importing scikit-learn for its optional wrappers: 5.0 s and 58 MB less at peak;
+    (:func:`gc.freeze`): 5.9 s (5.2 s with the ``tf`` extra's ``ml_dtypes<0.7``).
+    ``keras_without_sklearn`` (for processes of distml's own that never use
+    ``keras.wrappers``, such as a gang's workers) keeps Keras from importing
+    scikit-learn for its optional wrappers: another ~1 s and 58 MB less at peak;
     scikit-learn itself stays importable afterwards (docs/benchmarks.md).
     """
     if "tensorflow" in sys.modules:
