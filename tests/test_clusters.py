@@ -616,6 +616,7 @@ def test_a_killed_spark_worker_does_not_change_the_submitted_model(
     state: Path, no_distml: dict[str, str], long_job, tmp_path: Path
 ) -> None:
     record = up(state, "spark", "--workers", 2, "--cores", 1, env=no_distml)
+    assert (record.workers, record.cores) == (2, 1)  # submit waits for both executors' slots
     spec, local_out = long_job
     job = subprocess.Popen(
         [sys.executable, "-m", "distml.cli", "submit", str(spec), "--cluster", record.address,

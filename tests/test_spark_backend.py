@@ -442,3 +442,18 @@ def test_a_rogue_client_is_refused_before_anything_is_unpickled(
     with get_backend("local") as local:
         expected = local.fit(distml.LinearRegression(), local.load(ds))
     np.testing.assert_array_equal(model.coef_, expected.coef_)
+
+
+def test_a_cluster_job_waits_for_the_task_slots_spark_cores_max_asks_for() -> None:
+    from pyspark import SparkConf
+
+    from distml.backends.spark.session import expected_slots
+
+    conf = SparkConf(loadDefaults=False)
+    assert expected_slots(conf) is None  # unset: wait until the count settles
+    conf.set("spark.cores.max", "4")
+    assert expected_slots(conf) == 4
+    conf.set("spark.task.cpus", "2")
+    assert expected_slots(conf) == 2  # two cores per task
+    conf.set("spark.cores.max", "lots")
+    assert expected_slots(conf) is None

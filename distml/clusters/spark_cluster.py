@@ -54,6 +54,7 @@ def up(
         address=f"spark://{host}:{port}",
         folder=str(folder),
         workers=workers,
+        cores=cores,
     )
     try:
         properties = ["spark.master.rest.enabled false"]

@@ -68,6 +68,7 @@ class ClusterRecord:
     created: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%S%z"))
     tls: dict[str, str] | None = None  # client CA/certificate/key files (Dask --tls)
     secret_file: str | None = None  # Spark properties holding the --auth secret
+    cores: int | None = None  # task slots per worker (Spark), for submit to wait for them all
 
     def save(self) -> None:
         write_json(Path(self.folder) / RECORD, asdict(self))

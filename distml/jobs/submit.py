@@ -114,6 +114,10 @@ def spark_submit(
                       f"{archive.java_options}".rstrip(),
             "--conf", "spark.ui.enabled=false",
         ]  # fmt: skip
+        if record is not None and record.kind == "spark" and record.cores:
+            # all of the cluster's cores: the driver waits for every executor (a late one's
+            # worker would otherwise sit the job out; session.wait_for_executors)
+            command += ["--conf", f"spark.cores.max={record.workers * record.cores}"]
         if properties is not None:
             command += ["--properties-file", str(properties)]
         elif record is not None and record.secret_file:

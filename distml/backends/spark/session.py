@@ -253,18 +253,45 @@ def slots(sc: Any) -> int:
 
 
 def wait_for_executors(sc: Any, master: str, timeout: float) -> int:
-    """Wait until the cluster offers task slots; local masters have them at once."""
+    """Wait until the cluster offers task slots; local masters have them at once.
+
+    With ``spark.cores.max`` set (``distml submit`` sets it to a ``distml cluster up``
+    cluster's cores) distml waits for all of them, so a slow executor's registration does
+    not leave its worker out of the job; otherwise until the count has settled.
+    """
+    expected = expected_slots(sc.getConf())
     deadline = time.monotonic() + timeout
     while True:
         available = slots(sc)
-        if available > 0:
+        if expected is not None and available >= expected:
+            return available
+        if expected is None and available > 0:
             return _settled(sc, available)
         if time.monotonic() > deadline:
+            if available > 0:
+                log.warning(
+                    "spark: %d of the %d task slots asked for (spark.cores.max) registered "
+                    "within %gs; going on with them",
+                    available,
+                    expected,
+                    timeout,
+                )
+                return available
             raise BackendError(
                 f"spark master {master} accepted distml but no executor started within "
                 f"{timeout:g}s (are workers running, with enough free cores and memory?)"
             )
         time.sleep(0.2)
+
+
+def expected_slots(conf: Any) -> int | None:
+    """Task slots a SparkConf's ``spark.cores.max`` asks for (None when unset or unreadable)."""
+    try:
+        cores = int(conf.get("spark.cores.max", "0"))
+        per_task = int(conf.get("spark.task.cpus", "1"))
+    except ValueError:
+        return None
+    return cores // max(per_task, 1) if cores > 0 else None
 
 
 def _settled(sc: Any, available: int, quiet: float = 1.0, limit: float = 5.0) -> int:
