@@ -249,8 +249,10 @@ def _unpickled_at_odd_addresses(value: object) -> object:
 def test_arrays_received_at_odd_addresses_give_the_same_bits() -> None:
     """numpy's matmul uses BLAS only on aligned arrays and its own loop otherwise, which
     rounds differently: a partition or weights that a Dask worker received unaligned made a
-    4-row logistic fit differ from the local one by an ulp in a third of the runs. Partitions
-    and a task's broadcast values are realigned (keeping their memory order) when unpickled."""
+    4-row logistic fit differ from the local one by an ulp in a third of the runs (on that
+    machine's CPU; on others both paths round alike, so the test checks the realignment and
+    the bits, not the difference). Partitions and a task's broadcast values are realigned
+    (keeping their memory order) when unpickled."""
     import pickle
 
     from distml.algorithms.engine import Partition
@@ -258,7 +260,6 @@ def test_arrays_received_at_odd_addresses_give_the_same_bits() -> None:
     from distml.backends.dask_tasks import _Apply
 
     rng = np.random.default_rng(3)
-    differs = 0
     for _ in range(20):
         X = np.asfortranarray(rng.normal(size=(4, 2)))
         part = Partition(X, rng.integers(0, 2, 4), np.arange(4))
@@ -268,13 +269,9 @@ def test_arrays_received_at_odd_addresses_give_the_same_bits() -> None:
         assert raw.flags.aligned  # in-band pickles copy: aligned
         odd = _unpickled_at_odd_addresses(X)
         assert not odd.flags.aligned  # the situation this guards against
-        differs += not np.array_equal(
-            binary_loss_grad(Partition(odd, part.y, part.row_ids), w, 1, True)[1], expected[1]
-        )
         got = _unpickled_at_odd_addresses(_Apply(binary_loss_grad, (w, 1, True)))
         moved = _unpickled_at_odd_addresses(part)
         assert moved.X.flags.aligned and moved.X.flags.f_contiguous
         assert got.broadcast[0].flags.aligned
         loss, grad = got(moved)
         assert loss == expected[0] and np.array_equal(grad, expected[1])
-    assert differs > 0  # unaligned, numpy's own loop does round differently here

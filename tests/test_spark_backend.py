@@ -395,6 +395,21 @@ def test_executors_joining_one_by_one_are_all_waited_for(monkeypatch: pytest.Mon
     assert time.monotonic() - started < 5  # 1 s of quiet after the last change, not the limit
 
 
+def test_a_job_waits_past_a_quiet_second_for_the_slots_it_asked_for(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """On a loaded machine the second executor can register more than a quiet second after
+    the first; with ``spark.cores.max`` known (``distml submit`` to a distml cluster) it is
+    waited for: a job ran on one of two workers in CI that way."""
+    from distml.backends.spark import session
+
+    counts = iter([1] * 10 + [2] * 10)  # 2 s with one executor, then the second
+    monkeypatch.setattr(session, "slots", lambda sc: next(counts))
+    assert session.wait_for_executors(None, "spark://127.0.0.1:7077", 10, expected=2) == 2
+    counts = iter([1] * 100)  # the second never comes: go on with one when the limit is reached
+    assert session.wait_for_executors(None, "spark://127.0.0.1:7077", 1, expected=2) == 1
+
+
 def test_a_rogue_client_is_refused_before_anything_is_unpickled(
     spark_session, tmp_path: Path
 ) -> None:

@@ -34,6 +34,7 @@ from distml.backends.spark.service import LoadRequest, PartitionService, portabl
 from distml.backends.spark.session import (
     StageLines,
     executors_here,
+    expected_slots,
     java_version,
     launch_context,
     launches_jvm,
@@ -299,7 +300,9 @@ class SparkBackend(Backend):
             self._owned = True
             if not master.startswith("local"):
                 try:
-                    wait_for_executors(self.spark.sparkContext, master, self.executor_timeout)
+                    sc = self.spark.sparkContext
+                    expected = expected_slots(sc.getConf())
+                    wait_for_executors(sc, master, self.executor_timeout, expected)
                 except BackendError:
                     self.spark.stop()
                     raise

@@ -252,14 +252,14 @@ def slots(sc: Any) -> int:
     return int(jsc.maxNumConcurrentTasks(jsc.resourceProfileManager().defaultResourceProfile()))
 
 
-def wait_for_executors(sc: Any, master: str, timeout: float) -> int:
+def wait_for_executors(sc: Any, master: str, timeout: float, expected: int | None = None) -> int:
     """Wait until the cluster offers task slots; local masters have them at once.
 
-    With ``spark.cores.max`` set (``distml submit`` sets it to a ``distml cluster up``
-    cluster's cores) distml waits for all of them, so a slow executor's registration does
-    not leave its worker out of the job; otherwise until the count has settled.
+    ``expected``: the slots asked for (:func:`expected_slots`; ``distml submit`` sets
+    ``spark.cores.max`` to a ``distml cluster up`` cluster's cores): distml waits for all
+    of them, so a slow executor's registration does not leave its worker out of the job;
+    without it, until the count has settled.
     """
-    expected = expected_slots(sc.getConf())
     deadline = time.monotonic() + timeout
     while True:
         available = slots(sc)
