@@ -316,3 +316,26 @@ def test_run_folders_have_ordinary_permissions(tmp_path: Path) -> None:
     os.umask(umask)
     mode = stat.S_IMODE(os.stat(result.out).st_mode)
     assert mode == 0o777 & ~umask  # not mkdtemp's 0700: readable by workers running as others
+
+
+def test_a_bad_input_is_the_error_reported_while_the_engine_starts_beside_it(
+    tmp_path: Path,
+) -> None:
+    """The engine starts while the driver reads the footers (runner._while_starting): when
+    both fail, the input is named; when only the engine fails, the engine is."""
+    from distml.errors import BackendError, DataError
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    dead = "dask://127.0.0.1:9"  # nothing listens on the discard port
+    spec = load_spec(REPO / "jobs" / "linear_regression.yaml", [f"data.train={empty}"], dead)
+    with pytest.raises(DataError, match=f"^{empty}: no Parquet files"):
+        run_job(spec, tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+    good = load_spec(
+        REPO / "jobs" / "linear_regression.yaml", [f"data.train={tmp_path / 'lr'}"], dead
+    )
+    with pytest.raises(BackendError, match="dask://127.0.0.1:9: nothing listens there"):
+        run_job(good, tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+    assert pq.read_metadata(next((tmp_path / "lr").glob("*.parquet"))).num_rows > 0

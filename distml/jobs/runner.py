@@ -11,8 +11,10 @@ import json
 import logging
 import os
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -36,6 +38,7 @@ from distml.remote_output import is_remote
 from distml.selection import Candidate, best, cross_validate, search, set_candidate
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 def ensure_data(spec: JobSpec) -> str:
@@ -51,6 +54,44 @@ def ensure_data(spec: JobSpec) -> str:
     else:
         generate(Recipe(**recipe.model_dump()), train)
     return train
+
+
+def _inputs(spec: JobSpec, task: str) -> tuple[Dataset, Dataset | None, Split | None]:
+    """The job's datasets (their footers read) and split, checked before any pass."""
+    train_path = ensure_data(spec)
+    raw = bool(spec.preprocess)  # a pipeline reads missing values and strings as they are
+    storage = spec.data.storage_options
+    options = storage.model_dump(exclude_none=True) if storage is not None else None
+    dataset = Dataset(
+        train_path, spec.data.label, spec.data.features, spec.data.filters, raw, options
+    )
+    test_path = spec.resolve(spec.data.test)
+    test_dataset = (
+        Dataset(test_path, spec.data.label, dataset.features, spec.data.filters, raw, options)
+        if test_path
+        else None
+    )
+    split_spec = spec.effective_split(task)
+    split = Split(split_spec.test_size, split_spec.seed) if split_spec else None
+    check_before_work(spec, dataset, split, selection_plan(spec, task))
+    return dataset, test_dataset, split
+
+
+def _while_starting(backend: Backend, work: Callable[[], T]) -> T:
+    """``work()`` (reading and checking the inputs' footers) on a thread while ``backend``
+    starts on this one (where signal handlers can be set): a LocalCluster's processes or a
+    JVM no longer wait for the footers. A bad input stays the error reported, whatever the
+    engine did; the caller stops what started."""
+    with ThreadPoolExecutor(1, thread_name_prefix="distml-inputs") as pool:
+        checked = pool.submit(work)
+        try:
+            backend.start()
+        except BaseException:
+            problem = checked.exception()  # waits for the footers
+            if problem is not None:
+                raise problem from None
+            raise
+        return checked.result()
 
 
 def default_out(spec: JobSpec) -> Path:
@@ -122,28 +163,12 @@ def _run(
         return run_keras_job(spec, output, progress or Progress(), verbose=verbose)
     estimator = build_estimator(spec)
     task = estimator.task
-    train_path = ensure_data(spec)
-    raw = bool(spec.preprocess)  # a pipeline reads missing values and strings as they are
-    storage = spec.data.storage_options
-    options = storage.model_dump(exclude_none=True) if storage is not None else None
-    dataset = Dataset(
-        train_path, spec.data.label, spec.data.features, spec.data.filters, raw, options
-    )
-    test_path = spec.resolve(spec.data.test)
-    test_dataset = (
-        Dataset(test_path, spec.data.label, dataset.features, spec.data.filters, raw, options)
-        if test_path
-        else None
-    )
-    split_spec = spec.effective_split(task)
-    split = Split(split_spec.test_size, split_spec.seed) if split_spec else None
-    check_before_work(spec, dataset, split, selection_plan(spec, task))
     owned = backend is None
     engine_backend = backend or get_backend(spec.backend.name, **spec.backend.options())
     if progress is not None:
         engine_backend.progress = progress
     try:
-        engine_backend.start()
+        dataset, test_dataset, split = _while_starting(engine_backend, lambda: _inputs(spec, task))
         engine_backend.progress.message(
             f"{spec.name}: {dataset.num_rows:,} rows in {len(dataset.partitions)} partition(s) "
             f"on {engine_backend.description}"
