@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import numpy as np
 
@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from distml.predict.task import InputFile, ScoreJob
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # Partitions stay cached while the data takes at most this fraction of the memory available
 # to the workers; beyond it every pass re-reads the files (streaming).
@@ -101,6 +102,27 @@ class Backend(ABC):
         if not self._started:
             self._start()
             self._started = True
+
+    def start_while(self, work: Callable[[], T]) -> T:
+        """Start the engine on this thread while ``work()`` runs on another; its result.
+
+        ``work`` reads and checks a job's inputs (footers, a model): a LocalCluster's
+        processes or a JVM no longer wait for them. The engine starts on the calling (main)
+        thread, where signal handlers can be set. A bad input stays the error raised even
+        when the engine failed too; the caller stops what started.
+        """
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(1, thread_name_prefix="distml-inputs") as pool:
+            checked = pool.submit(work)
+            try:
+                self.start()
+            except BaseException:
+                problem = checked.exception()  # waits for the inputs
+                if problem is not None:
+                    raise problem from None
+                raise
+            return checked.result()
 
     def stop(self) -> None:
         """Release what this backend started; safe to call twice."""

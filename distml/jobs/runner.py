@@ -11,10 +11,8 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 
@@ -38,7 +36,6 @@ from distml.remote_output import is_remote
 from distml.selection import Candidate, best, cross_validate, search, set_candidate
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 
 def ensure_data(spec: JobSpec) -> str:
@@ -75,23 +72,6 @@ def _inputs(spec: JobSpec, task: str) -> tuple[Dataset, Dataset | None, Split | 
     split = Split(split_spec.test_size, split_spec.seed) if split_spec else None
     check_before_work(spec, dataset, split, selection_plan(spec, task))
     return dataset, test_dataset, split
-
-
-def _while_starting(backend: Backend, work: Callable[[], T]) -> T:
-    """``work()`` (reading and checking the inputs' footers) on a thread while ``backend``
-    starts on this one (where signal handlers can be set): a LocalCluster's processes or a
-    JVM no longer wait for the footers. A bad input stays the error reported, whatever the
-    engine did; the caller stops what started."""
-    with ThreadPoolExecutor(1, thread_name_prefix="distml-inputs") as pool:
-        checked = pool.submit(work)
-        try:
-            backend.start()
-        except BaseException:
-            problem = checked.exception()  # waits for the footers
-            if problem is not None:
-                raise problem from None
-            raise
-        return checked.result()
 
 
 def default_out(spec: JobSpec) -> Path:
@@ -168,7 +148,7 @@ def _run(
     if progress is not None:
         engine_backend.progress = progress
     try:
-        dataset, test_dataset, split = _while_starting(engine_backend, lambda: _inputs(spec, task))
+        dataset, test_dataset, split = engine_backend.start_while(lambda: _inputs(spec, task))
         engine_backend.progress.message(
             f"{spec.name}: {dataset.num_rows:,} rows in {len(dataset.partitions)} partition(s) "
             f"on {engine_backend.description}"

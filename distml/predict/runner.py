@@ -24,9 +24,9 @@ import pyarrow as pa
 from distml.backends import get_backend
 from distml.backends.base import Backend
 from distml.errors import BackendError, DataError, did_you_mean
-from distml.outputs import output_dir
+from distml.outputs import Output, output_dir
 from distml.predict.inputs import ScoringInput
-from distml.predict.loading import load_scorer
+from distml.predict.loading import LoadedModel, load_scorer
 from distml.predict.scorers import OUTPUTS
 from distml.predict.task import ScoreJob
 from distml.progress import Progress
@@ -126,24 +126,34 @@ def predict(
     started = time.perf_counter()
     if output not in OUTPUTS:
         raise DataError(f"--output {output}: choose one of {', '.join(OUTPUTS)}")
-    loaded = load_scorer(model)
-    scorer = loaded.scorer
-    scorer.check_output(output)
-    source = ScoringInput(data, filters=filters)
-    scorer.check_schema(source.schema, source.uri)
-    keep = resolve_columns(columns, source)
-    added = scorer.output_fields(output)
-    _check_names(keep, added, source)
-    schema = output_schema(source, keep, added)
-    destination = output_dir(out, KIND, overwrite=overwrite, inputs=[data, loaded.path])
     owned = not isinstance(backend, Backend)
     engine = get_backend(backend, **(backend_options or {})) if owned else backend
     assert isinstance(engine, Backend)
     if progress is not None:
         engine.progress = progress
-    tmp = destination.open()
+
+    def checked() -> tuple[LoadedModel, ScoringInput, list[str], pa.Schema, Output]:
+        """The model, the input's footers and the destination, checked before any task."""
+        loaded = load_scorer(model)
+        loaded.scorer.check_output(output)
+        source = ScoringInput(data, filters=filters)
+        loaded.scorer.check_schema(source.schema, source.uri)
+        keep = resolve_columns(columns, source)
+        added = loaded.scorer.output_fields(output)
+        _check_names(keep, added, source)
+        schema = output_schema(source, keep, added)
+        destination = output_dir(out, KIND, overwrite=overwrite, inputs=[data, loaded.path])
+        return loaded, source, keep, schema, destination
+
     try:
-        engine.start()
+        loaded, source, keep, schema, destination = engine.start_while(checked)
+        scorer = loaded.scorer
+    except BaseException:
+        if owned:
+            engine.stop()
+        raise
+    try:
+        tmp = destination.open()  # an unwritable place fails here, before any task
         job = ScoreJob(
             scorer, source.uri, destination.shared, tuple(keep), output, schema, source.storage
         )
