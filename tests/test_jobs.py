@@ -321,7 +321,7 @@ def test_run_folders_have_ordinary_permissions(tmp_path: Path) -> None:
 def test_a_bad_input_is_the_error_reported_while_the_engine_starts_beside_it(
     tmp_path: Path,
 ) -> None:
-    """The engine starts while the driver reads the footers (runner._while_starting): when
+    """The engine starts while the driver reads the footers (Backend.start_while): when
     both fail, the input is named; when only the engine fails, the engine is."""
     from distml.errors import BackendError, DataError
 
