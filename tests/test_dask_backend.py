@@ -24,6 +24,7 @@ from distml.backends import get_backend  # noqa: E402
 from distml.data.generate import Recipe, generate  # noqa: E402
 from distml.errors import BackendError, DataError, ModelError  # noqa: E402
 from distml.jobs import load_spec, run_job  # noqa: E402
+from distml.progress import Progress  # noqa: E402
 
 pytestmark = pytest.mark.dask
 
@@ -206,20 +207,31 @@ def test_killed_worker_does_not_change_the_model(tmp_path: Path) -> None:
             pids = list(client.run(os.getpid).values())
         with get_backend(cluster.scheduler_address) as backend:
             data = backend.load(ds)
-            result: dict = {}
-            fitting = threading.Thread(
-                target=lambda: result.update(model=backend.fit(model(), data))
-            )
-            fitting.start()
-            time.sleep(0.5)
-            assert fitting.is_alive(), "the fit finished before the worker could be killed"
-            os.kill(pids[0], signal.SIGKILL)
-            fitting.join(timeout=300)
+            killer = _KillAfterPasses(pids[0], "binary_loss_grad", 3)
+            data.train.progress = killer  # the kill lands mid-fit, whatever the machine's speed
+            disturbed = backend.fit(model(), data)
+            assert killer.killed
         with Client(cluster, set_as_default=False) as client:
             assert pids[0] not in client.run(os.getpid).values()  # the worker really died
     assert undisturbed.n_iter_ > 10
-    np.testing.assert_allclose(result["model"].coef_, undisturbed.coef_, rtol=1e-12)
-    assert result["model"].n_iter_ == undisturbed.n_iter_
+    np.testing.assert_allclose(disturbed.coef_, undisturbed.coef_, rtol=1e-12)
+    assert disturbed.n_iter_ == undisturbed.n_iter_
+
+
+class _KillAfterPasses(Progress):
+    """Kills a worker process after the ``n``-th pass of ``fn``: the next pass loses it."""
+
+    def __init__(self, pid: int, fn: str, n: int) -> None:
+        super().__init__()
+        self.pid, self.fn, self.n, self.seen, self.killed = pid, fn, n, 0, False
+
+    def step(self, n: int = 1, detail: str | None = None) -> None:
+        super().step(n, detail)
+        if detail == self.fn:
+            self.seen += 1
+            if self.seen == self.n:
+                os.kill(self.pid, signal.SIGKILL)
+                self.killed = True
 
 
 def test_broadcast_values_are_opaque_to_the_task_graph(datasets, dask_address: str) -> None:
