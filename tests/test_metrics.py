@@ -131,6 +131,32 @@ def test_coarse_histogram_bound_holds_and_exact_limit_is_global() -> None:
     _close(exact["roc_auc"], truth)
 
 
+def test_a_partition_over_the_limit_is_binned_as_its_exact_table_coarsened() -> None:
+    """Over ``limit`` distinct scores a partition bins its scores directly (no arg-sort):
+    the table must be the exact one coarsened, ties, 0, ½ and 1 included."""
+    rng = np.random.default_rng(5)
+    scores = np.concatenate([rng.random(3000), [0.0, 1.0, 0.5, 0.5], rng.random(50).round(2)])
+    positive = rng.random(len(scores)) < scores
+    values, inverse = np.unique(scores, return_inverse=True)  # the exact table, built here
+    pos = np.bincount(inverse, weights=positive, minlength=len(values))
+    total = np.bincount(inverse, minlength=len(values)).astype(float)
+    expected = M.ScoreTable(values, pos, total - pos, False, 10**9, 64).coarsened()
+
+    def same(a: M.ScoreTable, b: M.ScoreTable) -> bool:
+        return a.binned == b.binned and all(
+            np.array_equal(getattr(a, f), getattr(b, f)) for f in ("values", "pos", "neg")
+        )
+
+    got = M.ScoreTable.of(scores, positive, 1000, 64)
+    assert got.binned and same(got, expected)
+    halves = M.ScoreTable.of(scores[:1600], positive[:1600], 1000, 64).merge(
+        M.ScoreTable.of(scores[1600:], positive[1600:], 1000, 64)
+    )
+    assert same(halves, expected)  # binned halves merged: the same counts
+    few = M.ScoreTable.of(np.repeat([0.2, 0.7], 600), np.arange(1200) % 2 == 0, 1000, 64)
+    assert not few.binned and list(few.values) == [0.2, 0.7] and list(few.pos) == [300, 300]
+
+
 def test_roc_curve_equals_sklearns_points() -> None:
     X, y, model = _classification(2, n=2000)
     ((label, fpr, tpr, auc),) = M.roc_curves(InMemoryEngine.from_arrays(X, y, 3), model)

@@ -18,11 +18,10 @@ import numpy as np
 
 def _expit(z: np.ndarray) -> np.ndarray:
     """The logistic function, stable for large |z| (as scipy.special.expit)."""
-    out = np.empty_like(z, dtype=np.float64)
-    positive = z >= 0
-    out[positive] = 1.0 / (1.0 + np.exp(-z[positive]))
-    e = np.exp(z[~positive])
-    out[~positive] = e / (1.0 + e)
+    z = np.asarray(z, dtype=np.float64)
+    e = np.exp(-np.abs(z))  # exp(-z) for z >= 0, exp(z) below: both in (0, 1]
+    out = np.where(z >= 0, 1.0, e)
+    out /= 1.0 + e  # 1 / (1 + exp(-z)) for z >= 0, exp(z) / (1 + exp(z)) below
     return out
 
 
