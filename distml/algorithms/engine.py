@@ -18,6 +18,11 @@ import numpy as np
 
 from distml.progress import Progress
 
+#: Rows a kernel works on at a time (8,192 x 20 float64: 1.3 MB): a block is read from
+#: memory once and used for every step of the kernel while it is in cache, instead of one
+#: sweep over the whole partition per step.
+BLOCK_ROWS = 8192
+
 
 class Partition:
     """A block of rows as numpy arrays.

@@ -23,15 +23,15 @@ from typing import Any
 
 import numpy as np
 
-from distml.algorithms.engine import Engine, Partition, concat, tree_reduce
+from distml.algorithms.engine import BLOCK_ROWS, Engine, Partition, concat, tree_reduce
 from distml.algorithms.random import row_keys, row_uniforms
 
 _EXACT_CHOICE_MAX_ROWS = 10_000_000
 
 
 # -- per-partition functions (module level so every engine can ship them) ---------------------
-# Rows per block when computing distances: keeps the (block x k) temporaries in cache.
-BLOCK_ROWS = 8192
+# Rows per block when computing distances (engine.BLOCK_ROWS): keeps the (block x k)
+# temporaries in cache.
 
 
 def _squared_distances(

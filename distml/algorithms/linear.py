@@ -19,15 +19,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from distml.algorithms.engine import Engine, Partition
+from distml.algorithms.engine import BLOCK_ROWS, Engine, Partition
 from distml.errors import ConvergenceWarning
 
 # Eigenvalues below this fraction of the largest are treated as exact zeros.
 RANK_RTOL = 1e-12
-
-
-#: Rows centred at a time in :func:`partition_moments` (8,192 x 20 float64: 1.3 MB, in cache).
-_BLOCK_ROWS = 8192
 
 
 @dataclass
@@ -58,9 +54,9 @@ def partition_moments(part: Partition, centred: bool) -> Moments:
     xtx, xty, yty = np.zeros((d, d)), np.zeros(d), 0.0
     # centred block by block: each block's copy stays in cache, where one centred copy of
     # the whole partition would be fresh memory as large as X (page faults, another pass)
-    for start in range(0, n, _BLOCK_ROWS):
-        Xc = X[start : start + _BLOCK_ROWS] - mean_x
-        yc = y[start : start + _BLOCK_ROWS] - mean_y
+    for start in range(0, n, BLOCK_ROWS):
+        Xc = X[start : start + BLOCK_ROWS] - mean_x
+        yc = y[start : start + BLOCK_ROWS] - mean_y
         xtx += Xc.T @ Xc
         xty += Xc.T @ yc
         yty += float(yc @ yc)

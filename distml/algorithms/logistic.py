@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from distml.algorithms.engine import Engine, Partition
+from distml.algorithms.engine import BLOCK_ROWS, Engine, Partition
 from distml.errors import ConvergenceWarning, DataError
 
 
@@ -47,11 +47,6 @@ def _split_weights(w: np.ndarray, n_features: int, fit_intercept: bool):
     return coef, intercept
 
 
-# Rows per block: a block's rows are read from memory once and used twice while in cache
-# (for the scores, then for the gradient), instead of two sweeps over the whole partition.
-BLOCK_ROWS = 8192
-
-
 def binary_loss_grad(
     part: Partition, w: np.ndarray, positive: object, fit_intercept: bool
 ) -> tuple[float, np.ndarray]:
@@ -63,7 +58,7 @@ def binary_loss_grad(
     loss = 0.0
     grad = np.zeros_like(w)
     for lo in range(0, X.shape[0], BLOCK_ROWS):
-        rows = X[lo : lo + BLOCK_ROWS]
+        rows = X[lo : lo + BLOCK_ROWS]  # read once, used for the scores and the gradient
         t = (part.y[lo : lo + BLOCK_ROWS] == positive).astype(np.float64)
         z = rows @ coef + intercept
         # log(1 + e^z) and the sigmoid from one exp(-|z|) in (0, 1]: both stable, and 4x
