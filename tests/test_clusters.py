@@ -191,7 +191,9 @@ def test_dask_cluster_is_up_with_tls_and_workers_without_distml(dask_tls, state:
         import importlib.util
 
         seen = client.run(lambda: importlib.util.find_spec("distml") is not None)
+        malloc = client.run(lambda: os.environ.get("MALLOC_MMAP_THRESHOLD_"))
     assert list(seen.values()) == [False, False]  # the workers cannot import distml
+    assert list(malloc.values()) == ["4194304", "4194304"]  # temporaries from the heap
 
 
 def test_seed_jobs_submitted_to_dask_equal_local_runs(

@@ -428,3 +428,19 @@ def test_local_cluster_workers_drop_only_the_noise_the_driver_reports_itself() -
     assert keep(record(failed, "k", "s", "t", "DataError('x.parquet: bad')", "")) is False
     assert keep(record(failed, "k", "s", "t", "ZeroDivisionError('x')", "")) is True
     assert keep(record("Unexpected exception during heartbeat. Closing worker.")) is True
+
+
+def test_workers_distml_starts_serve_temporaries_from_the_heap(monkeypatch) -> None:
+    """Dask's nanny sets ``MALLOC_TRIM_THRESHOLD_``, which freezes glibc's mmap threshold at
+    128 KiB (every bigger temporary a fresh mmap and its page faults); the LocalCluster
+    distml starts gives its workers ``MALLOC_MMAP_THRESHOLD_`` (``dask_environ``), and a
+    value the user set wins."""
+
+    def environ() -> tuple[str | None, str | None]:
+        return os.environ.get("MALLOC_MMAP_THRESHOLD_"), os.environ.get("MALLOC_TRIM_THRESHOLD_")
+
+    with get_backend("dask", workers=1, threads=1) as backend:
+        assert list(backend.client.run(environ).values()) == [("4194304", "65536")]
+    monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "1048576")
+    with get_backend("dask", workers=1, threads=1) as backend:
+        assert list(backend.client.run(environ).values()) == [("1048576", "65536")]

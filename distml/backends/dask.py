@@ -514,8 +514,16 @@ class DaskBackend(Backend):
             options: dict[str, Any] = {}
             if self.memory_limit is not None:
                 options["memory_limit"] = self.memory_limit
-            with _workers_ignore_ctrl_c():  # Ctrl-C reaches the whole process group: the
-                self.cluster = LocalCluster(  # driver alone handles it and closes the cluster
+            import dask
+
+            from distml.backends.dask_environ import worker_environ
+
+            environ = {
+                f"distributed.nanny.pre-spawn-environ.{name}": value
+                for name, value in worker_environ().items()
+            }
+            with _workers_ignore_ctrl_c(), dask.config.set(environ):  # Ctrl-C reaches the
+                self.cluster = LocalCluster(  # process group: the driver alone closes the cluster
                     n_workers=self.workers,
                     threads_per_worker=self.threads,
                     processes=True,

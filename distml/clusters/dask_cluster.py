@@ -8,10 +8,12 @@ bound to 127.0.0.1, detached, with their logs in the cluster's folder. With
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 from pathlib import Path
 
+from distml.backends.dask_environ import worker_environ
 from distml.clusters.processes import spawn, stop, wait_until
 from distml.clusters.state import ClusterRecord, new_cluster_folder
 from distml.clusters.tls import make_certificates
@@ -63,6 +65,7 @@ def up(
                 f"the dask scheduler did not start within {timeout:g}s; see {folder / 'scheduler.log'}"
             )
         record.address = json.loads(scheduler_file.read_text())["address"]
+        environ = {**os.environ, **worker_environ()}  # spawned workers inherit it
         for i in range(workers):
             worker = [
                 sys.executable, "-m", "distributed.cli.dask_worker", record.address,
@@ -74,7 +77,8 @@ def up(
                 worker += ["--memory-limit", str(memory_limit)]
             if certs:
                 worker += tls_arguments(certs["worker"])
-            record.processes.append(spawn(f"worker-{i}", worker, folder / f"worker-{i}.log"))
+            log = folder / f"worker-{i}.log"
+            record.processes.append(spawn(f"worker-{i}", worker, log, env=environ))
         record.tls = certs["client"] if certs else None
         record.save()
         _wait_for_workers(record, timeout)
