@@ -490,6 +490,9 @@ class DaskBackend(Backend):
         return f"dask(LocalCluster {self.workers}x{self.threads})"
 
     def _start(self) -> None:
+        from distml.backends.dask_quiet import quiet_sync_cancel_race
+
+        quiet_sync_cancel_race()  # a Ctrl-C racing distributed's sync(): no traceback
         if self.address:
             address = _scheduler_address(self.address)
             if address.startswith("tls://") and not self.tls:

@@ -55,3 +55,29 @@ class QuietDistmlErrors(WorkerPlugin):
         logger = logging.getLogger("distributed.worker")
         if not any(isinstance(f, _DropReportedErrors) for f in logger.filters):
             logger.addFilter(_DropReportedErrors())
+
+
+class _DropSyncCancelRace(logging.Filter):
+    """Drops tornado's report of distributed's ``sync()`` cancel racing a Ctrl-C.
+
+    When the interrupt reaches the driver before ``sync()`` has created its future,
+    distributed's ``cancel`` callback reads the unassigned variable and tornado logs a
+    ``NameError`` traceback (distributed 2026.8: ``future`` is only annotated). The run
+    stops as it should; the traceback is noise on the user's terminal. Anything else
+    tornado reports is kept.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        return not (
+            isinstance(error, NameError)
+            and "'future'" in str(error)
+            and "sync.<locals>.cancel" in record.getMessage()
+        )
+
+
+def quiet_sync_cancel_race() -> None:
+    """Install :class:`_DropSyncCancelRace` on tornado's callback logger (once)."""
+    logger = logging.getLogger("tornado.application")
+    if not any(isinstance(f, _DropSyncCancelRace) for f in logger.filters):
+        logger.addFilter(_DropSyncCancelRace())
