@@ -155,7 +155,7 @@ def test_something_that_is_not_a_scheduler_is_refused_not_waited_on(peer: str) -
             match=rf"dask scheduler dask://127.0.0.1:{port}: something listens there but it is "
             r"not a Dask scheduler",
         ):
-            get_backend(f"dask://127.0.0.1:{port}", timeout=10).start()
+            get_backend(f"dask://127.0.0.1:{port}", timeout=2).start()  # waits 2 s for a handshake
     finally:
         if peer == "http":
             server.shutdown()
