@@ -171,8 +171,8 @@ class ScoreTable:
         """This table as a histogram: bin ``floor(bins × spread(score))`` (see :func:`spread`)."""
         if self.binned:
             return self
-        index = np.clip(np.floor(spread(self.values) * self.bins), 0, self.bins - 1)
-        return _collapse(index, self.pos, self.neg, True, self.limit, self.bins)
+        index = _bin_index(self.values, self.bins)
+        return _histogram(index, self.pos, self.pos + self.neg, self.limit, self.bins)
 
     def merge(self, other: ScoreTable) -> ScoreTable:
         a, b = self, other
@@ -189,7 +189,6 @@ class ScoreTable:
             np.concatenate([a.values, b.values]),
             np.concatenate([a.pos, b.pos]),
             np.concatenate([a.neg, b.neg]),
-            a.binned,
             self.limit,
             self.bins,
         )
@@ -252,8 +251,12 @@ def _binned_if_over(
         return None
     if 1 + np.count_nonzero(ordered[1:] != ordered[:-1]) <= limit:
         return None
-    index = np.clip(np.floor(spread(scores) * bins), 0, bins - 1).astype(np.intp)
-    return _histogram(index, positive.astype(np.float64), None, limit, bins)
+    return _histogram(_bin_index(scores, bins), positive.astype(np.float64), None, limit, bins)
+
+
+def _bin_index(scores: np.ndarray, bins: int) -> np.ndarray:
+    """Each score's bin: ``floor(bins × spread(score))``, the last bin closed."""
+    return np.clip(np.floor(spread(scores) * bins), 0, bins - 1).astype(np.intp)
 
 
 def _histogram(
@@ -274,14 +277,15 @@ def _histogram(
 
 
 def _collapse(
-    values: np.ndarray, pos: np.ndarray, neg: np.ndarray, binned: bool, limit: int, bins: int
+    values: np.ndarray, pos: np.ndarray, neg: np.ndarray, limit: int, bins: int
 ) -> ScoreTable:
+    """An exact table: counts summed per distinct score."""
     unique, inverse = np.unique(values, return_inverse=True)
     return ScoreTable(
         unique,
         np.bincount(inverse, weights=pos, minlength=len(unique)),
         np.bincount(inverse, weights=neg, minlength=len(unique)),
-        binned,
+        False,
         limit,
         bins,
     )
