@@ -39,7 +39,7 @@ def main() -> None:
     from distml.backends.base import Backend
     from distml.backends.local import LocalBackend
     from distml.jobs import runner
-    from distml.models.base import DistmlEstimator
+    from distml.models.base import Model
 
     for name, phase in (
         ("start", "engine start"), ("fit", "fit"), ("evaluate", "evaluate"), ("stop", "engine stop"),
@@ -52,7 +52,7 @@ def main() -> None:
         _timed(DaskBackend, "load", "read")
     _timed(runner, "check_before_work", "checks (footers, spec)")
     _timed(runner, "write_insights", "insights (importance, coefficients)")
-    _timed(DistmlEstimator, "save", "save model")
+    _timed(Model, "save", "save model")
     from distml.cli import main as cli
 
     code = 0

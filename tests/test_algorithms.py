@@ -228,6 +228,28 @@ def test_kmeans_parallel_rounds_in_one_pass_keep_the_two_pass_rows(n_partitions:
     assert steps.count("cost_and_oversample") == 2 and "cost" not in steps
 
 
+def test_recluster_matches_sklearns_weighted_kmeans_on_the_candidates() -> None:
+    """k-means||'s last step in numpy (weighted k-means++, then Lloyd): the candidates'
+    partition and weighted inertia are scikit-learn's ``KMeans(sample_weight=...)``'s,
+    and a heavy candidate pulls its centre towards itself as the weights say."""
+    from distml.algorithms.kmeans import recluster
+
+    points, truth = make_blobs(
+        n_samples=40, centers=5, n_features=3, cluster_std=0.5, center_box=(-20, 20), random_state=2
+    )
+    weights = np.random.default_rng(0).integers(1, 5000, size=40).astype(float)
+    centers = recluster(points, weights, 5, seed=3)
+    reference = cluster.KMeans(5, n_init=10, random_state=0).fit(points, sample_weight=weights)
+    labels = ((points[:, None] - centers[None]) ** 2).sum(-1).argmin(1)
+    assert adjusted_rand_score(truth, labels) == 1.0
+    inertia = float(weights @ ((points - centers[labels]) ** 2).sum(1))
+    assert inertia == pytest.approx(reference.inertia_, rel=1e-9)
+    for j in range(5):  # every centre is its cluster's weighted mean
+        mine = labels == j
+        np.testing.assert_allclose(centers[j], weights[mine] @ points[mine] / weights[mine].sum())
+    assert np.array_equal(recluster(points, weights, 5, seed=3), centers)  # seeded: repeatable
+
+
 def _unpickled_at_odd_addresses(value: object) -> object:
     """``value`` through pickle protocol 5 with its buffers out of band, as Dask sends
     arrays, each buffer placed at an address that is not a multiple of 8 (frames merged

@@ -3,7 +3,8 @@
 * ``init="k-means||"`` (Bahmani et al., as in Spark MLlib): two oversampling
   rounds (MLlib's default ``initSteps``) pick ~2k candidates per round with probability proportional to their
   squared distance; the candidates, weighted by how many rows they attract, are
-  reduced to k centres by k-means++ on the driver. Row draws are keyed by global
+  reduced to k centres on the driver by weighted k-means++ and Lloyd (MLlib's
+  ``LocalKMeans``; :func:`recluster`, a few dozen points, numpy only). Row draws are keyed by global
   row number, so the result does not depend on the partitioning.
 * ``init="k-means++"`` reproduces scikit-learn's greedy k-means++ exactly (the
   same ``RandomState`` stream, the same candidate rule), two passes per centre:
@@ -325,8 +326,6 @@ def init_kmeans_parallel(
     engine: Engine, k: int, seed: int, rounds: int = 2, oversampling: float = 2.0
 ) -> np.ndarray:
     """k-means|| seeding (see module docstring)."""
-    from sklearn.cluster import KMeans as _LocalKMeans
-
     sample = engine.map_reduce(smallest_keys, seed, 0, k, combine=_keep_smallest(k))
     reserve = np.array([row for _, _, row in sample])
     centers = reserve[:1]
@@ -350,9 +349,42 @@ def init_kmeans_parallel(
     candidates, weights = candidates[keep], weights[keep]
     if len(candidates) <= k:
         return _pad(candidates, reserve, k)
-    local = _LocalKMeans(n_clusters=k, n_init=1, random_state=seed % (2**32), max_iter=300)
-    local.fit(candidates, sample_weight=weights)
-    return local.cluster_centers_
+    return recluster(candidates, weights.astype(np.float64), k, seed)
+
+
+def recluster(points: np.ndarray, weights: np.ndarray, k: int, seed: int) -> np.ndarray:
+    """k centres of weighted ``points`` (more than k distinct rows): scikit-learn's greedy
+    k-means++ seeding with weights (``2 + log k`` candidates per centre), then weighted
+    Lloyd iterations until no point changes cluster (at most 300)."""
+    rs = np.random.RandomState(seed % (2**32))
+    n = len(points)
+
+    def squared(centers: np.ndarray) -> np.ndarray:  # points × centres, exact differences
+        return ((points[:, None, :] - centers[None, :, :]) ** 2).sum(axis=2)
+
+    chosen = [int(rs.choice(n, p=weights / weights.sum()))]
+    closest = squared(points[chosen])[:, 0]
+    trials = 2 + int(np.log(k))
+    for _ in range(1, k):
+        cumulative = np.cumsum(weights * closest)
+        picks = np.searchsorted(cumulative, rs.uniform(size=trials) * cumulative[-1])
+        picks = np.minimum(picks, n - 1)
+        candidates = np.minimum(closest[:, None], squared(points[picks]))  # points × trials
+        best = int(np.argmin(weights @ candidates))
+        chosen.append(int(picks[best]))
+        closest = candidates[:, best]
+    centers = points[chosen].copy()
+    labels = np.full(n, -1)
+    for _ in range(300):
+        nearest = squared(centers).argmin(axis=1)
+        if np.array_equal(nearest, labels):
+            break
+        labels = nearest
+        for j in range(k):
+            mine = labels == j
+            if weights[mine].sum() > 0:  # an emptied cluster keeps its centre
+                centers[j] = weights[mine] @ points[mine] / weights[mine].sum()
+    return centers
 
 
 def _pad(candidates: np.ndarray, reserve: np.ndarray, k: int) -> np.ndarray:

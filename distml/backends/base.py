@@ -27,7 +27,7 @@ from distml.data.dataset import Dataset
 from distml.data.split import Split
 from distml.data.writer import write_partition_predictions
 from distml.errors import BackendError, ModelError
-from distml.models.base import DistmlEstimator
+from distml.models.base import Model
 from distml.preprocess.pipeline import Pipeline
 from distml.progress import Progress
 from distml.units import parse_bytes  # noqa: F401  (re-exported: backends import it from here)
@@ -49,7 +49,7 @@ def feature_bytes(dataset: Dataset) -> float:
     return dataset.num_rows * (len(dataset.features) + 2) * 8.0
 
 
-SolverFn = Callable[["Backend", DistmlEstimator, Engine], None]
+SolverFn = Callable[["Backend", Model, Engine], None]
 
 
 @dataclass
@@ -155,7 +155,7 @@ class Backend(ABC):
         solver will fit the data, for engines whose library solvers read it their own way."""
 
     # -- fitting ---------------------------------------------------------------------------
-    def resolve_solver(self, estimator: DistmlEstimator) -> str:
+    def resolve_solver(self, estimator: Model) -> str:
         solver = estimator.solver  # type: ignore[attr-defined]
         if solver == "auto":
             return self.default_solver
@@ -167,7 +167,7 @@ class Backend(ABC):
             )
         return solver
 
-    def fit(self, estimator: DistmlEstimator, data: LoadedData) -> DistmlEstimator:
+    def fit(self, estimator: Model, data: LoadedData) -> Model:
         """Fit ``estimator`` on the training partitions; records ``fit_info_``."""
         estimator.validate()
         solver = self.resolve_solver(estimator)
@@ -204,9 +204,7 @@ class Backend(ABC):
         return estimator
 
     # -- evaluation and prediction ---------------------------------------------------------
-    def evaluate(
-        self, model: DistmlEstimator, engine: Engine, has_labels: bool = True
-    ) -> dict[str, Any]:
+    def evaluate(self, model: Model, engine: Engine, has_labels: bool = True) -> dict[str, Any]:
         """The task's metrics on ``engine``'s rows, computed on the workers."""
         self.progress.start("evaluating")
         with model_input(model, engine) as (fitted, rows):
@@ -220,7 +218,7 @@ class Backend(ABC):
         self.progress.finish()
         return result
 
-    def write_predictions(self, model: DistmlEstimator, engine: Engine, out_dir: str) -> list[str]:
+    def write_predictions(self, model: Model, engine: Engine, out_dir: str) -> list[str]:
         """Each partition writes ``part-NNNNN.parquet`` into ``out_dir`` where it lives."""
         self.progress.start("writing predictions")
         with model_input(model, engine) as (fitted, rows):
@@ -258,7 +256,7 @@ class Backend(ABC):
         self.progress.finish()
         return rows
 
-    def save_native_model(self, model: DistmlEstimator, model_dir: Path) -> Path | None:
+    def save_native_model(self, model: Model, model_dir: Path) -> Path | None:
         """Save the engine library's own model inside ``model_dir`` when its solver made one."""
         return None
 

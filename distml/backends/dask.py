@@ -51,7 +51,7 @@ from distml.data.dataset import Dataset, PartitionSpec
 from distml.data.reader import PartitionReader, ReadThenApply, load_partition
 from distml.data.split import Split, split_sizes
 from distml.errors import BackendError, ModelError
-from distml.models.base import DistmlEstimator
+from distml.models.base import Model
 
 log = logging.getLogger(__name__)
 
@@ -235,7 +235,7 @@ def _lost_tasks(exc: BaseException, hint: str) -> BackendError:
     )
 
 
-def _fit_dask_ml(backend: Backend, estimator: DistmlEstimator, engine: Engine) -> None:
+def _fit_dask_ml(backend: Backend, estimator: Model, engine: Engine) -> None:
     """``solver: dask-ml``: dask-ml on dask arrays built from the cached partitions."""
     assert isinstance(engine, DaskEngine)
     with engine.client.as_current(), warnings.catch_warnings():
@@ -249,7 +249,7 @@ def _fit_dask_ml(backend: Backend, estimator: DistmlEstimator, engine: Engine) -
             _fit_with_dask_ml(estimator, engine)
 
 
-def _fit_with_dask_ml(estimator: DistmlEstimator, engine: DaskEngine) -> None:
+def _fit_with_dask_ml(estimator: Model, engine: DaskEngine) -> None:
     import dask.array as da
     from dask_ml import cluster, linear_model
 

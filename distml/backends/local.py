@@ -30,7 +30,7 @@ from distml.backends.base import (
 from distml.data.dataset import Dataset, PartitionSpec
 from distml.data.reader import load_partition
 from distml.data.split import Split, split_sizes
-from distml.models.base import DistmlEstimator
+from distml.models.base import Model
 from distml.models.sklearn_solver import fit_with_sklearn
 
 
@@ -116,7 +116,7 @@ class LocalEngine(Engine):
         return list(self._pool.map(self._loader, range(len(self._sizes))))
 
 
-def _fit_sklearn(backend: Backend, estimator: DistmlEstimator, engine: Engine) -> None:
+def _fit_sklearn(backend: Backend, estimator: Model, engine: Engine) -> None:
     parts = engine.partitions()  # type: ignore[attr-defined]
     X = np.concatenate([p.X for p in parts])
     y = None if parts[0].y is None else np.concatenate([p.y for p in parts])

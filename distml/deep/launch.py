@@ -207,7 +207,7 @@ def run_multiworker_job(
     return RunResult(
         out=final,
         summary=summary,
-        model=None,  # the workers trained it; keras.models.load_model(out / "model.keras")
+        fitted=None,  # the workers trained it; keras.models.load_model(out / "model.keras")
         predictions=[output_path(final, "predictions", name) for name in sorted(predicted)],
         plots=[output_path(final, name) for name in drawn],
     )

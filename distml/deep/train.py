@@ -178,7 +178,7 @@ def run_keras_job(
     return RunResult(
         out=final,
         summary=summary,
-        model=model,
+        fitted=model,
         predictions=[output_path(final, "predictions", Path(p).name) for p in predictions],
         plots=[output_path(final, p.name) for p in pngs],
     )

@@ -62,7 +62,7 @@ def explain_model(
             found, data, out, background, overwrite, progress, samples, coalitions
         )
     model_dir = resolve_model_dir(model_path)
-    model = load_model(model_dir)
+    model = load_model(model_dir, scikit_learn=False)  # explained through its kernel
     output = _output(out, model_dir, overwrite, [data, background, str(model_dir)])
     raw = isinstance(model, Pipeline)
     features = [str(n) for n in getattr(model, "feature_names_in_", [])] or None

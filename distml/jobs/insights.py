@@ -53,7 +53,7 @@ def write_insights(
     curves: list[Any] = []
     with model_input(model, evaluation) as (fitted, rows):
         drawn = metrics_module.sample(rows, IMPORTANCE_SAMPLE, SEED)
-        if plots_too and fitted.task == "classification" and hasattr(fitted, "predict_proba"):
+        if plots_too and hasattr(fitted.kernel(), "predict_proba"):
             curves = metrics_module.roc_curves(rows, fitted.kernel())
     names = _feature_names(fitted)
     info: dict[str, Any] = {"features": names}

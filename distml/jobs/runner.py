@@ -28,7 +28,7 @@ from distml.jobs.checks import check_before_work
 from distml.jobs.insights import write_insights
 from distml.jobs.result import RunResult
 from distml.jobs.spec import KERAS, CVSpec, JobSpec, build_estimator
-from distml.models.base import DistmlEstimator
+from distml.models.base import Model
 from distml.outputs import Output, output_dir, output_path
 from distml.preprocess import Pipeline
 from distml.progress import Progress
@@ -219,7 +219,7 @@ def _run(
         return RunResult(
             out=final,
             summary=summary,
-            model=estimator,
+            fitted=estimator,
             predictions=[output_path(final, "predictions", Path(p).name) for p in predictions],
             plots=[output_path(final, Path(p).name) for p in pngs],
         )
@@ -297,7 +297,7 @@ def model_summary(model: Any) -> dict[str, Any]:
 
 
 def _plots(
-    backend: Backend, model: DistmlEstimator, engine, metrics, dataset: Dataset, out: Path
+    backend: Backend, model: Model, engine, metrics, dataset: Dataset, out: Path
 ) -> list[Path]:  # type: ignore[no-untyped-def]
     if model.task == "classification":
         return [plots.confusion_matrix(metrics["confusion_matrix"], out / "confusion_matrix.png")]

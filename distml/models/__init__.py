@@ -1,15 +1,17 @@
-"""Engine-neutral estimators; a fitted estimator is the portable model."""
+"""Engine-neutral models (:mod:`~distml.models.base`, no scikit-learn) and their
+scikit-learn estimators (:mod:`~distml.models.estimators`); a fitted model is portable."""
 
 # Imported on first use (PEP 562), so that ``import distml.<light module>`` on a worker
 # does not pull scikit-learn, pandas or pydantic in through this package.
 _LAZY = {
-    "DistmlEstimator": "distml.models.base",
+    "DistmlEstimator": "distml.models.estimators",
+    "Model": "distml.models.base",
     "load_model": "distml.loading",
     "model_class": "distml.models.base",
     "model_types": "distml.models.base",
-    "KMeans": "distml.models.kmeans",
-    "LinearRegression": "distml.models.linear",
-    "LogisticRegression": "distml.models.logistic",
+    "KMeans": "distml.models.estimators",
+    "LinearRegression": "distml.models.estimators",
+    "LogisticRegression": "distml.models.estimators",
 }
 
 
@@ -29,6 +31,7 @@ def __dir__() -> list[str]:
 
 __all__ = [
     "DistmlEstimator",
+    "Model",
     "KMeans",
     "LinearRegression",
     "LogisticRegression",

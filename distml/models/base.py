@@ -1,41 +1,40 @@
-"""What every distml estimator shares: parameters, input checks, portable save/load.
+"""What every distml model shares, without scikit-learn: parameters, checks, save/load.
 
-Estimators follow scikit-learn's conventions (they subclass its ``BaseEstimator``):
-every parameter is an explicit keyword stored verbatim, validation happens in
-``fit``, learned attributes end in ``_`` and ``fit`` returns ``self``. A fitted
-estimator *is* the portable model: numpy arrays plus JSON metadata, identical
-whichever engine trained it. Saving never uses pickle.
+A :class:`Model` is a model type as distml's own code uses it — in job runs, on the
+driver of every engine, in ``distml predict`` and ``distml serve``: explicit keyword
+parameters stored verbatim, their checks, the native fit on an engine's partitions
+(``fit_engine``), the fitted :mod:`~distml.models.kernels` and a portable folder
+(``model.json`` + ``arrays.npz``, never pickle). It imports numpy only, so a job never
+pays for importing scikit-learn (~0.7 s, mostly SciPy) unless a step needs it.
+
+The scikit-learn estimators users fit on in-memory data (:mod:`distml.models.estimators`)
+subclass these classes: same parameters, same fitted attributes, same folder.
 """
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
-import pandas as pd
-from sklearn.base import BaseEstimator
-from sklearn.exceptions import NotFittedError as SklearnNotFittedError
 
-from distml.algorithms.engine import Engine, InMemoryEngine
-from distml.errors import DataError, DistmlError, InputTypeError, ModelError, NotFittedError
+from distml.algorithms.engine import Engine
+from distml.errors import DataError, ModelError, NotFittedError
 from distml.models import schema
 from distml.outputs import atomic_dir
 
 SOLVERS = ("auto", "native", "sklearn", "dask-ml", "mllib")
 FORMAT_VERSION = 1
-_MODEL_TYPES: dict[str, type[DistmlEstimator]] = {}
+_MODEL_TYPES: dict[str, type[Model]] = {}
 
 
-class _NotFitted(NotFittedError, SklearnNotFittedError):
-    """Not fitted yet: distml's error and scikit-learn's, so either ``except`` catches it."""
-
-
-class DistmlEstimator(BaseEstimator):
-    """Base class of distml's engine-neutral estimators."""
+class Model:
+    """Base class of distml's engine-neutral models (see the module's docstring)."""
 
     model_type: ClassVar[str]
     task: ClassVar[str]
@@ -49,14 +48,38 @@ class DistmlEstimator(BaseEstimator):
         if "model_type" in cls.__dict__:
             _MODEL_TYPES[cls.model_type] = cls
 
+    # -- parameters (scikit-learn's protocol; its estimators bring their own) -----------------
+    @classmethod
+    def _param_names(cls) -> list[str]:
+        """The keyword parameters of ``__init__``, sorted (as scikit-learn lists them)."""
+        signature = inspect.signature(cls.__init__)
+        return sorted(p.name for p in signature.parameters.values() if p.kind == p.KEYWORD_ONLY)
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self._param_names()}
+
+    def set_params(self, **params: Any) -> Model:
+        names = self._param_names()
+        for name, value in params.items():
+            if name not in names:
+                raise ModelError(
+                    f"{self.model_type}: unknown parameter '{name}' (one of {', '.join(names)})"
+                )
+            setattr(self, name, value)
+        return self
+
+    def __repr__(self) -> str:
+        defaults = type(self)().get_params()
+        changed = {k: v for k, v in self.get_params().items() if _differs(v, defaults[k])}
+        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in changed.items())})"
+
     def __getstate__(self) -> dict[str, Any]:
-        """Pickled state (estimators travel to workers) without engine-side handles."""
-        state = dict(super().__getstate__())
+        """Pickled state (models travel to workers) without engine-side handles."""
+        state = dict(self.__dict__)
         state.pop("native_model_", None)  # e.g. an MLlib model: a reference into the JVM
         return state
 
-    # -- parameters ------------------------------------------------------------------------
-    def _validate_params(self) -> None:
+    def _check_params(self) -> None:
         """Raise :class:`ModelError` naming the bad parameter (subclasses extend)."""
         if self.solver not in SOLVERS:  # type: ignore[attr-defined]
             raise ModelError(
@@ -64,65 +87,13 @@ class DistmlEstimator(BaseEstimator):
                 f"choose one of {', '.join(SOLVERS)}"
             )
 
-    def validate(self) -> DistmlEstimator:
+    def validate(self) -> Model:
         """Check the parameters without fitting (used to validate job specs up front)."""
-        self._validate_params()
+        self._check_params()
         return self
 
     # -- fitting ---------------------------------------------------------------------------
-    def fit(self, X: Any, y: Any = None) -> DistmlEstimator:
-        """Fit on in-memory numpy/pandas data (one partition, this process).
-
-        Input is checked as scikit-learn checks it (same error classes: ``ValueError``,
-        ``TypeError`` for sparse or non-numeric input), naming what is wrong.
-        """
-        self._validate_params()
-        X_arr, y_arr = self._validated_input(X, y, reset=True)
-        engine = InMemoryEngine.from_arrays(X_arr, y_arr)
-        solver = "native" if self.solver == "auto" else self.solver  # type: ignore[attr-defined]
-        if solver == "native":
-            self.fit_engine(engine)
-        elif solver == "sklearn":
-            from distml.models.sklearn_solver import fit_with_sklearn
-
-            fit_with_sklearn(self, X_arr, y_arr)
-        else:
-            raise ModelError(
-                f"{self.model_type}: solver '{solver}' needs its backend; fit through "
-                "distml.run_job or a backend's fit()"
-            )
-        names = getattr(self, "feature_names_in_", None)
-        self.set_feature_info(
-            None if names is None else [str(n) for n in names], None, n_features=X_arr.shape[1]
-        )
-        return self
-
-    def _validated_input(
-        self, X: Any, y: Any = None, reset: bool = True
-    ) -> tuple[np.ndarray, np.ndarray | None]:
-        """scikit-learn's checks (``validate_data``) as distml errors naming the culprit."""
-        from sklearn.utils.multiclass import check_classification_targets
-        from sklearn.utils.validation import validate_data
-
-        try:
-            if self.supervised and reset:
-                X_arr, y_arr = validate_data(
-                    self, X, y, dtype=np.float64, y_numeric=self.task == "regression"
-                )
-                if self.task == "classification":
-                    check_classification_targets(y_arr)
-                return X_arr, y_arr
-            X_arr = validate_data(self, X, dtype=np.float64, reset=reset)
-            return X_arr, None
-        except TypeError as exc:
-            raise InputTypeError(f"{type(self).__name__}: {_first_line(exc)}") from None
-        except ValueError as exc:
-            if isinstance(exc, DistmlError):
-                raise
-            error = DataError if reset else ModelError  # predict: input that does not match
-            raise error(f"{type(self).__name__}: {_describe_input_error(exc, X, y)}") from None
-
-    def fit_engine(self, engine: Engine) -> DistmlEstimator:
+    def fit_engine(self, engine: Engine) -> Model:
         """Fit with the native algorithm on any engine's partitions."""
         raise NotImplementedError
 
@@ -146,34 +117,9 @@ class DistmlEstimator(BaseEstimator):
             return [str(n) for n in self.feature_names_in_]
         return [f"x{i}" for i in range(self.n_features_in_)]
 
-    # -- prediction helpers ----------------------------------------------------------------
     def _check_fitted(self) -> None:
         if not hasattr(self, "n_features_in_"):
-            raise _NotFitted(f"this {type(self).__name__} is not fitted yet; call fit first")
-
-    def _prepare(self, X: Any) -> np.ndarray:
-        """Validate prediction input against the training features (columns by name when
-        both have names, then scikit-learn's checks: count, finiteness, types)."""
-        self._check_fitted()
-        if isinstance(X, pd.DataFrame) and hasattr(self, "feature_names_in_"):
-            expected = [str(n) for n in self.feature_names_in_]
-            columns = [str(c) for c in X.columns]
-            missing = [c for c in expected if c not in columns]
-            extra = [c for c in columns if c not in expected]
-            if missing or extra:
-                parts = []
-                if missing:
-                    parts.append(f"missing {', '.join(repr(c) for c in missing[:5])}")
-                if extra:
-                    parts.append(f"unexpected {', '.join(repr(c) for c in extra[:5])}")
-                raise ModelError(
-                    f"{self.model_type}: input columns differ from the training features "
-                    f"({'; '.join(parts)}); expected {', '.join(expected[:20])}"
-                )
-            X = X[[c for c in X.columns if str(c) in expected]]
-            X = X[sorted(X.columns, key=lambda c: expected.index(str(c)))]
-        X_arr, _ = self._validated_input(X, reset=False)
-        return X_arr
+            raise NotFittedError(f"this {type(self).__name__} is not fitted yet; call fit first")
 
     # -- persistence -----------------------------------------------------------------------
     def save(self, path: str | os.PathLike[str]) -> Path:
@@ -226,17 +172,21 @@ def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
     return metadata
 
 
-def load_estimator(
-    path: str | os.PathLike[str], metadata: dict[str, Any] | None = None
-) -> DistmlEstimator:
-    """Load one estimator's folder (never executes code); pipelines load through
+def load_fitted(
+    path: str | os.PathLike[str],
+    metadata: dict[str, Any] | None = None,
+    class_of: Callable[[str], type[Model]] | None = None,
+) -> Model:
+    """Load one model folder (never executes code) as ``class_of(type)`` (default: the
+    :class:`Model` registered for the type; :func:`distml.models.estimators.load_estimator`
+    asks for scikit-learn's estimators). Pipelines load through
     :func:`distml.loading.load_model`, which sits above both layers."""
     path = Path(path)
     meta_path = path / "model.json"
     metadata = read_metadata(path) if metadata is None else metadata
     if metadata["type"] == "pipeline":
         raise DataError(f"{meta_path}: a pipeline where an estimator folder was expected")
-    model_cls = _registered()[metadata["type"]]
+    model_cls = (class_of or model_class)(metadata["type"])
     arrays_path = path / "arrays.npz"
     try:
         with np.load(arrays_path, allow_pickle=False) as npz:
@@ -273,8 +223,8 @@ def load_estimator(
     return model
 
 
-def model_class(model_type: str) -> type[DistmlEstimator]:
-    """The estimator class registered for a job spec's ``model.type``."""
+def model_class(model_type: str) -> type[Model]:
+    """The model class registered for a job spec's ``model.type``."""
     return _registered()[model_type]
 
 
@@ -282,7 +232,7 @@ def model_types() -> list[str]:
     return sorted(_registered())
 
 
-def _registered() -> dict[str, type[DistmlEstimator]]:
+def _registered() -> dict[str, type[Model]]:
     """The model types, after importing the built-in ones (they register as they load)."""
     import distml.models.kmeans
     import distml.models.linear
@@ -302,27 +252,19 @@ def _first_line(exc: Exception) -> str:
     return " ".join(kept[:2]) if kept[0].endswith(":") else kept[0]
 
 
-def _describe_input_error(exc: ValueError, X: Any, y: Any) -> str:
-    """scikit-learn's complaint in one line; for NaN/inf, the column that holds them."""
-    message = _first_line(exc)
-    if "NaN" not in message and "infinity" not in message:
-        return message
-    where = "y" if message.startswith("Input y") else "X"
-    if where == "y":
-        return "y contains NaN or infinite values"
-    try:
-        values = np.asarray(X, dtype=np.float64)
-        bad = np.nonzero(~np.isfinite(values).all(axis=0))[0]
-        column = int(bad[0])
-    except (TypeError, ValueError, IndexError):
-        return message
-    name = str(X.columns[column]) if isinstance(X, pd.DataFrame) else str(column)
-    return f"X column {name} contains NaN or infinite values; impute or drop them first"
-
-
 def _json_scalar(value: Any) -> Any:
     if isinstance(value, np.generic):
         return value.item()
     if isinstance(value, np.ndarray):
         return value.tolist()
     return value
+
+
+def _differs(value: Any, default: Any) -> bool:
+    if isinstance(value, np.ndarray) or isinstance(default, np.ndarray):
+        return not (
+            isinstance(value, np.ndarray)
+            and isinstance(default, np.ndarray)
+            and np.array_equal(value, default)
+        )
+    return bool(value != default)

@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
-from sklearn.base import ClusterMixin, TransformerMixin
 
 from distml.algorithms.engine import Engine
 from distml.algorithms.kmeans import fit_kmeans
 from distml.errors import DataError, ModelError
-from distml.models.base import DistmlEstimator
+from distml.models.base import Model
 from distml.models.kernels import KMeansKernel
 
 INITS = ("k-means||", "k-means++", "random")
 
 
-class KMeans(ClusterMixin, TransformerMixin, DistmlEstimator):
+class KMeansModel(Model):
     """K-means with scikit-learn's parameters.
 
     ``init`` defaults to ``"k-means||"`` (scalable: a fixed number of passes
@@ -50,8 +47,8 @@ class KMeans(ClusterMixin, TransformerMixin, DistmlEstimator):
         self.random_state = random_state
         self.solver = solver
 
-    def _validate_params(self) -> None:
-        super()._validate_params()
+    def _check_params(self) -> None:
+        super()._check_params()
         if not isinstance(self.n_clusters, int) or self.n_clusters < 1:
             raise ModelError(f"n_clusters must be an integer >= 1, got {self.n_clusters!r}")
         if isinstance(self.init, str):
@@ -71,8 +68,8 @@ class KMeans(ClusterMixin, TransformerMixin, DistmlEstimator):
             return 10 if self.init == "random" else 1
         return int(self.n_init)
 
-    def fit_engine(self, engine: Engine) -> KMeans:
-        self._validate_params()
+    def fit_engine(self, engine: Engine) -> KMeansModel:
+        self._check_params()
         if engine.n_rows < self.n_clusters:
             raise DataError(
                 f"n_clusters={self.n_clusters} is larger than the number of rows ({engine.n_rows})"
@@ -92,26 +89,6 @@ class KMeans(ClusterMixin, TransformerMixin, DistmlEstimator):
         self.n_iter_ = solution.n_iter
         return self
 
-    def fit(self, X: Any, y: Any = None) -> KMeans:
-        """Fit on in-memory data; ``y`` is ignored (scikit-learn's signature)."""
-        super().fit(X, None)
-        self.labels_ = self.kernel().predict(self._validated_input(X, reset=False)[0])
-        return self
-
     def kernel(self) -> KMeansKernel:
         self._check_fitted()
         return KMeansKernel(np.asarray(self.cluster_centers_, dtype=np.float64))
-
-    def transform(self, X: Any) -> np.ndarray:
-        """Distances to every centre (scikit-learn's cluster-distance space)."""
-        return self.kernel().transform(self._prepare(X))
-
-    def predict(self, X: Any) -> np.ndarray:
-        """The nearest centre of each row."""
-        return self.kernel().predict(self._prepare(X))
-
-    def score(self, X: Any, y: Any = None, sample_weight: Any = None) -> float:
-        """Opposite of the inertia of ``X`` (scikit-learn's convention)."""
-        if sample_weight is not None:
-            raise ModelError("KMeans.score: sample_weight is not supported")
-        return self.kernel().score(self._prepare(X))

@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
-from sklearn.base import RegressorMixin
 
 from distml.algorithms.engine import Engine
 from distml.algorithms.linear import fit_elastic_net, fit_linear
 from distml.errors import ModelError
-from distml.models.base import DistmlEstimator
+from distml.models.base import Model
 from distml.models.kernels import LinearKernel
 from distml.models.penalties import check_l1_ratio, check_number, check_penalty
 
 PENALTIES = ("l2", "l1", "elasticnet", None)
 
 
-class LinearRegression(RegressorMixin, DistmlEstimator):
+class LinearRegressionModel(Model):
     """Least squares with an optional penalty, each with scikit-learn's meaning.
 
     ``penalty`` names the scikit-learn estimator whose objective (and ``alpha``) is used:
@@ -60,8 +57,8 @@ class LinearRegression(RegressorMixin, DistmlEstimator):
         self.max_iter = max_iter
         self.solver = solver
 
-    def _validate_params(self) -> None:
-        super()._validate_params()
+    def _check_params(self) -> None:
+        super()._check_params()
         if not isinstance(self.fit_intercept, (bool, np.bool_)):
             raise ModelError(f"fit_intercept must be true or false, got {self.fit_intercept!r}")
         check_penalty(self.penalty, PENALTIES)
@@ -91,8 +88,8 @@ class LinearRegression(RegressorMixin, DistmlEstimator):
             return 0.5 if self.l1_ratio is None else float(self.l1_ratio)
         return 0.0
 
-    def fit_engine(self, engine: Engine) -> LinearRegression:
-        self._validate_params()
+    def fit_engine(self, engine: Engine) -> LinearRegressionModel:
+        self._check_params()
         if self.penalty in ("l1", "elasticnet"):
             solution = fit_elastic_net(
                 engine,
@@ -123,7 +120,3 @@ class LinearRegression(RegressorMixin, DistmlEstimator):
     def kernel(self) -> LinearKernel:
         self._check_fitted()
         return LinearKernel(np.asarray(self.coef_, dtype=np.float64), float(self.intercept_))
-
-    def predict(self, X: Any) -> np.ndarray:
-        """``X @ coef_ + intercept_`` for validated ``X``."""
-        return self.kernel().predict(self._prepare(X))

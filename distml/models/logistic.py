@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
-from sklearn.base import ClassifierMixin
 
 from distml.algorithms.engine import Engine
 from distml.algorithms.logistic import fit_logistic
 from distml.errors import ModelError
-from distml.models.base import DistmlEstimator
+from distml.models.base import Model
 from distml.models.kernels import LogisticKernel
 from distml.models.penalties import check_l1_ratio, check_number, check_penalty
 
@@ -19,7 +16,7 @@ PENALTIES = ("auto", "l2", "l1", "elasticnet", None)
 _IMPLIED_RATIO = {"l2": 0.0, "l1": 1.0, None: 0.0}
 
 
-class LogisticRegression(ClassifierMixin, DistmlEstimator):
+class LogisticRegressionModel(Model):
     """Penalised logistic regression with scikit-learn's ``C`` and ``l1_ratio`` semantics.
 
     Minimises ``C Σ log-loss + l1_ratio·||W||₁ + ½(1 - l1_ratio)·||W||²`` (the intercept
@@ -57,8 +54,8 @@ class LogisticRegression(ClassifierMixin, DistmlEstimator):
         self.max_iter = max_iter
         self.solver = solver
 
-    def _validate_params(self) -> None:
-        super()._validate_params()
+    def _check_params(self) -> None:
+        super()._check_params()
         check_number("C", self.C, minimum=0.0, strict=True, allow_inf=True)
         check_penalty(self.penalty, PENALTIES)
         check_l1_ratio(self.l1_ratio)
@@ -87,8 +84,8 @@ class LogisticRegression(ClassifierMixin, DistmlEstimator):
         ratio = float(self.l1_ratio)
         return ("l2" if ratio == 0 else "l1" if ratio == 1 else "elasticnet"), ratio
 
-    def fit_engine(self, engine: Engine) -> LogisticRegression:
-        self._validate_params()
+    def fit_engine(self, engine: Engine) -> LogisticRegressionModel:
+        self._check_params()
         # data bigger than the workers' memory streams: every L-BFGS evaluation is one pass
         # that re-reads the partitions (slower per pass, same model, bounded memory)
         penalty, l1_ratio = self.effective_penalty()
@@ -115,18 +112,3 @@ class LogisticRegression(ClassifierMixin, DistmlEstimator):
             np.asarray(self.intercept_, dtype=np.float64),
             np.asarray(self.classes_),
         )
-
-    def decision_function(self, X: Any) -> np.ndarray:
-        """Signed distances to the decision boundary (one column per class, multinomial)."""
-        return self.kernel().decision_function(self._prepare(X))
-
-    def predict_proba(self, X: Any) -> np.ndarray:
-        """Class probabilities, columns in ``classes_`` order."""
-        return self.kernel().predict_proba(self._prepare(X))
-
-    def predict_log_proba(self, X: Any) -> np.ndarray:
-        with np.errstate(divide="ignore"):
-            return np.log(self.predict_proba(X))
-
-    def predict(self, X: Any) -> np.ndarray:
-        return self.kernel().predict(self._prepare(X))

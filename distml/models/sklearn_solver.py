@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from distml.models.base import DistmlEstimator
+from distml.models.base import Model
 
 
-def fit_with_sklearn(model: DistmlEstimator, X: np.ndarray, y: np.ndarray | None) -> None:
+def fit_with_sklearn(model: Model, X: np.ndarray, y: np.ndarray | None) -> None:
     """Fit the scikit-learn twin of ``model`` on in-memory arrays and copy its attributes."""
     from sklearn import cluster, linear_model
 

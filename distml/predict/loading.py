@@ -77,7 +77,7 @@ def _load_local(path: str | os.PathLike[str]) -> LoadedModel:
     from distml.loading import load_model
     from distml.preprocess.pipeline import Pipeline
 
-    model: Any = load_model(found)
+    model: Any = load_model(found, scikit_learn=False)  # scored by its kernel
     if isinstance(model, Pipeline):
         inner = model.model
         scorer: Scorer = PipelineScorer(

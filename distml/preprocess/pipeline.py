@@ -15,11 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from distml.algorithms.engine import Engine, Partition
 from distml.errors import DataError, DistmlError, ModelError
-from distml.models.base import FORMAT_VERSION, DistmlEstimator, load_estimator
+from distml.models.base import FORMAT_VERSION, Model, load_fitted
 from distml.outputs import atomic_dir
 from distml.preprocess.stages import Kinds, Prepared, Stage, is_string, make_stage
 
@@ -59,7 +58,7 @@ def assemble(part: Partition, prepare: Prepared, names: list[str]) -> Partition:
 class Pipeline:
     """``stages`` (impute, scale, one_hot, select) then ``model``, scikit-learn style."""
 
-    def __init__(self, stages: list[Stage], model: DistmlEstimator) -> None:
+    def __init__(self, stages: list[Stage], model: Model) -> None:
         self.stages = list(stages)
         self.model = model
 
@@ -140,6 +139,8 @@ class Pipeline:
     def _matrix(self, X: Any) -> np.ndarray:
         if not hasattr(self, "feature_names_out_"):
             raise ModelError("this Pipeline is not fitted yet; call fit first")
+        import pandas as pd  # rows from users: a DataFrame, or what one is built from
+
         frame = pd.DataFrame(X) if not isinstance(X, pd.DataFrame) else X
         missing = [c for c in self.input_kinds_ if c not in frame.columns]
         if missing:
@@ -194,7 +195,7 @@ class Pipeline:
 
     @classmethod
     def load(cls, path: Path, metadata: dict[str, Any]) -> Pipeline:
-        estimator = load_estimator(path / "estimator")
+        estimator = load_fitted(path / "estimator")
         try:
             stages = [Stage.from_state(s) for s in metadata["stages"]]
             kinds, names_out = metadata["input_kinds"], metadata["features_out"]
@@ -217,7 +218,7 @@ class Pipeline:
         return pipeline
 
 
-def build_pipeline(spec: list[dict[str, Any]], model: DistmlEstimator) -> Pipeline:
+def build_pipeline(spec: list[dict[str, Any]], model: Model) -> Pipeline:
     """A pipeline from a job spec's ``preprocess:`` list of ``{stage: {params}}``."""
     stages = []
     for item in spec:

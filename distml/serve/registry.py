@@ -121,7 +121,7 @@ def load(source: ModelSource) -> ServedModel:
         return KerasModel(source.name, source.path)
     from distml.loading import load_model
 
-    model = load_model(source.path)
+    model = load_model(source.path, scikit_learn=False)  # served by its kernel
     if hasattr(model, "input_kinds_"):
         return PipelineModel(source.name, source.path, model)
     return EstimatorModel(source.name, source.path, model)

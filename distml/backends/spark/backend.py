@@ -50,7 +50,7 @@ from distml.data.dataset import Dataset
 from distml.data.reader import PartitionReader, ReadThenApply
 from distml.data.split import Split, split_sizes
 from distml.errors import BackendError, ModelError
-from distml.models.base import DistmlEstimator
+from distml.models.base import Model
 
 log = logging.getLogger(__name__)
 
@@ -182,7 +182,7 @@ def _shape_list(part: Any) -> list[tuple[int, int]]:
     return [part.X.shape]
 
 
-def _fit_mllib(backend: Backend, estimator: DistmlEstimator, engine: Engine) -> None:
+def _fit_mllib(backend: Backend, estimator: Model, engine: Engine) -> None:
     assert isinstance(backend, SparkBackend) and isinstance(engine, SparkEngine)
     frame, stats = engine.mllib_input()
     with backend.exclusive():
@@ -500,7 +500,7 @@ class SparkBackend(Backend):
             self.progress.finish()
         return frame, stats
 
-    def save_native_model(self, model: DistmlEstimator, model_dir: Path) -> Path | None:
+    def save_native_model(self, model: Model, model_dir: Path) -> Path | None:
         """MLlib's own model as ``model_dir/mllib`` (``model.write()``), for Spark users."""
         native = getattr(model, "native_model_", None)
         if native is None:

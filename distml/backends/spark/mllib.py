@@ -39,7 +39,7 @@ import pandas as pd
 from distml.data.dataset import Dataset
 from distml.data.split import Split
 from distml.errors import ConvergenceWarning, DataError, ModelError
-from distml.models.base import DistmlEstimator
+from distml.models.base import Model
 
 log = logging.getLogger(__name__)
 
@@ -165,7 +165,7 @@ def _locate_bad_value(spark: Any, dataset: Dataset, column: str) -> str:
 
 
 # -- fitting -------------------------------------------------------------------------------------
-def fit(estimator: DistmlEstimator, frame: Any, stats: dict[str, Any], label: str | None) -> None:
+def fit(estimator: Model, frame: Any, stats: dict[str, Any], label: str | None) -> None:
     """Fit ``estimator`` with MLlib on ``frame`` and set its portable attributes."""
     kind = estimator.model_type
     if kind == "linear_regression":
