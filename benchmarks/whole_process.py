@@ -11,9 +11,9 @@ scikit-learn's. Run by hand (not part of the test suite):
     distml data generate blobs --rows 2e6 --features 20 --partitions 16 --out /tmp/wp/blobs
     python benchmarks/whole_process.py --data /tmp/wp --repeat 3
 
-``--old FOLDER`` adds `distml run` on Dask from an older checkout (a ``git worktree``), put
-first on ``PYTHONPATH``; run the script from outside the checkout then (``python -m``
-puts the current folder first on ``sys.path``).
+``--old FOLDER`` adds `distml run` (local and Dask) from an older checkout (a ``git
+worktree``), put first on ``PYTHONPATH``; run the script from outside the checkout then
+(``python -m`` puts the current folder first on ``sys.path``).
 """
 
 from __future__ import annotations
@@ -93,7 +93,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, required=True, help="folder with reg/ cls/ blobs/")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--tasks", default="linreg,logreg,kmeans")
-    parser.add_argument("--old", type=Path, help="an older checkout to compare on Dask")
+    parser.add_argument("--old", type=Path, help="an older checkout to compare with")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="distml-whole-"))
     print("| task | candidate | median wall s | runs | × scikit-learn |")
@@ -103,28 +103,31 @@ def main() -> None:
         script = work / f"{task}_sklearn.py"
         script.write_text(_sklearn_script(task))
         sub = TASKS[task][0]
-        names = [
-            "scikit-learn (one process)",
-            "distml local",
-            "distml dask (LocalCluster it starts)",
-        ]
-        if args.old:
-            names.append("distml dask, old checkout")
-        times: dict[str, list[float]] = {name: [] for name in names}
         old_env = {**os.environ, "PYTHONPATH": str(args.old)} if args.old else None
+        backends = [("local", None), ("dask", None)]
+        if args.old:
+            backends += [("local", old_env), ("dask", old_env)]
+        times: dict[str, list[float]] = {"scikit-learn (one process)": []}
         for i in range(args.repeat):
-            commands = [
-                [sys.executable, str(script), str(args.data / sub), str(work / f"{task}-{i}.pkl")],
-                [sys.executable, "-m", "distml", "run", str(spec), "--backend", "local",
-                 "--out", str(work / f"{task}-local-{i}")],
-                [sys.executable, "-m", "distml", "run", str(spec), "--backend", "dask",
-                 "--out", str(work / f"{task}-dask-{i}")],
-                [sys.executable, "-m", "distml", "run", str(spec), "--backend", "dask",
-                 "--out", str(work / f"{task}-dask-old-{i}")],
-            ]  # fmt: skip
-            for name, command in zip(names, commands, strict=False):
-                env = old_env if name.endswith("old checkout") else None
-                times[name].append(_timed(command, env))
+            times["scikit-learn (one process)"].append(
+                _timed(
+                    [
+                        sys.executable,
+                        str(script),
+                        str(args.data / sub),
+                        str(work / f"{task}-{i}.pkl"),
+                    ]
+                )
+            )
+            for backend, env in backends:
+                name = (
+                    "distml local" if backend == "local" else "distml dask (LocalCluster it starts)"
+                )
+                name += ", old checkout" if env is not None else ""
+                out = work / f"{task}-{backend}-{'old-' if env else ''}{i}"
+                command = [sys.executable, "-m", "distml", "run", str(spec), "--backend", backend,
+                           "--out", str(out)]  # fmt: skip
+                times.setdefault(name, []).append(_timed(command, env))
         base = statistics.median(times["scikit-learn (one process)"])
         for name, runs in times.items():
             median = statistics.median(runs)

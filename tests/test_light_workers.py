@@ -147,6 +147,32 @@ def test_numeric_chunks_are_viewed_as_pyarrow_converts_them() -> None:
     assert column_values(pa.chunked_array([[1.0], [None]], pa.float64())).tolist()[0] == 1.0
 
 
+def test_arrow_arrays_built_from_buffers_equal_pyarrows_conversion() -> None:
+    """``arrow_array`` (no pandas import) gives what ``pa.array`` gives: numbers of each
+    width, strided columns, booleans (bit-packed), and strings through ``pa.array``."""
+    import pyarrow as pa
+
+    from distml.data.arrow import arrow_array
+
+    matrix = np.arange(30, dtype=np.float64).reshape(10, 3)
+    cases = [
+        matrix[:, 1],  # strided: copied
+        np.array([3, -1, 7], dtype=np.int32),
+        np.array([1, 2], dtype=np.uint8),
+        np.array([0.5, np.nan, 2.0], dtype=np.float32),
+        np.array([True, False, True, True, False, False, True, False, True]),
+        np.array(["a", "b"], dtype=object),
+        np.zeros(0, dtype=np.int32),
+    ]
+    for values in cases:
+        built = arrow_array(values)
+        expected = pa.array(values)
+        assert built.type == expected.type
+        assert built.to_pylist() == expected.to_pylist() or values.dtype.kind == "f"
+        if values.dtype.kind == "f":  # NaN != NaN in lists: compare the bits
+            np.testing.assert_array_equal(built.to_numpy(), values)
+
+
 def test_a_job_without_plots_never_imports_matplotlib(tmp_path: Path) -> None:
     """matplotlib (~0.3 s of every ``distml run``) is imported by the first plot, not by the
     job runner: a job with ``output.plots: false`` never loads it, one with plots does."""
@@ -166,6 +192,52 @@ def test_a_job_without_plots_never_imports_matplotlib(tmp_path: Path) -> None:
         assert done.stdout.strip().splitlines()[-1] == loaded
         pngs = sorted(p.name for p in (tmp_path / f"run-{plots}").glob("*.png"))
         assert (pngs != []) == (plots == "true"), pngs
+
+
+def test_runs_and_predictions_never_import_scikit_learn_pandas_or_scipy(tmp_path: Path) -> None:
+    """A job run of each model type and ``distml predict`` work with distml's own models
+    (:mod:`distml.models.base`) and read plain Parquet footers without ``pyarrow.dataset``:
+    scikit-learn (~0.7 s with SciPy) and pandas (0.2 s) are never imported, SciPy only for
+    logistic regression's L-BFGS. The predictions are those of the scikit-learn estimator
+    ``load_model`` gives."""
+    import pyarrow.parquet as pq
+
+    import distml
+
+    specs = {  # name: (data kind, model block); logistic regression last (SciPy)
+        "linear_regression": ("regression", "{type: linear_regression}"),
+        "kmeans": ("blobs", "{type: kmeans, params: {n_clusters: 3, random_state: 0}}"),
+        "logistic_regression": ("classification", "{type: logistic_regression}"),
+    }
+    for name, (kind, model) in specs.items():
+        (tmp_path / f"{name}.yaml").write_text(
+            f"name: {name}\nmodel: {model}\nsplit: null\noutput: {{plots: false}}\n"
+            f"data: {{train: {tmp_path / kind}, label: y, generate: "
+            f"{{kind: {kind}, rows: 6000, features: 4, partitions: 2, seed: 1}}}}\n"
+        )
+    code = (
+        "import sys\nfrom distml.jobs import load_spec, run_job\n"
+        "from distml.predict.runner import predict\n"
+        f"root, kinds = {str(tmp_path)!r}, { ({n: k for n, (k, _) in specs.items()})!r}\n"
+        "for name, kind in kinds.items():\n"
+        "    run = run_job(load_spec(f'{root}/{name}.yaml'), f'{root}/run-{name}')\n"
+        "    predict(run.out, f'{root}/{kind}', f'{root}/pred-{name}', columns='none')\n"
+        "    print(sorted({m.split('.')[0] for m in sys.modules}))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    for name, line in zip(specs, done.stdout.strip().splitlines()[-3:], strict=True):
+        loaded = set(eval(line))  # noqa: S307 - our own subprocess's printed list
+        never = {"sklearn", "pandas", "matplotlib", "tensorflow"}
+        assert not loaded & (never if name == "logistic_regression" else never | {"scipy"})
+    for name, (kind, _) in specs.items():
+        estimator = distml.load_model(tmp_path / f"run-{name}" / "model")
+        assert type(estimator).__module__ == "distml.models.estimators"
+        for part in sorted((tmp_path / kind).glob("*.parquet")):
+            rows = pq.read_table(part).to_pandas()
+            scored = pq.read_table(tmp_path / f"pred-{name}" / part.name).to_pandas()
+            expected = estimator.predict(rows[[f"x{i}" for i in range(4)]])
+            np.testing.assert_array_equal(scored["prediction"].to_numpy(), expected)
 
 
 @pytest.mark.tf

@@ -602,16 +602,20 @@ def silhouette(X: np.ndarray, labels: np.ndarray, chunk: int = 1024) -> float | 
 def adjusted_rand_from_contingency(table: np.ndarray) -> float:
     """Hubert–Arabie adjusted Rand index from a contingency table (as scikit-learn)."""
     n = table.sum()
-    from scipy.special import comb  # driver-side: the adjusted Rand index
-
-    sum_cells = comb(table, 2).sum()
-    sum_rows = comb(table.sum(axis=1), 2).sum()
-    sum_cols = comb(table.sum(axis=0), 2).sum()
-    expected = sum_rows * sum_cols / comb(n, 2) if n > 1 else 0.0
+    sum_cells = _pairs(table).sum()
+    sum_rows = _pairs(table.sum(axis=1)).sum()
+    sum_cols = _pairs(table.sum(axis=0)).sum()
+    expected = sum_rows * sum_cols / _pairs(n) if n > 1 else 0.0
     maximum = (sum_rows + sum_cols) / 2
     if maximum == expected:
         return 1.0
     return float((sum_cells - expected) / (maximum - expected))
+
+
+def _pairs(counts: Any) -> Any:
+    """``C(count, 2)`` as floats (SciPy's ``comb(·, 2)``, without importing SciPy)."""
+    counts = np.asarray(counts, dtype=np.float64)
+    return counts * (counts - 1.0) / 2.0
 
 
 def _plain(value: Any) -> Any:

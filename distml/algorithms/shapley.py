@@ -125,9 +125,11 @@ def _write(part: Partition, phi: np.ndarray, out_dir: str, columns: list[str]) -
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    from distml.data.arrow import arrow_array
+
     blocks = [phi] if phi.ndim == 2 else [phi[:, :, k] for k in range(phi.shape[2])]
-    arrays = [pa.array(np.asarray(part.row_ids, dtype=np.int64))]
-    arrays += [pa.array(np.ascontiguousarray(b[:, j])) for b in blocks for j in range(b.shape[1])]
+    arrays = [arrow_array(np.asarray(part.row_ids, dtype=np.int64))]
+    arrays += [arrow_array(b[:, j]) for b in blocks for j in range(b.shape[1])]
     os.makedirs(out_dir, exist_ok=True)  # on the worker's machine
     path = os.path.join(out_dir, f"part-{part.index:05d}.parquet")
     pq.write_table(pa.Table.from_arrays(arrays, names=["row", *columns]), path)

@@ -20,6 +20,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from distml.data.arrow import arrow_array
 from distml.data.storage import Location, writable
 from distml.errors import DataError
 from distml.outputs import output_dir
@@ -91,9 +92,8 @@ def _chunk(recipe: Recipe, truth: dict[str, Any], rng: np.random.Generator, n: i
         else:
             scores = X @ coef.T + np.asarray(truth["intercept"]) + rng.gumbel(size=(n, len(coef)))
             y = scores.argmax(axis=1).astype(np.int64)
-    columns = {f"x{j}": X[:, j] for j in range(d)}
-    columns[LABEL] = y
-    return pa.table(columns)
+    columns = [arrow_array(X[:, j]) for j in range(d)] + [arrow_array(y)]
+    return pa.Table.from_arrays(columns, names=[*(f"x{j}" for j in range(d)), LABEL])
 
 
 def _write_partition(

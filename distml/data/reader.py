@@ -18,6 +18,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from distml.algorithms.engine import Partition, realigned
+from distml.data.arrow import arrow_array
 from distml.data.dataset import PartitionSpec, filesystem_for
 from distml.data.split import Split
 from distml.errors import DataError
@@ -216,7 +217,7 @@ def load_partition(
     train = ~test
 
     def take(mask: np.ndarray, with_source: bool) -> Partition:
-        source: Any = table.filter(pa.array(mask)) if with_source else None
+        source: Any = table.filter(arrow_array(mask)) if with_source else None
         return Partition(
             np.asfortranarray(X[mask]),
             None if y is None else y[mask],

@@ -9,14 +9,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from distml.algorithms.engine import Partition
+from distml.data.arrow import arrow_array
 from distml.data.storage import Location, writable
 
 
 def prediction_table(source: pa.Table, prediction: np.ndarray, probability: Any = None) -> pa.Table:
-    table = source.append_column("prediction", pa.array(prediction))
+    table = source.append_column("prediction", arrow_array(prediction))
     if probability is not None:
         probs = np.asarray(probability, dtype=np.float64)
-        values = pa.array(probs.ravel())
+        values = arrow_array(probs.ravel())
         table = table.append_column(
             "probability", pa.FixedSizeListArray.from_arrays(values, probs.shape[1])
         )

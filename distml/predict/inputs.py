@@ -11,9 +11,7 @@ from __future__ import annotations
 import os
 from typing import Any, ClassVar
 
-import pyarrow.dataset as pads
-
-from distml.data.dataset import Dataset, PartitionSpec
+from distml.data.dataset import Dataset, Fragment, PartitionSpec, partition_values
 from distml.errors import DataError
 from distml.predict.task import InputFile
 
@@ -31,12 +29,12 @@ class ScoringInput(Dataset):
     def _resolve_features(self, features: list[str] | None) -> list[str]:
         return [n for n in self.schema.names if n not in self.partition_keys]
 
-    def _plan_partitions(self, fragments: list[pads.ParquetFileFragment]) -> list[PartitionSpec]:
+    def _plan_partitions(self, fragments: list[Fragment]) -> list[PartitionSpec]:
         is_folder = self.filesystem.get_file_info(self.root).type.name == "Directory"
         specs, offset = [], 0
         for index, fragment in enumerate(fragments):
             rows = fragment.metadata.num_rows
-            values = pads.get_partition_keys(fragment.partition_expression)
+            values = partition_values(fragment)
             relpath = (
                 os.path.relpath(fragment.path, self.root)
                 if is_folder

@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 import numpy as np
 import pyarrow as pa
 
+from distml.data.arrow import arrow_array
 from distml.data.reader import feature_frame, feature_matrix
 from distml.errors import DataError, ModelError
 from distml.preprocess.stages import Stage, apply_stages, is_string
@@ -38,7 +39,7 @@ def _kind(dtype: pa.DataType) -> str | None:
 
 def _list_of(values: np.ndarray, width: int) -> pa.Array:
     """Rows of ``width`` float64 values as one fixed-size-list column."""
-    flat = pa.array(np.ascontiguousarray(values, dtype=np.float64).ravel())
+    flat = arrow_array(np.ascontiguousarray(values, dtype=np.float64).ravel())
     return pa.FixedSizeListArray.from_arrays(flat, width)
 
 
@@ -90,7 +91,7 @@ class Scorer:
         arrays = []
         if output in ("predict", "both"):
             assert prediction is not None
-            arrays.append(pa.array(prediction))
+            arrays.append(arrow_array(prediction))
         if output in ("proba", "both"):
             assert scores is not None
             arrays.append(_list_of(scores, scores.shape[1]))
@@ -120,7 +121,7 @@ class KernelScorer(Scorer):
         empty = np.empty((0, len(self.features)), order="F")
         fields = []
         if output in ("predict", "both"):
-            fields.append(pa.field("prediction", pa.array(self.kernel.predict(empty)).type))
+            fields.append(pa.field("prediction", arrow_array(self.kernel.predict(empty)).type))
         if output in ("proba", "both"):
             assert self.scores_column is not None
             fields.append(pa.field(self.scores_column, pa.list_(pa.float64(), self._width())))
