@@ -46,6 +46,7 @@ from distml.backends.dask_tasks import (
     _shape,
     _shape_list,
     _y,
+    release_arrow_pages,
 )
 from distml.data.dataset import Dataset, PartitionSpec
 from distml.data.reader import PartitionReader, ReadThenApply, load_partition
@@ -592,12 +593,15 @@ class DaskBackend(Backend):
             result.progress = self.progress
             return result
 
-        return LoadedData(
+        loaded = LoadedData(
             engine(train, "reading"),
             engine(test, None) if test is not None else None,
             dataset,
             time.perf_counter() - started,
         )
+        with scheduler_errors(self.client):  # every read is done: Arrow's pages go back
+            self.client.run(release_arrow_pages)
+        return loaded
 
     def run_tasks(self, fn, items):  # type: ignore[no-untyped-def]
         self.start()
