@@ -30,10 +30,15 @@ def read_table(uri: str, part: PartitionSpec, columns: list[str] | None) -> pa.T
     file_columns = None if columns is None else [c for c in columns if c not in keys]
     try:
         parquet = pq.ParquetFile(part.path, filesystem=filesystem_for(uri, part.storage))
+        # one thread per partition: the engines already read partitions in parallel, one per
+        # core, and Arrow's own pool on top of them only contends (2 threads were no faster
+        # than 1 with it)
         if part.row_groups is None:
-            table = parquet.read(columns=file_columns)
+            table = parquet.read(columns=file_columns, use_threads=False)
         else:
-            table = parquet.read_row_groups(list(part.row_groups), columns=file_columns)
+            table = parquet.read_row_groups(
+                list(part.row_groups), columns=file_columns, use_threads=False
+            )
     except FileNotFoundError:
         raise DataError(
             f"{part.path}: not found on {socket.gethostname()}, which read this partition; "
