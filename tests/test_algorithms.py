@@ -8,7 +8,7 @@ from sklearn import cluster, linear_model
 from sklearn.datasets import make_blobs
 from sklearn.metrics import adjusted_rand_score
 
-from distml.algorithms.engine import InMemoryEngine, tree_reduce
+from distml.algorithms.engine import InMemoryEngine, Partition, tree_reduce
 from distml.algorithms.kmeans import fit_kmeans
 from distml.algorithms.linear import fit_linear
 from distml.algorithms.logistic import fit_logistic
@@ -226,6 +226,40 @@ def test_kmeans_parallel_rounds_in_one_pass_keep_the_two_pass_rows(n_partitions:
     engine.progress = type("Steps", (), {"step": lambda self, detail=None: steps.append(detail)})()
     init_kmeans_parallel(engine, k, seed, rounds=2, oversampling=ell / k)
     assert steps.count("cost_and_oversample") == 2 and "cost" not in steps
+
+
+def test_nearest_centre_sweeps_equal_the_full_distance_matrix_bit_for_bit() -> None:
+    """The sweeps add a row's ‖x‖² to its minimum only (and fold -2 into the centres): the
+    distances are the bits of ``max(‖x‖² - 2x·c + ‖c‖², 0)`` computed in full, the labels
+    its argmin, and a Lloyd step's inertia is their sum."""
+    from distml.algorithms.kmeans import (
+        _buffer,
+        _closest,
+        _nearest,
+        _norms,
+        _squared_distances,
+        lloyd_step,
+    )
+
+    rng = np.random.default_rng(4)
+    X = np.asfortranarray(rng.normal(size=(20_001, 6)) * 3)  # 3 blocks, the last one short
+    centers = rng.normal(size=(7, 6))
+    part = Partition(X, None, 0, 0, None, None)
+    full = np.vstack(
+        [
+            _squared_distances(X[lo : lo + 8192], part.squared_norms[lo : lo + 8192], centers,
+                               _norms(centers), _buffer(part, 7)).copy()
+            for lo in range(0, len(X), 8192)
+        ]
+    )  # fmt: skip
+    dist, labels = _nearest(part, centers)
+    np.testing.assert_array_equal(labels, full.argmin(axis=1))
+    np.testing.assert_array_equal(dist, full.min(axis=1))
+    np.testing.assert_array_equal(_closest(part, centers), full.min(axis=1))
+    sums, counts, inertia, _ = lloyd_step(part, centers)
+    np.testing.assert_array_equal(counts, np.bincount(labels, minlength=7))
+    blocks = [full.min(axis=1)[lo : lo + 8192].sum() for lo in range(0, len(X), 8192)]
+    assert inertia == sum(float(b) for b in blocks)
 
 
 def test_recluster_matches_sklearns_weighted_kmeans_on_the_candidates() -> None:

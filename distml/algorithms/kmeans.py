@@ -73,30 +73,61 @@ def _norms(centers: np.ndarray) -> np.ndarray:
     return np.einsum("ij,ij->i", centers, centers)
 
 
+class _Scores:
+    """``‖c‖² - 2 x·c`` for a block of rows and every centre (rows × centres), in one buffer
+    reused block after block (no temporary per block: see :func:`_squared_distances`).
+
+    A row's own ``‖x‖²`` is left out: it does not change which centre is nearest, and adding
+    it to the minimum alone gives the bits adding it to every entry first would (rounding is
+    monotonic), at a fraction of the work. ``-2`` is folded into the centres (exact: a power
+    of two) and ``‖c‖²`` is added over the flat buffer, not broadcast along rows of k.
+    """
+
+    def __init__(self, part: Partition, centers: np.ndarray) -> None:
+        rows = min(BLOCK_ROWS, part.n_rows)
+        self.weights = (-2.0 * centers).T
+        self.tiled = np.tile(_norms(centers), rows)
+        self.buffer = np.empty((rows, len(centers)))
+
+    def __call__(self, X: np.ndarray) -> np.ndarray:
+        D = self.buffer[: len(X)]
+        np.matmul(X, self.weights, out=D)
+        flat = D.reshape(-1)
+        flat += self.tiled[: flat.size]
+        return D
+
+
+def _nearest_in_block(D: np.ndarray, norms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's nearest centre and its squared distance ``max(score + ‖x‖², 0)``."""
+    labels = D.argmin(axis=1)
+    d2 = D[np.arange(len(D)), labels]
+    d2 += norms
+    np.maximum(d2, 0.0, out=d2)
+    return labels, d2
+
+
 def _nearest(part: Partition, centers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Squared distance to, and index of, each row's closest centre (block by block)."""
     dist = np.empty(part.n_rows)
     label = np.empty(part.n_rows, dtype=np.intp)
-    buffer, center_norms = _buffer(part, len(centers)), _norms(centers)
+    scores = _Scores(part, centers)
     for lo, hi, X, norms in _blocks(part):
-        D = _squared_distances(X, norms, centers, center_norms, buffer)
-        label[lo:hi] = D.argmin(axis=1)
-        dist[lo:hi] = D[np.arange(hi - lo), label[lo:hi]]
+        label[lo:hi], dist[lo:hi] = _nearest_in_block(scores(X), norms)
     return dist, label
 
 
 def _closest(part: Partition, centers: np.ndarray) -> np.ndarray:
     """Squared distance to each row's closest centre (no index needed: a cheaper sweep)."""
     dist = np.empty(part.n_rows)
+    weights = -2.0 * centers  # exact, as in _Scores; the row norms join the minimum only
     center_norms = _norms(centers)[:, None]
     buffer = np.empty((len(centers), min(BLOCK_ROWS, part.n_rows)))
     for lo, hi, X, norms in _blocks(part):
         D = buffer[:, : hi - lo]  # (k × block): the min runs along contiguous rows
-        np.matmul(centers, X.T, out=D)
-        D *= -2.0
+        np.matmul(weights, X.T, out=D)
         D += center_norms
-        D += norms
         np.min(D, axis=0, out=dist[lo:hi])
+        dist[lo:hi] += norms
     np.maximum(dist, 0.0, out=dist)
     return dist
 
@@ -114,12 +145,11 @@ def lloyd_step(part: Partition, centers: np.ndarray) -> tuple[np.ndarray, np.nda
     counts = np.zeros(k)
     inertia = 0.0
     clusters = np.arange(k)[:, None]
-    buffer, center_norms = _buffer(part, k), _norms(centers)
+    scores = _Scores(part, centers)
     onehot = np.empty((k, min(BLOCK_ROWS, part.n_rows)))
     for lo, hi, X, norms in _blocks(part):
-        D = _squared_distances(X, norms, centers, center_norms, buffer)
-        labels = D.argmin(axis=1)
-        inertia += float(D[np.arange(hi - lo), labels].sum())
+        labels, d2 = _nearest_in_block(scores(X), norms)
+        inertia += float(d2.sum())
         members = onehot[:, : hi - lo]  # (k × block) one-hot, written in place
         np.equal(labels, clusters, out=members, casting="unsafe")
         sums += np.matmul(members, X, out=block_sums)
