@@ -472,3 +472,25 @@ def test_a_cluster_job_waits_for_the_task_slots_spark_cores_max_asks_for() -> No
     assert expected_slots(conf) == 2  # two cores per task
     conf.set("spark.cores.max", "lots")
     assert expected_slots(conf) is None
+
+
+def test_a_local_session_sizes_its_jvm_heap_from_the_memory_limit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Under a per-slot ``memory_limit`` a local session's JVM gets one slot's budget (not
+    Spark's default 1 GB), never less than the 512 MB Spark starts with; ``driver_memory``
+    or the user's own setting wins, and a cluster's driver is left alone."""
+    from distml.backends.spark.backend import SparkBackend
+
+    monkeypatch.setenv("PYSPARK_PYTHON", sys.executable)  # _spark_conf would set it
+
+    def heap(master: str = "local[2]", **options: object) -> str | None:
+        conf = SparkBackend(master=master, **options)._spark_conf(master)  # type: ignore[arg-type]
+        return conf.get("spark.driver.memory")
+
+    assert heap(memory_limit="400MB") == "512m"
+    assert heap(memory_limit="2GiB") == "2048m"
+    assert heap(memory_limit="2GiB", driver_memory="3g") == "3g"
+    assert heap(memory_limit="2GiB", conf={"spark.driver.memory": "5g"}) == "5g"
+    assert heap("spark://127.0.0.1:7077", memory_limit="2GiB") is None
+    assert heap() is None  # no budget: Spark's default

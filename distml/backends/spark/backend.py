@@ -52,6 +52,17 @@ from distml.data.split import Split, split_sizes
 from distml.errors import BackendError, ModelError
 from distml.models.base import Model
 
+#: The smallest heap Spark starts with (it refuses less than 1.5 × its 300 MB reserve).
+MIN_JVM_HEAP_MB = 512
+
+
+def local_jvm_heap(memory_limit: str | int) -> str:
+    """``spark.driver.memory`` of a local session under a per-slot ``memory_limit``: the
+    JVM only schedules (distml's Python workers hold the data), so one slot's budget, and
+    never below what Spark needs to start — rather than Spark's default 1 GB."""
+    return f"{max(MIN_JVM_HEAP_MB, int(parse_bytes(memory_limit) // 2**20))}m"
+
+
 log = logging.getLogger(__name__)
 
 
@@ -216,7 +227,9 @@ class SparkBackend(Backend):
         otherwise every pass re-reads them in ordinary Spark tasks (streaming).
     memory_limit:
         Memory each task slot may hold (e.g. ``"2GB"``), the budget for ``cache``;
-        default: this machine's available memory for local masters.
+        default: this machine's available memory for local masters. A local session
+        started here sizes its JVM's heap from it too (one slot's budget, at least the
+        512 MB Spark needs) unless ``driver_memory`` says otherwise.
     """
 
     name = "spark"
@@ -328,6 +341,8 @@ class SparkBackend(Backend):
         }
         if self.driver_memory:
             settings["spark.driver.memory"] = self.driver_memory
+        elif self.memory_limit is not None and master.startswith("local"):
+            settings["spark.driver.memory"] = local_jvm_heap(self.memory_limit)
         if master.startswith("local") and not os.environ.get("PYSPARK_PYTHON"):
             # local executors run on this machine: this Python, with distml and its libraries
             # (not whatever `python3` is first on PATH, as when `venv/bin/distml` runs without
