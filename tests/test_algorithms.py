@@ -262,6 +262,23 @@ def test_nearest_centre_sweeps_equal_the_full_distance_matrix_bit_for_bit() -> N
     assert inertia == sum(float(b) for b in blocks)
 
 
+def test_closest_counts_give_each_row_to_its_first_closest_candidate() -> None:
+    """k-means‖'s candidate weights: the counts of the full distance matrix's argmin,
+    including rows exactly between two candidates (the first one takes them)."""
+    from distml.algorithms.kmeans import closest_counts
+
+    rng = np.random.default_rng(5)
+    X = np.asfortranarray(rng.normal(size=(20_001, 6)))
+    candidates = rng.normal(size=(25, 6))
+    full = ((X[:, None, :] - candidates[None]) ** 2).sum(-1)
+    counts = closest_counts(Partition(X, None, 0, 0, None, None), candidates)
+    np.testing.assert_array_equal(counts, np.bincount(full.argmin(axis=1), minlength=25))
+    between = np.array([[1.0, 0.0], [-1.0, 0.0], [0.0, 5.0]])
+    rows = np.asfortranarray([[0.0, 0.0], [1.0, 0.0], [-1.0, 0.0], [0.0, 0.0], [0.0, 2.5]])
+    counts = closest_counts(Partition(rows, None, 0, 0, None, None), between)
+    assert counts.tolist() == [3.0, 1.0, 1.0]  # both origin rows to the first candidate
+
+
 def test_recluster_matches_sklearns_weighted_kmeans_on_the_candidates() -> None:
     """k-means||'s last step in numpy (weighted k-means++, then Lloyd): the candidates'
     partition and weighted inertia are scikit-learn's ``KMeans(sample_weight=...)``'s,

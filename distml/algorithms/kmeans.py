@@ -250,10 +250,32 @@ def _add_cost_and_rows(a: tuple[float, list], b: tuple[float, list]) -> tuple[fl
 
 
 def closest_counts(part: Partition, candidates: np.ndarray) -> np.ndarray:
+    """How many rows each candidate is the closest to (the first one on a tie).
+
+    k-means‖ has a few dozen candidates: a row-wise ``argmin`` over so many is slow, so the
+    scores are laid out candidates × rows, where the minimum vectorises, and each candidate
+    counts the rows whose minimum it attains; the rare rows that tie are settled apart.
+    """
+    k = len(candidates)
+    counts = np.zeros(k)
     if part.n_rows == 0:
-        return np.zeros(len(candidates))
-    labels = _nearest(part, candidates)[1]
-    return np.bincount(labels, minlength=len(candidates)).astype(np.float64)
+        return counts
+    weights, center_norms = -2.0 * candidates, _norms(candidates)[:, None]
+    rows = min(BLOCK_ROWS, part.n_rows)
+    buffer, hits = np.empty((k, rows)), np.empty((k, rows), dtype=bool)
+    for lo, hi, X, _ in _blocks(part):  # a row's own ‖x‖² does not change its closest
+        S = buffer[:, : hi - lo]
+        np.matmul(weights, X.T, out=S)
+        S += center_norms
+        E = hits[:, : hi - lo]
+        np.equal(S, S.min(axis=0), out=E)
+        per = E.sum(axis=1)
+        if per.sum() != hi - lo:  # rows at the same distance from two candidates
+            for row in np.nonzero(E.sum(axis=0) > 1)[0]:
+                per -= E[:, row]
+                per[int(np.argmax(E[:, row]))] += 1
+        counts += per
+    return counts
 
 
 def pick_by_potential(
