@@ -18,6 +18,7 @@ import time
 import psutil
 
 import distml
+from distml.models.base import model_class
 
 
 def main() -> None:
@@ -38,7 +39,7 @@ def main() -> None:
         data = backend.load(dataset)
         loaded, load_s = resident(), time.perf_counter() - began
         began = time.perf_counter()
-        backend.fit(distml.LinearRegression(), data)
+        backend.fit(model_class("linear_regression")(), data)  # as `distml run` fits
         fitted, fit_s = resident(), time.perf_counter() - began
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
     print(

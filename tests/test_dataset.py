@@ -121,6 +121,40 @@ def test_large_files_split_into_row_group_partitions(
     assert ds.partitions[-1].row_offset == 900
 
 
+def test_a_partition_read_row_group_by_row_group_equals_its_whole_table(tmp_path: Path) -> None:
+    """The matrix is filled one row group at a time (the read's memory peak): the same
+    features and labels as from the partition's whole table — int, float32 and float64
+    columns, string labels, a partition of some of a file's row groups — and a NaN count
+    over the whole partition, not one row group."""
+    from distml.data.reader import feature_matrix, label_vector, load_partition, read_table
+
+    frame = pd.DataFrame(
+        {
+            "a": np.arange(10, dtype=np.int32),
+            "b": np.linspace(0, 1, 10, dtype=np.float32),
+            "c": np.linspace(-3, 3, 10),
+            "y": [f"class{i % 3}" for i in range(10)],
+        }
+    )
+    (tmp_path / "d").mkdir()
+    pq.write_table(pa.Table.from_pandas(frame), tmp_path / "d" / "part.parquet", row_group_size=3)
+    ds = Dataset(tmp_path / "d", label="y")
+    part = ds.partitions[0]
+    table = read_table(ds.uri, part, [*ds.features, "y"])
+    got, _ = load_partition(ds.uri, part, ds.features, "y")
+    np.testing.assert_array_equal(got.X, feature_matrix(table, ds.features, part.path))
+    assert (
+        got.X.flags.f_contiguous and got.y.tolist() == label_vector(table, "y", part.path).tolist()
+    )
+    some = type(part)(0, part.path, 6, 0, (1, 2), {})  # row groups 1 and 2: rows 3-8
+    got, _ = load_partition(ds.uri, some, ds.features, "y")
+    np.testing.assert_array_equal(got.X[:, 2], frame["c"].to_numpy()[3:9])
+    frame.loc[[1, 8], "c"] = np.nan  # in the first and the third row group
+    pq.write_table(pa.Table.from_pandas(frame), tmp_path / "d" / "part.parquet", row_group_size=3)
+    with pytest.raises(DataError, match=r"part.parquet: column 'c' has 2 missing, NaN or infinite"):
+        load_partition(ds.uri, part, ds.features, "y")
+
+
 def test_nan_in_features_is_reported_with_file_and_column(tmp_path: Path) -> None:
     from distml.data.reader import load_partition
 

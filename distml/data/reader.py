@@ -24,12 +24,24 @@ from distml.data.split import Split
 from distml.errors import DataError
 
 
+def _open(uri: str, part: PartitionSpec) -> pq.ParquetFile:
+    try:
+        return pq.ParquetFile(part.path, filesystem=filesystem_for(uri, part.storage))
+    except FileNotFoundError:
+        raise DataError(
+            f"{part.path}: not found on {socket.gethostname()}, which read this partition; "
+            "every worker must see the data (a shared filesystem, or an s3://, gs:// or hdfs:// URL)"
+        ) from None
+    except (OSError, pa.ArrowInvalid) as exc:
+        raise DataError(f"{part.path}: cannot read ({exc})") from None
+
+
 def read_table(uri: str, part: PartitionSpec, columns: list[str] | None) -> pa.Table:
     """Rows of one partition; ``columns=None`` reads every column, partition keys included."""
     keys = part.partition_values
     file_columns = None if columns is None else [c for c in columns if c not in keys]
+    parquet = _open(uri, part)
     try:
-        parquet = pq.ParquetFile(part.path, filesystem=filesystem_for(uri, part.storage))
         # one thread per partition: the engines already read partitions in parallel, one per
         # core, and Arrow's own pool on top of them only contends (2 threads were no faster
         # than 1 with it)
@@ -39,17 +51,52 @@ def read_table(uri: str, part: PartitionSpec, columns: list[str] | None) -> pa.T
             table = parquet.read_row_groups(
                 list(part.row_groups), columns=file_columns, use_threads=False
             )
-    except FileNotFoundError:
-        raise DataError(
-            f"{part.path}: not found on {socket.gethostname()}, which read this partition; "
-            "every worker must see the data (a shared filesystem, or an s3://, gs:// or hdfs:// URL)"
-        ) from None
     except (OSError, pa.ArrowInvalid) as exc:
         raise DataError(f"{part.path}: cannot read ({exc})") from None
     for key, value in keys.items():
         if columns is None or key in columns:
             table = table.append_column(key, pa.array([value] * table.num_rows))
     return table
+
+
+def read_matrix(
+    uri: str, part: PartitionSpec, features: list[str], label: str | None, reuse: bool = False
+) -> tuple[np.ndarray, np.ndarray | None] | None:
+    """One partition's features (float64, Fortran order) and label, filled row group by
+    row group: one row group's decoded columns in flight instead of the whole partition's
+    table — the read's memory peak — each copied while it is still in cache. None where
+    the row groups cannot be read apart (partition keys among the columns, no row groups).
+    """
+    wanted = features + ([label] if label is not None else [])
+    if any(name in part.partition_values for name in wanted):
+        return None
+    parquet = _open(uri, part)
+    groups = list(range(parquet.num_row_groups) if part.row_groups is None else part.row_groups)
+    if not groups:
+        return None
+    shape = (part.num_rows, len(features))
+    X = scratch_matrix(*shape) if reuse else np.empty(shape, dtype=np.float64, order="F")
+    labels: list[pa.Array] = []
+    lo = 0
+    for group in groups:
+        try:
+            table = parquet.read_row_group(group, columns=wanted, use_threads=False)
+        except (OSError, pa.ArrowInvalid) as exc:
+            raise DataError(f"{part.path}: cannot read ({exc})") from None
+        hi = lo + table.num_rows
+        bad = fill_features(table, features, X[lo:hi])
+        if bad is not None:  # counted over the whole partition, as the message says
+            column = parquet.read_row_groups(groups, columns=[bad], use_threads=False)
+            raise bad_feature(part.path, bad, column.column(bad))
+        if label is not None:
+            labels.extend(table.column(label).chunks)
+        lo = hi
+    if lo != part.num_rows:  # the footer changed since it was planned
+        raise DataError(f"{part.path}: has {lo} rows, {part.num_rows} when it was planned")
+    if label is None:
+        return X, None
+    column = pa.chunked_array(labels, type=parquet.schema_arrow.field(label).type)
+    return X, label_vector(pa.Table.from_arrays([column], names=[label]), label, part.path)
 
 
 #: Arrow's primitive numeric types (as ``str(type)`` spells them) and their numpy dtypes.
@@ -130,6 +177,15 @@ def feature_matrix(
     ``reuse``, in this thread's scratch buffer (:func:`scratch_matrix`)."""
     shape = (table.num_rows, len(features))
     X = scratch_matrix(*shape) if reuse else np.empty(shape, dtype=np.float64, order="F")
+    bad = fill_features(table, features, X)
+    if bad is not None:
+        raise bad_feature(path, bad, table.column(bad))
+    return X
+
+
+def fill_features(table: pa.Table, features: list[str], X: np.ndarray) -> str | None:
+    """Copy ``table``'s feature columns into the rows of ``X`` (float64); the name of the
+    first column holding a missing, NaN or infinite value (None when all are finite)."""
     for j, name in enumerate(features):
         column = table.column(name)
         views = chunk_views(column)
@@ -143,12 +199,18 @@ def feature_matrix(
         # a sum is finite unless a value is NaN/infinite (or huge finite values overflow):
         # one pass, no temporary; the exact check runs only to report a bad column
         if not np.isfinite(X[:, j].sum()) and not np.isfinite(X[:, j]).all():
-            bad = int((~np.isfinite(X[:, j])).sum())
-            raise DataError(
-                f"{path}: column '{name}' has {bad} missing, NaN or infinite value(s); "
-                "impute or drop them before training"
-            )
-    return X
+            return name
+    return None
+
+
+def bad_feature(path: str, name: str, column: pa.ChunkedArray) -> DataError:
+    """The error for a feature column with missing or non-finite values in ``column``."""
+    values = np.asarray(column_values(column), dtype=np.float64)
+    bad = int((~np.isfinite(values)).sum())
+    return DataError(
+        f"{path}: column '{name}' has {bad} missing, NaN or infinite value(s); "
+        "impute or drop them before training"
+    )
 
 
 def feature_frame(table: pa.Table, features: list[str], path: str) -> dict[str, np.ndarray]:
@@ -206,14 +268,19 @@ def load_partition(
     the features go into this thread's scratch buffer (a streaming pass's partitions).
     """
     wanted = features + ([label] if label is not None else [])
-    table = read_table(uri, part, None if keep_source else wanted)
-    frame = feature_frame(table, features, part.path) if raw else None
-    X = (
-        np.empty((table.num_rows, 0))
-        if raw
-        else feature_matrix(table, features, part.path, reuse=reuse)
-    )
-    y = label_vector(table, label, part.path) if label is not None else None
+    by_groups = None if raw or keep_source else read_matrix(uri, part, features, label, reuse)
+    if by_groups is not None:  # the usual case: no table of the whole partition kept
+        X, y = by_groups
+        table, frame = None, None
+    else:
+        table = read_table(uri, part, None if keep_source else wanted)
+        frame = feature_frame(table, features, part.path) if raw else None
+        X = (
+            np.empty((table.num_rows, 0))
+            if raw
+            else feature_matrix(table, features, part.path, reuse=reuse)
+        )
+        y = label_vector(table, label, part.path) if label is not None else None
     if split is None:
         source = table if keep_source else None
         return Partition(X, y, part.row_offset, part.index, source, frame), None
