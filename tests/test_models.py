@@ -126,3 +126,33 @@ def test_string_labels_for_classification() -> None:
     model = distml.LogisticRegression().fit(X, labels)
     assert model.classes_.tolist() == ["ham", "spam"]
     assert set(model.predict(X)) <= {"ham", "spam"}
+
+
+def test_kernels_give_each_row_the_same_bits_in_any_batch_and_layout() -> None:
+    """What the workers score with (numpy kernels): a row's prediction, probability or
+    distance to the centres does not depend on the rows scored with it nor on the memory
+    layout (BLAS's products do; the kernels sum in feature order), and k-means distances
+    are ``sqrt(max(‖x‖² - 2x·c + ‖c‖², 0))``."""
+    from distml.models.kernels import KMeansKernel, LinearKernel, LogisticKernel
+
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(1001, 7)) * 4
+    kernels = [
+        (LinearKernel(rng.normal(size=7), 0.5), "predict"),
+        (
+            LogisticKernel(rng.normal(size=(3, 7)), rng.normal(size=3), np.arange(3)),
+            "predict_proba",
+        ),
+        (KMeansKernel(rng.normal(size=(4, 7))), "transform"),
+    ]
+    for kernel, method in kernels:
+        score = getattr(kernel, method)
+        whole = score(np.asfortranarray(X))
+        np.testing.assert_array_equal(score(np.ascontiguousarray(X)), whole)
+        np.testing.assert_array_equal(np.concatenate([score(X[:13]), score(X[13:])]), whole)
+        np.testing.assert_array_equal(score(X[500:501]), whole[500:501])
+    centers = kernels[2][0].cluster_centers_
+    squares = sum(X[:, j] * X[:, j] for j in range(7))
+    cross = np.column_stack([sum(X[:, j] * c[j] for j in range(7)) for c in centers])
+    expected = np.sqrt(np.maximum(squares[:, None] - 2 * cross + (centers**2).sum(1), 0.0))
+    np.testing.assert_array_equal(kernels[2][0].transform(X), expected)

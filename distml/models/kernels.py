@@ -45,6 +45,17 @@ def affine(X: np.ndarray, coef: np.ndarray, intercept: float) -> np.ndarray:
     return out
 
 
+def _row_squares(X: np.ndarray) -> np.ndarray:
+    """``‖x‖²`` of every row summed in feature order (``affine(X * X, 1, 0)``'s bits, without
+    the ``X * X`` copy)."""
+    out = np.multiply(X[:, 0], X[:, 0]) if X.shape[1] else np.zeros(X.shape[0])
+    term = np.empty_like(out)
+    for j in range(1, X.shape[1]):
+        np.multiply(X[:, j], X[:, j], out=term)
+        out += term
+    return out
+
+
 @dataclass(frozen=True)
 class LinearKernel:
     """``X @ coef + intercept``."""
@@ -94,10 +105,15 @@ class KMeansKernel:
 
     def transform(self, X: np.ndarray) -> np.ndarray:
         centers = self.cluster_centers_
-        squares = affine(X * X, np.ones(X.shape[1]), 0.0)  # row by row, as affine: same bits
-        cross = np.column_stack([affine(X, c, 0.0) for c in centers])  # in any batch
-        d2 = squares[:, None] - 2 * cross + (centers**2).sum(1)
-        return np.sqrt(np.maximum(d2, 0.0))
+        squares = _row_squares(X)  # row by row, as affine: the same bits in any batch
+        d2 = np.empty((X.shape[0], len(centers)))
+        for k, c in enumerate(centers):
+            d2[:, k] = affine(X, c, 0.0)
+        d2 *= 2.0  # ‖x‖² - 2 x·c + ‖c‖², in place: no (rows × k) temporaries
+        np.subtract(squares[:, None], d2, out=d2)
+        d2 += (centers**2).sum(1)
+        np.maximum(d2, 0.0, out=d2)
+        return np.sqrt(d2, out=d2)
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         return self.transform(X).argmin(axis=1).astype(np.int32)
