@@ -33,9 +33,9 @@ def load_model(path: str | os.PathLike[str], scikit_learn: bool = True) -> Any:
     if metadata["type"] == "pipeline":
         from distml.preprocess.pipeline import Pipeline
 
-        pipeline = Pipeline.load(path, metadata)
-        return as_user_model(pipeline) if scikit_learn else pipeline
-    model = load_fitted(path, metadata)
+        model: Any = Pipeline.load(path, metadata)
+    else:
+        model = load_fitted(path, metadata)
     return as_user_model(model) if scikit_learn else model
 
 

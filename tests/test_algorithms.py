@@ -235,8 +235,9 @@ def test_nearest_centre_sweeps_equal_the_full_distance_matrix_bit_for_bit() -> N
     from distml.algorithms.kmeans import (
         _buffer,
         _closest,
-        _nearest,
+        _nearest_in_block,
         _norms,
+        _Scores,
         _squared_distances,
         lloyd_step,
     )
@@ -252,7 +253,11 @@ def test_nearest_centre_sweeps_equal_the_full_distance_matrix_bit_for_bit() -> N
             for lo in range(0, len(X), 8192)
         ]
     )  # fmt: skip
-    dist, labels = _nearest(part, centers)
+    scores = _Scores(part, centers)
+    nearest = [_nearest_in_block(scores(X[lo : lo + 8192]), part.squared_norms[lo : lo + 8192])
+               for lo in range(0, len(X), 8192)]  # fmt: skip
+    labels = np.concatenate([block[0] for block in nearest])
+    dist = np.concatenate([block[1] for block in nearest])
     np.testing.assert_array_equal(labels, full.argmin(axis=1))
     np.testing.assert_array_equal(dist, full.min(axis=1))
     np.testing.assert_array_equal(_closest(part, centers), full.min(axis=1))

@@ -144,7 +144,8 @@ def test_a_partition_read_row_group_by_row_group_equals_its_whole_table(tmp_path
     got, _ = load_partition(ds.uri, part, ds.features, "y")
     np.testing.assert_array_equal(got.X, feature_matrix(table, ds.features, part.path))
     assert (
-        got.X.flags.f_contiguous and got.y.tolist() == label_vector(table, "y", part.path).tolist()
+        got.X.flags.f_contiguous
+        and got.y.tolist() == label_vector(table.column("y"), "y", part.path).tolist()
     )
     some = type(part)(0, part.path, 6, 0, (1, 2), {})  # row groups 1 and 2: rows 3-8
     got, _ = load_partition(ds.uri, some, ds.features, "y")
@@ -153,6 +154,25 @@ def test_a_partition_read_row_group_by_row_group_equals_its_whole_table(tmp_path
     pq.write_table(pa.Table.from_pandas(frame), tmp_path / "d" / "part.parquet", row_group_size=3)
     with pytest.raises(DataError, match=r"part.parquet: column 'c' has 2 missing, NaN or infinite"):
         load_partition(ds.uri, part, ds.features, "y")
+
+
+def test_a_file_rewritten_after_planning_is_named_not_misread(tmp_path: Path) -> None:
+    """Row offsets are planned from the footers up front: a file that has more rows when a
+    worker reads it is an error naming it, not a matrix filled past its planned rows."""
+    from distml.data.reader import load_partition
+
+    write_parts(tmp_path / "d", regression_frame(40), 2)
+    ds = Dataset(tmp_path / "d", label="y")
+    write_parts(tmp_path / "d", regression_frame(60), 2)  # 30 rows a file now, 20 planned
+    with pytest.raises(DataError, match=r"part-00000.parquet: has 30 rows, 20 when it was planned"):
+        load_partition(ds.uri, ds.partitions[0], ds.features, ds.label)
+    write_parts(tmp_path / "d", regression_frame(20), 2)  # 10 rows a file: fewer than planned
+    with pytest.raises(DataError, match=r"part-00001.parquet: has 10 rows, 20 when it was planned"):
+        load_partition(ds.uri, ds.partitions[1], ds.features, ds.label)
+    pq.write_table(pa.table({"x0": [1.0]}), tmp_path / "d" / "part-00000.parquet")
+    chunk = type(ds.partitions[0])(0, ds.partitions[0].path, 20, 0, (0, 1), {})  # 2 row groups
+    with pytest.raises(DataError, match=r"part-00000.parquet: has 1 rows, 20 when it was planned"):
+        load_partition(ds.uri, chunk, ["x0"], None)
 
 
 def test_nan_in_features_is_reported_with_file_and_column(tmp_path: Path) -> None:

@@ -156,3 +156,26 @@ def test_kernels_give_each_row_the_same_bits_in_any_batch_and_layout() -> None:
     cross = np.column_stack([sum(X[:, j] * c[j] for j in range(7)) for c in centers])
     expected = np.sqrt(np.maximum(squares[:, None] - 2 * cross + (centers**2).sum(1), 0.0))
     np.testing.assert_array_equal(kernels[2][0].transform(X), expected)
+
+
+def test_models_without_scikit_learn_keep_its_parameter_protocol() -> None:
+    """distml's own models (what runs use): scikit-learn's parameter names, a repr of the
+    changed ones, an unknown parameter named in the error, and the estimator made from a
+    fitted model predicts what the model's kernel does."""
+    from distml.algorithms.engine import InMemoryEngine
+    from distml.models.base import model_class
+    from distml.models.estimators import as_estimator
+
+    kmeans = model_class("kmeans")(n_clusters=3, random_state=0)
+    assert sorted(kmeans.get_params()) == sorted(distml.KMeans().get_params())
+    assert repr(kmeans) == "KMeansModel(n_clusters=3, random_state=0)"
+    with pytest.raises(ModelError, match=r"kmeans: unknown parameter 'n_cluster' \(one of"):
+        kmeans.set_params(n_cluster=4)
+    assert kmeans.set_params(n_clusters=2).n_clusters == 2
+    X = np.vstack([np.zeros((5, 2)), np.full((5, 2), 9.0)])
+    kmeans.fit_engine(InMemoryEngine.from_arrays(X, None))
+    kmeans.set_feature_info(None, None, n_features=2)
+    estimator = as_estimator(kmeans)
+    assert type(estimator) is distml.KMeans and estimator.n_clusters == 2
+    np.testing.assert_array_equal(estimator.predict(X), kmeans.kernel().predict(X))
+    assert sorted(estimator.predict(X[[0, 9]]).tolist()) == [0, 1]

@@ -106,14 +106,15 @@ def _nearest_in_block(D: np.ndarray, norms: np.ndarray) -> tuple[np.ndarray, np.
     return labels, d2
 
 
-def _nearest(part: Partition, centers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Squared distance to, and index of, each row's closest centre (block by block)."""
-    dist = np.empty(part.n_rows)
-    label = np.empty(part.n_rows, dtype=np.intp)
-    scores = _Scores(part, centers)
-    for lo, hi, X, norms in _blocks(part):
-        label[lo:hi], dist[lo:hi] = _nearest_in_block(scores(X), norms)
-    return dist, label
+def _centre_scores(
+    X: np.ndarray, weights: np.ndarray, center_norms: np.ndarray, buffer: np.ndarray
+) -> np.ndarray:
+    """``‖c‖² - 2 c·x`` laid out centres × rows, in ``buffer`` (``weights`` = ``-2 · centres``,
+    ``center_norms`` a column): the minimum over centres then runs along contiguous rows."""
+    S = buffer[:, : len(X)]
+    np.matmul(weights, X.T, out=S)
+    S += center_norms
+    return S
 
 
 def _closest(part: Partition, centers: np.ndarray) -> np.ndarray:
@@ -123,10 +124,7 @@ def _closest(part: Partition, centers: np.ndarray) -> np.ndarray:
     center_norms = _norms(centers)[:, None]
     buffer = np.empty((len(centers), min(BLOCK_ROWS, part.n_rows)))
     for lo, hi, X, norms in _blocks(part):
-        D = buffer[:, : hi - lo]  # (k × block): the min runs along contiguous rows
-        np.matmul(weights, X.T, out=D)
-        D += center_norms
-        np.min(D, axis=0, out=dist[lo:hi])
+        np.min(_centre_scores(X, weights, center_norms, buffer), axis=0, out=dist[lo:hi])
         dist[lo:hi] += norms
     np.maximum(dist, 0.0, out=dist)
     return dist
@@ -264,9 +262,7 @@ def closest_counts(part: Partition, candidates: np.ndarray) -> np.ndarray:
     rows = min(BLOCK_ROWS, part.n_rows)
     buffer, hits = np.empty((k, rows)), np.empty((k, rows), dtype=bool)
     for lo, hi, X, _ in _blocks(part):  # a row's own ‖x‖² does not change its closest
-        S = buffer[:, : hi - lo]
-        np.matmul(weights, X.T, out=S)
-        S += center_norms
+        S = _centre_scores(X, weights, center_norms, buffer)
         E = hits[:, : hi - lo]
         np.equal(S, S.min(axis=0), out=E)
         per = E.sum(axis=1)

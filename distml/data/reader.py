@@ -10,6 +10,8 @@ from __future__ import annotations
 import socket
 import sys
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -24,9 +26,11 @@ from distml.data.split import Split
 from distml.errors import DataError
 
 
-def _open(uri: str, part: PartitionSpec) -> pq.ParquetFile:
+@contextmanager
+def _reading(part: PartitionSpec) -> Iterator[None]:
+    """Read errors as one line naming the file (and the host, when the file is missing)."""
     try:
-        return pq.ParquetFile(part.path, filesystem=filesystem_for(uri, part.storage))
+        yield
     except FileNotFoundError:
         raise DataError(
             f"{part.path}: not found on {socket.gethostname()}, which read this partition; "
@@ -36,12 +40,17 @@ def _open(uri: str, part: PartitionSpec) -> pq.ParquetFile:
         raise DataError(f"{part.path}: cannot read ({exc})") from None
 
 
+def _open(uri: str, part: PartitionSpec) -> pq.ParquetFile:
+    with _reading(part):
+        return pq.ParquetFile(part.path, filesystem=filesystem_for(uri, part.storage))
+
+
 def read_table(uri: str, part: PartitionSpec, columns: list[str] | None) -> pa.Table:
     """Rows of one partition; ``columns=None`` reads every column, partition keys included."""
     keys = part.partition_values
     file_columns = None if columns is None else [c for c in columns if c not in keys]
     parquet = _open(uri, part)
-    try:
+    with _reading(part):
         # one thread per partition: the engines already read partitions in parallel, one per
         # core, and Arrow's own pool on top of them only contends (2 threads were no faster
         # than 1 with it)
@@ -51,8 +60,6 @@ def read_table(uri: str, part: PartitionSpec, columns: list[str] | None) -> pa.T
             table = parquet.read_row_groups(
                 list(part.row_groups), columns=file_columns, use_threads=False
             )
-    except (OSError, pa.ArrowInvalid) as exc:
-        raise DataError(f"{part.path}: cannot read ({exc})") from None
     for key, value in keys.items():
         if columns is None or key in columns:
             table = table.append_column(key, pa.array([value] * table.num_rows))
@@ -74,29 +81,41 @@ def read_matrix(
     groups = list(range(parquet.num_row_groups) if part.row_groups is None else part.row_groups)
     if not groups:
         return None
+    if max(groups) >= parquet.num_row_groups:
+        raise _replanned(part, parquet.metadata, groups)
     shape = (part.num_rows, len(features))
     X = scratch_matrix(*shape) if reuse else np.empty(shape, dtype=np.float64, order="F")
     labels: list[pa.Array] = []
     lo = 0
     for group in groups:
-        try:
+        with _reading(part):
             table = parquet.read_row_group(group, columns=wanted, use_threads=False)
-        except (OSError, pa.ArrowInvalid) as exc:
-            raise DataError(f"{part.path}: cannot read ({exc})") from None
         hi = lo + table.num_rows
+        if hi > part.num_rows:  # the file changed since it was planned
+            raise _replanned(part, parquet.metadata, groups)
         bad = fill_features(table, features, X[lo:hi])
         if bad is not None:  # counted over the whole partition, as the message says
-            column = parquet.read_row_groups(groups, columns=[bad], use_threads=False)
+            with _reading(part):
+                column = parquet.read_row_groups(groups, columns=[bad], use_threads=False)
             raise bad_feature(part.path, bad, column.column(bad))
         if label is not None:
             labels.extend(table.column(label).chunks)
         lo = hi
-    if lo != part.num_rows:  # the footer changed since it was planned
-        raise DataError(f"{part.path}: has {lo} rows, {part.num_rows} when it was planned")
+    if lo != part.num_rows:
+        raise _replanned(part, parquet.metadata, groups)
     if label is None:
         return X, None
     column = pa.chunked_array(labels, type=parquet.schema_arrow.field(label).type)
-    return X, label_vector(pa.Table.from_arrays([column], names=[label]), label, part.path)
+    return X, label_vector(column, label, part.path)
+
+
+def _replanned(part: PartitionSpec, metadata: pq.FileMetaData, groups: list[int]) -> DataError:
+    """A file whose rows differ from its footer's when the job was planned."""
+    rows = sum(metadata.row_group(g).num_rows for g in groups if g < metadata.num_row_groups)
+    return DataError(
+        f"{part.path}: has {rows} rows, {part.num_rows} when it was planned (the file "
+        "changed after the job read its footer)"
+    )
 
 
 #: Arrow's primitive numeric types (as ``str(type)`` spells them) and their numpy dtypes.
@@ -232,8 +251,8 @@ def feature_frame(table: pa.Table, features: list[str], path: str) -> dict[str, 
     return frame
 
 
-def label_vector(table: pa.Table, label: str, path: str) -> np.ndarray:
-    column = table.column(label)
+def label_vector(column: pa.ChunkedArray, label: str, path: str) -> np.ndarray:
+    """The label column as numpy (strings as ``str``), refusing missing or non-finite values."""
     if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
         if column.null_count:
             raise DataError(
@@ -280,7 +299,7 @@ def load_partition(
             if raw
             else feature_matrix(table, features, part.path, reuse=reuse)
         )
-        y = label_vector(table, label, part.path) if label is not None else None
+        y = label_vector(table.column(label), label, part.path) if label is not None else None
     if split is None:
         source = table if keep_source else None
         return Partition(X, y, part.row_offset, part.index, source, frame), None

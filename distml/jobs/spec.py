@@ -286,7 +286,8 @@ def parse_spec(
 
 
 def build_estimator(spec: JobSpec):  # type: ignore[no-untyped-def]
-    """The estimator a spec describes (parameters validated): a Pipeline with ``preprocess``."""
+    """The model a spec describes (distml's own :class:`~distml.models.base.Model`, parameters
+    validated): a Pipeline around it with ``preprocess``."""
     cls = model_class(spec.model.type)
     estimator = cls(**{**spec.model.params, "solver": spec.model.solver}).validate()
     if spec.preprocess:

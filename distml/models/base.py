@@ -17,7 +17,6 @@ import inspect
 import json
 import os
 import zipfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -172,21 +171,16 @@ def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
     return metadata
 
 
-def load_fitted(
-    path: str | os.PathLike[str],
-    metadata: dict[str, Any] | None = None,
-    class_of: Callable[[str], type[Model]] | None = None,
-) -> Model:
-    """Load one model folder (never executes code) as ``class_of(type)`` (default: the
-    :class:`Model` registered for the type; :func:`distml.models.estimators.load_estimator`
-    asks for scikit-learn's estimators). Pipelines load through
-    :func:`distml.loading.load_model`, which sits above both layers."""
+def load_fitted(path: str | os.PathLike[str], metadata: dict[str, Any] | None = None) -> Model:
+    """Load one model folder as its :class:`Model` (never executes code); pipelines load
+    through :func:`distml.loading.load_model`, which sits above both layers and turns
+    models into scikit-learn estimators for users."""
     path = Path(path)
     meta_path = path / "model.json"
     metadata = read_metadata(path) if metadata is None else metadata
     if metadata["type"] == "pipeline":
         raise DataError(f"{meta_path}: a pipeline where an estimator folder was expected")
-    model_cls = (class_of or model_class)(metadata["type"])
+    model_cls = model_class(metadata["type"])
     arrays_path = path / "arrays.npz"
     try:
         with np.load(arrays_path, allow_pickle=False) as npz:

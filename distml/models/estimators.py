@@ -9,7 +9,6 @@ work with the models themselves and never import scikit-learn.
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import numpy as np
@@ -25,7 +24,7 @@ from sklearn.exceptions import NotFittedError as SklearnNotFittedError
 
 from distml.algorithms.engine import InMemoryEngine
 from distml.errors import DataError, DistmlError, InputTypeError, ModelError, NotFittedError
-from distml.models.base import Model, _first_line, load_fitted
+from distml.models.base import Model, _first_line
 from distml.models.kmeans import KMeansModel
 from distml.models.linear import LinearRegressionModel
 from distml.models.logistic import LogisticRegressionModel
@@ -195,11 +194,6 @@ def as_estimator(model: Model) -> Model:
     estimator = estimator_class(model.model_type)(**model.get_params())
     estimator.__dict__.update(model.__dict__)
     return estimator
-
-
-def load_estimator(path: str | os.PathLike[str], metadata: dict[str, Any] | None = None) -> Model:
-    """One model folder as its scikit-learn estimator."""
-    return load_fitted(path, metadata, estimator_class)
 
 
 def _describe_input_error(exc: ValueError, X: Any, y: Any) -> str:
