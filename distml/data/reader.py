@@ -69,10 +69,12 @@ def read_table(uri: str, part: PartitionSpec, columns: list[str] | None) -> pa.T
 def read_matrix(
     uri: str, part: PartitionSpec, features: list[str], label: str | None, reuse: bool = False
 ) -> tuple[np.ndarray, np.ndarray | None] | None:
-    """One partition's features (float64, Fortran order) and label, filled row group by
-    row group: one row group's decoded columns in flight instead of the whole partition's
-    table — the read's memory peak — each copied while it is still in cache. None where
-    the row groups cannot be read apart (partition keys among the columns, no row groups).
+    """One partition's features (float64, Fortran order) and label, filled column chunk by
+    column chunk: each row group's columns are decoded one at a time and copied while still
+    in cache, so one column chunk is in flight instead of a table (the read's memory peak)
+    and Arrow's pool reuses the same pages for the next one (no fresh memory but ``X``'s).
+    None where the row groups cannot be read apart (partition keys among the columns, no
+    row groups).
     """
     wanted = features + ([label] if label is not None else [])
     if any(name in part.partition_values for name in wanted):
@@ -88,17 +90,22 @@ def read_matrix(
     labels: list[pa.Array] = []
     lo = 0
     for group in groups:
-        with _reading(part):
-            table = parquet.read_row_group(group, columns=wanted, use_threads=False)
-        hi = lo + table.num_rows
+        hi = lo + parquet.metadata.row_group(group).num_rows
         if hi > part.num_rows:  # the file changed since it was planned
             raise _replanned(part, parquet.metadata, groups)
-        bad = fill_features(table, features, X[lo:hi])
-        if bad is not None:  # counted over the whole partition, as the message says
+        for j, name in enumerate(features):
             with _reading(part):
-                column = parquet.read_row_groups(groups, columns=[bad], use_threads=False)
-            raise bad_feature(part.path, bad, column.column(bad))
+                table = parquet.read_row_group(group, columns=[name], use_threads=False)
+            if table.num_rows != hi - lo:
+                raise _replanned(part, parquet.metadata, groups)
+            if fill_features(table, [name], X[lo:hi, j : j + 1]) is not None:
+                # counted over the whole partition, as the message says
+                with _reading(part):
+                    column = parquet.read_row_groups(groups, columns=[name], use_threads=False)
+                raise bad_feature(part.path, name, column.column(name))
         if label is not None:
+            with _reading(part):
+                table = parquet.read_row_group(group, columns=[label], use_threads=False)
             labels.extend(table.column(label).chunks)
         lo = hi
     if lo != part.num_rows:
