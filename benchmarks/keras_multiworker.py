@@ -12,7 +12,10 @@ batch; Adam's rate scaled by the replica count, distml's default):
 * ``workers 2x1`` — ``train.workers: 2``: two worker processes on the local backend, one
   device each, all-reducing over gRPC (RING) or NCCL (every worker with a GPU);
 * ``worker 1x1`` — ``train.workers: 1``: the same worker code alone (no peer to talk to),
-  so ``2x1 / 1x1`` is the multi-worker speed-up and its shortfall the communication cost.
+  with every core of the machine;
+* ``worker 1x1, 1 thread`` (CPU only) — the same with ``train.threads: 1``: one worker with
+  the resources each of the 2 workers has, so ``2x1 / (1x1, 1 thread)`` is the speed-up from
+  adding a worker and its shortfall the communication cost.
 
 ``--gpu`` runs ``mirrored`` over every GPU and ``workers`` with one GPU each (see
 ``keras_multiworker_gpu.sh``). Candidates are interleaved per repeat, so drift on a
@@ -46,6 +49,7 @@ def candidates(gpu: bool, gpus: int) -> list[tuple[str, dict[str, object]]]:
         ("mirrored 1x2", {"devices": 2}),
         ("workers 2x1", {"workers": 2}),
         ("worker 1x1", {"workers": 1}),
+        ("worker 1x1, 1 thread", {"workers": 1, "threads": 1}),
     ]
 
 
@@ -149,10 +153,13 @@ def run(
 def report(results: dict[tuple[str, str], list[dict]], args: argparse.Namespace, gpus: int) -> None:
     print(f"\n{args.epochs} epochs, {args.batch_size} rows per replica, {args.repeat} repeat(s)")
     print("| model | candidate | samples/s (all epochs) | samples/s (last epoch) | "
-          "vs worker 1x1 | test accuracy | wall s (process start to published) |")  # fmt: skip
-    print("| --- | --- | --- | --- | --- | --- | --- |")
+          "vs worker 1x1 | vs 1 worker, 1 thread | test accuracy | "
+          "wall s (process start to published) |")  # fmt: skip
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for arch in args.architectures.split(","):
         base = statistics.median(s["samples_per_second"] for s in results[(arch, "worker 1x1")])
+        single = results.get((arch, "worker 1x1, 1 thread"))
+        one = statistics.median(s["samples_per_second"] for s in single) if single else float("nan")
         for name, _ in candidates(args.gpu, gpus):
             runs = results[(arch, name)]
             rate = statistics.median(s["samples_per_second"] for s in runs)
@@ -161,7 +168,7 @@ def report(results: dict[tuple[str, str], list[dict]], args: argparse.Namespace,
             accuracy = ", ".join(f"{s['accuracy']:.4f}" for s in runs)
             wall = statistics.median(s["wall"] for s in runs)
             print(
-                f"| {arch} | {name} | {rate:,.0f} | {last:,.0f} | {rate / base:.2f}x | "
+                f"| {arch} | {name} | {rate:,.0f} | {last:,.0f} | {rate / base:.2f}x | {rate / one:.2f}x | "
                 f"{accuracy} | {wall:.0f} |"
             )
 
