@@ -24,6 +24,22 @@ from distml.progress import Progress
 BLOCK_ROWS = 8192
 
 
+def contiguous_rows(X: np.ndarray, lo: int, block: np.ndarray) -> np.ndarray:
+    """Rows ``lo : lo + BLOCK_ROWS`` of ``X`` copied into ``block`` (a reused Fortran-order
+    buffer), for products taken with ``np.dot``.
+
+    ``matmul`` (``@``) holds the GIL while BLAS computes, so the local backend's threads
+    took turns on every product (numpy#11821; measured by ``benchmarks/kernel_threads.py``);
+    ``np.dot`` releases it but copies a strided operand such as a slice of a partition's
+    rows first, at 2-4x the product's cost. One copy into a cache-sized buffer per block,
+    then GIL-free products, lets the threads run at once.
+    """
+    rows = X[lo : lo + BLOCK_ROWS]
+    out = block[: len(rows)]
+    np.copyto(out, rows)
+    return out
+
+
 class Partition:
     """A block of rows as numpy arrays.
 

@@ -24,7 +24,14 @@ from typing import Any
 
 import numpy as np
 
-from distml.algorithms.engine import BLOCK_ROWS, Engine, Partition, concat, tree_reduce
+from distml.algorithms.engine import (
+    BLOCK_ROWS,
+    Engine,
+    Partition,
+    concat,
+    contiguous_rows,
+    tree_reduce,
+)
 from distml.algorithms.random import row_keys, row_uniforms
 
 _EXACT_CHOICE_MAX_ROWS = 10_000_000
@@ -57,12 +64,17 @@ def _squared_distances(
     return D
 
 
-def _blocks(part: Partition):  # type: ignore[no-untyped-def]
-    """``(lo, hi, rows, their ‖x‖²)`` in blocks of :data:`BLOCK_ROWS` rows."""
+def _blocks(part: Partition, contiguous: bool = False):  # type: ignore[no-untyped-def]
+    """``(lo, hi, rows, their ‖x‖²)`` in blocks of :data:`BLOCK_ROWS` rows; with
+    ``contiguous`` each block is copied into one reused buffer so that its rows x centres
+    products can run with ``np.dot`` (see :func:`contiguous_rows`)."""
     norms = part.squared_norms
+    block = (
+        np.empty((min(BLOCK_ROWS, part.n_rows), part.X.shape[1]), order="F") if contiguous else None
+    )
     for lo in range(0, part.n_rows, BLOCK_ROWS):
-        hi = min(lo + BLOCK_ROWS, part.n_rows)
-        yield lo, hi, part.X[lo:hi], norms[lo:hi]
+        X = part.X[lo : lo + BLOCK_ROWS] if block is None else contiguous_rows(part.X, lo, block)
+        yield lo, lo + len(X), X, norms[lo : lo + len(X)]
 
 
 def _buffer(part: Partition, k: int) -> np.ndarray:
@@ -91,7 +103,7 @@ class _Scores:
 
     def __call__(self, X: np.ndarray) -> np.ndarray:
         D = self.buffer[: len(X)]
-        np.matmul(X, self.weights, out=D)
+        np.dot(X, self.weights, out=D)
         flat = D.reshape(-1)
         flat += self.tiled[: flat.size]
         return D
@@ -112,7 +124,7 @@ def _centre_scores(
     """``‖c‖² - 2 c·x`` laid out centres × rows, in ``buffer`` (``weights`` = ``-2 · centres``,
     ``center_norms`` a column): the minimum over centres then runs along contiguous rows."""
     S = buffer[:, : len(X)]
-    np.matmul(weights, X.T, out=S)
+    np.matmul(weights, X.T, out=S)  # centres x rows: this product's threads did overlap
     S += center_norms
     return S
 
@@ -145,12 +157,12 @@ def lloyd_step(part: Partition, centers: np.ndarray) -> tuple[np.ndarray, np.nda
     clusters = np.arange(k)[:, None]
     scores = _Scores(part, centers)
     onehot = np.empty((k, min(BLOCK_ROWS, part.n_rows)))
-    for lo, hi, X, norms in _blocks(part):
+    for lo, hi, X, norms in _blocks(part, contiguous=True):  # np.dot: threads overlap
         labels, d2 = _nearest_in_block(scores(X), norms)
         inertia += float(d2.sum())
         members = onehot[:, : hi - lo]  # (k × block) one-hot, written in place
         np.equal(labels, clusters, out=members, casting="unsafe")
-        sums += np.matmul(members, X, out=block_sums)
+        sums += np.dot(members, X, out=block_sums)
         counts += np.bincount(labels, minlength=k)
     return sums, counts, inertia, float(part.squared_norms.sum())
 

@@ -47,7 +47,9 @@ def partition_moments(part: Partition, centred: bool) -> Moments:
         d = X.shape[1]
         return Moments(0.0, np.zeros(d), 0.0, np.zeros((d, d)), np.zeros(d), 0.0)
     if not centred:
-        return Moments(float(n), np.zeros(X.shape[1]), 0.0, X.T @ X, X.T @ y, float(y @ y))
+        return Moments(
+            float(n), np.zeros(X.shape[1]), 0.0, np.dot(X.T, X), np.dot(X.T, y), float(np.dot(y, y))
+        )
     mean_x = X.mean(axis=0)
     mean_y = float(y.mean())
     d = X.shape[1]
@@ -57,9 +59,9 @@ def partition_moments(part: Partition, centred: bool) -> Moments:
     for start in range(0, n, BLOCK_ROWS):
         Xc = X[start : start + BLOCK_ROWS] - mean_x
         yc = y[start : start + BLOCK_ROWS] - mean_y
-        xtx += Xc.T @ Xc
-        xty += Xc.T @ yc
-        yty += float(yc @ yc)
+        xtx += np.dot(Xc.T, Xc)  # np.dot, not @: matmul holds the GIL (see engine.py)
+        xty += np.dot(Xc.T, yc)
+        yty += float(np.dot(yc, yc))
     return Moments(float(n), mean_x, mean_y, xtx, xty, yty)
 
 
