@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from distml.algorithms.engine import BLOCK_ROWS, Engine, Partition, contiguous_rows
+from distml.algorithms.engine import BLOCK_ROWS, Engine, Partition
 from distml.errors import ConvergenceWarning, DataError
 
 
@@ -57,12 +57,10 @@ def binary_loss_grad(
     coef, intercept = _split_weights(w, d, fit_intercept)
     loss = 0.0
     grad = np.zeros_like(w)
-    block = np.empty((min(BLOCK_ROWS, X.shape[0]), d), order="F")
     for lo in range(0, X.shape[0], BLOCK_ROWS):
-        rows = contiguous_rows(X, lo, block)  # read once, used for the scores and the gradient
+        rows = X[lo : lo + BLOCK_ROWS]  # read once, used for the scores and the gradient
         t = (part.y[lo : lo + BLOCK_ROWS] == positive).astype(np.float64)
-        z = np.dot(rows, coef)
-        z += intercept
+        z = rows @ coef + intercept
         # log(1 + e^z) and the sigmoid from one exp(-|z|) in (0, 1]: both stable, and 4x
         # faster than np.logaddexp (not vectorised) plus scipy's expit; they agree to 1 ulp
         e = np.exp(-np.abs(z))
@@ -70,7 +68,7 @@ def binary_loss_grad(
         residual = np.where(z >= 0.0, 1.0, e)
         residual /= 1.0 + e  # sigmoid(z): 1 / (1 + e^-z) for z >= 0, e^z / (1 + e^z) below
         residual -= t
-        grad[:d] += np.dot(rows.T, residual)
+        grad[:d] += rows.T @ residual
         if fit_intercept:
             grad[d] += residual.sum()
     return loss, grad
