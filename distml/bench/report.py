@@ -15,10 +15,17 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-import matplotlib
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+def _pyplot():  # type: ignore[no-untyped-def]
+    """matplotlib's pyplot (Agg), imported only to draw: every benchmark child process
+    imports this package, and matplotlib would add its import to each one's time and memory."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
 
 QUALITY = {
     "linreg": ("MSE", False),
@@ -178,6 +185,7 @@ def _uses_workers(candidate: str) -> bool:
 
 
 def plots(table: list[dict[str, Any]], out: Path) -> list[Path]:
+    plt = _pyplot()
     written = []
     tasks = sorted({r["task"] for r in table})
     most_workers = max((r["workers"] for r in table), default=1)
@@ -254,7 +262,7 @@ def plots(table: list[dict[str, Any]], out: Path) -> list[Path]:
 def _save(fig: Any, path: Path) -> Path:
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
+    _pyplot().close(fig)
     return path
 
 
