@@ -267,6 +267,29 @@ def test_nearest_centre_sweeps_equal_the_full_distance_matrix_bit_for_bit() -> N
     assert inertia == sum(float(b) for b in blocks)
 
 
+def test_contiguous_rows_and_the_lloyd_sums_taken_from_them() -> None:
+    """``contiguous_rows`` copies each block (the last one short) into the one buffer it is
+    given, Fortran-ordered for ``np.dot``; the Lloyd step's per-cluster sums taken from
+    those copies are the sums of each cluster's rows."""
+    from distml.algorithms.engine import contiguous_rows
+    from distml.algorithms.kmeans import lloyd_step
+
+    rng = np.random.default_rng(6)
+    X = np.asfortranarray(rng.normal(size=(20_001, 6)))
+    block = np.empty((8192, 6), order="F")
+    for lo in range(0, len(X), 8192):
+        rows = contiguous_rows(X, lo, block)
+        np.testing.assert_array_equal(rows, X[lo : lo + 8192])
+        assert np.shares_memory(rows, block) and rows.flags.f_contiguous
+    assert len(rows) == 20_001 - 2 * 8192
+    centers = rng.normal(size=(4, 6))
+    labels = ((X[:, None, :] - centers[None]) ** 2).sum(-1).argmin(axis=1)
+    sums, counts, _, _ = lloyd_step(Partition(X, None, 0, 0, None, None), centers)
+    expected = np.stack([X[labels == j].sum(axis=0) for j in range(4)])
+    np.testing.assert_allclose(sums, expected, rtol=1e-12, atol=1e-9)
+    np.testing.assert_array_equal(counts, np.bincount(labels, minlength=4))
+
+
 def test_closest_counts_give_each_row_to_its_first_closest_candidate() -> None:
     """k-means‖'s candidate weights: the counts of the full distance matrix's argmin,
     including rows exactly between two candidates (the first one takes them)."""
