@@ -35,7 +35,10 @@ def contiguous_rows(X: np.ndarray, lo: int, block: np.ndarray) -> np.ndarray:
     then GIL-free products, lets the threads run at once.
     """
     rows = X[lo : lo + BLOCK_ROWS]
-    out = block[: len(rows)]
+    n, d = rows.shape
+    # the first n*d values of the buffer: contiguous also for a short last block, where
+    # block[:n] would keep the full block's column stride (and np.dot would copy it again)
+    out = block.reshape(-1, order="F")[: n * d].reshape((n, d), order="F")
     np.copyto(out, rows)
     return out
 
