@@ -38,6 +38,8 @@ def read_holdout(path: str, features: list[str]) -> tuple[np.ndarray, np.ndarray
     import glob
     import os
 
+    import pyarrow as pa
+
     from distml.data.reader import column_values  # ChunkedArray.to_numpy imports pandas too
 
     files = sorted(glob.glob(os.path.join(path, "*.parquet")))
@@ -45,7 +47,10 @@ def read_holdout(path: str, features: list[str]) -> tuple[np.ndarray, np.ndarray
     X = np.column_stack(
         [np.concatenate([column_values(t.column(f)) for t in tables]) for f in features]
     )
-    return X, np.concatenate([column_values(t.column(LABEL)) for t in tables])
+    y = np.concatenate([column_values(t.column(LABEL)) for t in tables])
+    del tables
+    pa.default_memory_pool().release_unused()  # Arrow's pool would keep the decoded pages
+    return X, y
 
 
 def quality(task: str, predict: Any, centers: Any, holdout: tuple[np.ndarray, np.ndarray]) -> float:
