@@ -32,25 +32,15 @@ def read_matrix(path: str, features: list[str]) -> tuple[np.ndarray, np.ndarray]
 
 
 def read_holdout(path: str, features: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """The held-out rows, file by file with ``pq.ParquetFile``: ``pq.read_table`` on a folder
-    goes through ``pyarrow.dataset``, which imports pandas — ~100 MB and a second that every
-    candidate's process would carry (distml's own runs never import it)."""
-    import glob
-    import os
+    """The held-out rows, read by distml's planner and reader: ``pq.read_table`` on a folder
+    goes through ``pyarrow.dataset`` and ``to_numpy``, which import pandas — ~100 MB that
+    every candidate's process would carry (distml's own runs never import it)."""
+    from distml.data.dataset import Dataset
+    from distml.data.reader import read_matrix as read_partition
 
-    import pyarrow as pa
-
-    from distml.data.reader import column_values  # ChunkedArray.to_numpy imports pandas too
-
-    files = sorted(glob.glob(os.path.join(path, "*.parquet")))
-    tables = [pq.ParquetFile(f).read(columns=[*features, LABEL]) for f in files]
-    X = np.column_stack(
-        [np.concatenate([column_values(t.column(f)) for t in tables]) for f in features]
-    )
-    y = np.concatenate([column_values(t.column(LABEL)) for t in tables])
-    del tables
-    pa.default_memory_pool().release_unused()  # Arrow's pool would keep the decoded pages
-    return X, y
+    dataset = Dataset(path, label=LABEL, features=features)
+    parts = [read_partition(dataset.uri, spec, features, LABEL) for spec in dataset.partitions]
+    return np.concatenate([X for X, _ in parts]), np.concatenate([y for _, y in parts])
 
 
 def quality(task: str, predict: Any, centers: Any, holdout: tuple[np.ndarray, np.ndarray]) -> float:

@@ -96,8 +96,6 @@ def read_matrix(
         for j, name in enumerate(features):
             with _reading(part):
                 table = parquet.read_row_group(group, columns=[name], use_threads=False)
-            if table.num_rows != hi - lo:
-                raise _replanned(part, parquet.metadata, groups)
             if fill_features(table, [name], X[lo:hi, j : j + 1]) is not None:
                 # counted over the whole partition, as the message says
                 with _reading(part):
