@@ -64,6 +64,25 @@ def test_linear_regression_is_partitioning_independent() -> None:
         assert abs(other.intercept - models[0].intercept) < 1e-10 * abs(models[0].intercept)
 
 
+@pytest.mark.parametrize("offset, raw", [(0.0, True), (3.0, True), (50.0, False)])
+def test_moments_from_raw_products_agree_with_centred_blocks(offset: float, raw: bool) -> None:
+    # the raw products (one syrk per partition) are taken only where centring them cancels
+    # little; a mean far from 0 next to its spread falls back to centring the blocks
+    from distml.algorithms.linear import _raw_centred_moments, partition_moments
+
+    rng = np.random.default_rng(7)
+    X = np.asfortranarray(rng.normal(size=(20_000, 6)) + offset)
+    y = X @ rng.normal(size=6) + rng.normal(size=20_000) + offset
+    fast = _raw_centred_moments(X, y)
+    assert (fast is not None) == raw
+    moments = partition_moments(Partition(X, y, 0), True)
+    Xc, yc = X - X.mean(axis=0), y - y.mean()  # two-pass textbook values
+    np.testing.assert_allclose(moments.cxx, Xc.T @ Xc, rtol=1e-11, atol=1e-8)
+    np.testing.assert_allclose(moments.cxy, Xc.T @ yc, rtol=1e-11, atol=1e-8)
+    assert moments.cyy == pytest.approx(float(yc @ yc), rel=1e-12)
+    np.testing.assert_allclose(moments.mean_x, X.mean(axis=0), rtol=1e-13)
+
+
 def test_ridge_matches_sklearn_ridge() -> None:
     X, y = _regression()
     reference = linear_model.Ridge(alpha=25.0).fit(X, y)
@@ -117,6 +136,50 @@ def test_logistic_regression_is_partitioning_independent(n_classes: int) -> None
         assert other.n_iter == fits[0].n_iter
         np.testing.assert_allclose(other.coef, fits[0].coef, rtol=1e-9, atol=1e-12)
         np.testing.assert_allclose(other.intercept, fits[0].intercept, rtol=1e-9, atol=1e-12)
+
+
+def test_newton_sample_is_one_row_per_stratum_whatever_the_partitioning() -> None:
+    from distml.algorithms.logistic import sample_positions
+
+    whole = sample_positions(0, 10_007, 100, seed=3)
+    # one row in each full stratum of 100; the last 7 rows' stratum keeps its pick if it is
+    # one of them (probability 7/100), so every row is drawn with the same probability
+    assert np.array_equal(whole[:100] // 100, np.arange(100)) and len(whole) in (100, 101)
+    cuts = [0, 1, 250, 251, 4_999, 10_007]
+    pieces = [
+        sample_positions(lo, hi - lo, 100, 3) for lo, hi in zip(cuts[:-1], cuts[1:], strict=True)
+    ]
+    assert np.array_equal(np.concatenate(pieces), whole)
+    assert np.array_equal(sample_positions(5, 20, 1, 3), np.arange(5, 25))  # every row
+    assert not np.array_equal(sample_positions(0, 10_007, 100, seed=4), whole)
+
+
+@pytest.mark.parametrize("C", [0.01, 1.0, np.inf])
+def test_sampled_newton_reaches_the_lbfgs_optimum(
+    monkeypatch: pytest.MonkeyPatch, C: float
+) -> None:
+    # a Hessian sample smaller than the data (the warm start on it, then full-data steps):
+    # the same optimum as L-BFGS, in fewer iterations, whatever the partitioning
+    from distml.algorithms import logistic
+
+    monkeypatch.setattr(logistic, "SAMPLE_ROWS", 800)
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(30_000, 6)) * [1.0, 2.0, 0.5, 1.0, 3.0, 1.0] + 0.5
+    y = (X @ rng.normal(size=6) + rng.logistic(size=30_000) > 0.3).astype(int)
+    lbfgs = fit_logistic(InMemoryEngine.from_arrays(X, y, 4), C=C, tol=1e-8, method="lbfgs")
+    fits = [
+        fit_logistic(InMemoryEngine.from_arrays(X, y, p), C=C, tol=1e-8, method="newton")
+        for p in (1, 5, 16)
+    ]
+    for fit in fits:
+        assert fit.converged and fit.n_iter < lbfgs.n_iter
+        assert fit.objective <= lbfgs.objective + 1e-13
+        np.testing.assert_allclose(fit.coef, lbfgs.coef, rtol=1e-5, atol=1e-7)
+        np.testing.assert_allclose(fit.intercept, lbfgs.intercept, rtol=1e-5, atol=1e-7)
+        assert fit.n_iter == fits[0].n_iter
+        np.testing.assert_allclose(fit.coef, fits[0].coef, rtol=1e-10)
+    reference = linear_model.LogisticRegression(C=C, tol=1e-8, max_iter=1000).fit(X, y)
+    np.testing.assert_allclose(fits[0].coef, reference.coef_, rtol=1e-4, atol=1e-6)
 
 
 def test_logistic_regression_warns_at_max_iter() -> None:

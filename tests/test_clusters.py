@@ -143,8 +143,9 @@ def local_seed_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple
 @pytest.fixture(scope="module")
 def long_job(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """A logistic regression job that runs long enough to lose a worker in the middle of
-    (its 11 passes must outlast the driver's output reaching the test through spark-submit:
-    with 300,000 rows an idle machine sometimes finished the fit first)."""
+    (its 11+ L-BFGS passes must outlast the driver's output reaching the test through
+    spark-submit: with 300,000 rows an idle machine sometimes finished the fit first; the
+    default Newton method takes 4-6 passes, too few to be sure)."""
     root = tmp_path_factory.mktemp("long")
     data = generate(
         Recipe("classification", rows=3_000_000, features=10, partitions=12, seed=4), root / "c"
@@ -156,7 +157,7 @@ def long_job(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
                 "name": "long-logistic",
                 "model": {
                     "type": "logistic_regression",
-                    "params": {"C": 1e4, "tol": 1e-10, "max_iter": 500},
+                    "params": {"C": 1e4, "tol": 1e-10, "max_iter": 500, "method": "lbfgs"},
                 },
                 "data": {"train": str(data), "label": "y"},
                 "output": {"plots": False},

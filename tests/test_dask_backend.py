@@ -207,13 +207,13 @@ def test_killed_worker_does_not_change_the_model(tmp_path: Path) -> None:
             pids = list(client.run(os.getpid).values())
         with get_backend(cluster.scheduler_address) as backend:
             data = backend.load(ds)
-            killer = _KillAfterPasses(pids[0], "binary_loss_grad", 3)
+            killer = _KillAfterPasses(pids[0], "binary_loss_grad", 2)
             data.train.progress = killer  # the kill lands mid-fit, whatever the machine's speed
             disturbed = backend.fit(model(), data)
             assert killer.killed
         with Client(cluster, set_as_default=False) as client:
             assert pids[0] not in client.run(os.getpid).values()  # the worker really died
-    assert undisturbed.n_iter_ > 10
+    assert undisturbed.n_iter_ >= 2  # passes after the one the worker died in
     np.testing.assert_allclose(disturbed.coef_, undisturbed.coef_, rtol=1e-12)
     assert disturbed.n_iter_ == undisturbed.n_iter_
 
