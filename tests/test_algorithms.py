@@ -139,7 +139,7 @@ def test_logistic_regression_is_partitioning_independent(n_classes: int) -> None
 
 
 def test_newton_sample_is_one_row_per_stratum_whatever_the_partitioning() -> None:
-    from distml.algorithms.logistic import sample_positions
+    from distml.algorithms.sampling import sample_positions
 
     whole = sample_positions(0, 10_007, 100, seed=3)
     # one row in each full stratum of 100; the last 7 rows' stratum keeps its pick if it is
@@ -160,9 +160,9 @@ def test_sampled_newton_reaches_the_lbfgs_optimum(
 ) -> None:
     # a Hessian sample smaller than the data (the warm start on it, then full-data steps):
     # the same optimum as L-BFGS, in fewer iterations, whatever the partitioning
-    from distml.algorithms import logistic
+    from distml.algorithms import sampling
 
-    monkeypatch.setattr(logistic, "SAMPLE_ROWS", 800)
+    monkeypatch.setattr(sampling, "SAMPLE_ROWS", 800)
     rng = np.random.default_rng(5)
     X = rng.normal(size=(30_000, 6)) * [1.0, 2.0, 0.5, 1.0, 3.0, 1.0] + 0.5
     y = (X @ rng.normal(size=6) + rng.logistic(size=30_000) > 0.3).astype(int)
@@ -223,6 +223,42 @@ def test_kmeans_is_partitioning_independent(init: str) -> None:
     for other in runs[1:]:
         np.testing.assert_allclose(other.centers, runs[0].centers, rtol=1e-10)
         assert abs(other.inertia - runs[0].inertia) <= 1e-9 * runs[0].inertia
+
+
+def test_kmeans_auto_seeds_on_a_sample_of_large_data(monkeypatch: pytest.MonkeyPatch) -> None:
+    # above SAMPLE_ROWS rows init="auto" runs k-means|| on the stratified sample (one pass
+    # over the data to fetch it): scikit-learn's inertia, the blobs found, whatever the
+    # partitioning; at or below it, exactly init="k-means||"
+    from distml.algorithms import sampling
+
+    X, truth = make_blobs(n_samples=8000, centers=6, n_features=4, cluster_std=0.6, random_state=3)
+    reference = cluster.KMeans(6, n_init=3, random_state=0).fit(X)
+    parallel = fit_kmeans(
+        InMemoryEngine.from_arrays(X, None, 3), 6, init="k-means||", random_state=0
+    )
+    small = fit_kmeans(InMemoryEngine.from_arrays(X, None, 3), 6, init="auto", random_state=0)
+    np.testing.assert_array_equal(small.centers, parallel.centers)
+    monkeypatch.setattr(sampling, "SAMPLE_ROWS", 500)
+    passes: list[str] = []
+
+    class Counted(InMemoryEngine):
+        def _map_reduce(self, fn, broadcast, combine):  # type: ignore[no-untyped-def]
+            passes.append(fn.__name__)
+            return super()._map_reduce(fn, broadcast, combine)
+
+    runs = []
+    for parts in (1, 4, 16):
+        passes.clear()
+        engine = InMemoryEngine.from_arrays(X, None, parts)
+        run = fit_kmeans(Counted(engine.partitions), 6, init="auto", random_state=0)
+        assert passes[0] == "sampled_rows" and "cost_and_oversample" not in passes
+        assert run.inertia <= 1.001 * reference.inertia_
+        labels = ((X[:, None, :] - run.centers[None]) ** 2).sum(-1).argmin(1)
+        assert adjusted_rand_score(truth, labels) == 1.0
+        runs.append(run)
+    for other in runs[1:]:
+        np.testing.assert_allclose(other.centers, runs[0].centers, rtol=1e-10)
+    assert not np.array_equal(runs[0].centers, parallel.centers)  # really another seeding
 
 
 def test_kmeans_plusplus_reproduces_sklearn_centres() -> None:

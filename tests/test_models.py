@@ -25,9 +25,10 @@ def _frame(n=300, seed=0):
 def test_params_follow_sklearn_conventions() -> None:
     model = distml.LogisticRegression(C=0.5, max_iter=50)
     assert model.get_params()["C"] == 0.5
+    assert model.get_params()["method"] == "auto"
     model.set_params(C=2.0)
     assert model.C == 2.0
-    assert distml.KMeans(n_clusters=3).get_params()["init"] == "k-means||"
+    assert distml.KMeans(n_clusters=3).get_params()["init"] == "auto"
 
 
 @pytest.mark.parametrize(

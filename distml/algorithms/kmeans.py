@@ -6,6 +6,10 @@
   reduced to k centres on the driver by weighted k-means++ and Lloyd (MLlib's
   ``LocalKMeans``; :func:`recluster`, a few dozen points, numpy only). Row draws are keyed by global
   row number, so the result does not depend on the partitioning.
+* ``init="auto"`` (the default) runs that k-means|| on a stratified sample of
+  :data:`~distml.algorithms.sampling.SAMPLE_ROWS` rows held on the driver when the data
+  has more (one pass to fetch it, where k-means|| over every row makes four), and over
+  every row otherwise; Lloyd then runs on the full data as always.
 * ``init="k-means++"`` reproduces scikit-learn's greedy k-means++ exactly (the
   same ``RandomState`` stream, the same candidate rule), two passes per centre:
   use it for small k or to match scikit-learn's labels.
@@ -27,12 +31,14 @@ import numpy as np
 from distml.algorithms.engine import (
     BLOCK_ROWS,
     Engine,
+    InMemoryEngine,
     Partition,
     concat,
     contiguous_rows,
     tree_reduce,
 )
 from distml.algorithms.random import row_keys, row_uniforms
+from distml.algorithms.sampling import dataset_offsets, join_lists, sample_stride, sampled_rows
 
 _EXACT_CHOICE_MAX_ROWS = 10_000_000
 
@@ -489,10 +495,24 @@ def lloyd(engine: Engine, centers: np.ndarray, max_iter: int, tol: float) -> KMe
     return KMeansSolution(centers=centers, inertia=float(inertia), n_iter=n_iter)
 
 
+def seeding_sample(engine: Engine, seed: int) -> Engine | None:
+    """The stratified sample (:mod:`distml.algorithms.sampling`) as a one-partition engine
+    on the driver — its rows keep their global row numbers, so k-means||'s keyed draws are
+    those the full data would make for them — or ``None`` when the sample would be every row."""
+    stride = sample_stride(engine.n_rows)
+    if stride == 1:
+        return None
+    positions, rows = engine.map_reduce(
+        sampled_rows, dataset_offsets(engine), stride, seed, combine=join_lists
+    )
+    X = np.concatenate(rows)
+    return InMemoryEngine([Partition(X, None, np.concatenate(positions), 0)], engine.n_features)
+
+
 def fit_kmeans(
     engine: Engine,
     n_clusters: int,
-    init: str | np.ndarray = "k-means||",
+    init: str | np.ndarray = "auto",
     n_init: int = 1,
     max_iter: int = 300,
     tol: float = 1e-4,
@@ -500,6 +520,7 @@ def fit_kmeans(
 ) -> KMeansSolution:
     """Best of ``n_init`` seedings + Lloyd runs (lowest inertia; the first on ties)."""
     rs = np.random.RandomState(random_state)
+    sample: Engine | None = None  # init="auto": drawn once, reused by every seeding
     best: KMeansSolution | None = None
     for _ in range(n_init):
         if isinstance(init, np.ndarray):
@@ -508,10 +529,11 @@ def fit_kmeans(
             start = init_kmeans_plusplus(engine, n_clusters, rs)
         elif init == "random":
             start = init_random(engine, n_clusters, rs)
-        else:
-            start = init_kmeans_parallel(
-                engine, n_clusters, int(rs.randint(np.iinfo(np.int32).max))
-            )
+        else:  # "k-means||", or "auto": the same on a sample of large data
+            seed = int(rs.randint(np.iinfo(np.int32).max))
+            if init == "auto" and sample is None:
+                sample = seeding_sample(engine, seed) or engine
+            start = init_kmeans_parallel(sample if init == "auto" else engine, n_clusters, seed)
         solution = lloyd(engine, start, max_iter, tol)
         if best is None or solution.inertia < best.inertia:
             best = solution

@@ -13,7 +13,7 @@ gradient| ≤ ``tol``):
   problem smooth with simple bounds, and weights whose optimum is 0 land exactly on the
   bound — still one ``map_reduce`` per evaluation.
 * **Newton with a sampled Hessian** (two classes, no L1 term; the default above
-  :data:`SAMPLE_ROWS` rows): the pass that finds the classes also brings one row per
+  :data:`~distml.algorithms.sampling.SAMPLE_ROWS` rows): the pass that finds the classes also brings one row per
   stratum of ``n / SAMPLE_ROWS`` rows to the driver. The problem is solved on that sample
   first (no pass), then Newton steps take the full data's gradient (one pass each) and the
   sample's Hessian, with an Armijo line search: the sample's Hessian is within a few per
@@ -29,14 +29,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from distml.algorithms.engine import BLOCK_ROWS, Engine, Partition
-from distml.algorithms.random import row_keys
+from distml.algorithms.sampling import dataset_offsets, local_sample, sample_stride
 from distml.errors import ConvergenceWarning, DataError
 
-#: Rows the Newton solver holds on the driver for its Hessian (one per stratum of
-#: ``ceil(n / SAMPLE_ROWS)`` rows; ~17 MB at 20 features); all rows of smaller data.
-SAMPLE_ROWS = 100_000
 SAMPLE_SEED = 0
-SAMPLE_STREAM = 0x4E57  # "NW": a key stream of its own
 
 
 def partition_classes(part: Partition) -> np.ndarray:
@@ -63,27 +59,14 @@ def find_classes(engine: Engine) -> np.ndarray:
     return engine.map_reduce(partition_classes, combine=np.union1d)
 
 
-def sample_positions(lo: int, n_rows: int, stride: int, seed: int) -> np.ndarray:
-    """The sampled rows among global positions ``lo .. lo + n_rows - 1``: one position per
-    stratum of ``stride`` consecutive rows, at an offset keyed by the stratum's number, so the
-    sample is the same whatever the partitioning (and every row when ``stride`` is 1)."""
-    if n_rows == 0:
-        return np.zeros(0, dtype=np.int64)
-    strata = np.arange(lo // stride, (lo + n_rows - 1) // stride + 1, dtype=np.int64)
-    offsets = (row_keys(seed, SAMPLE_STREAM, strata) % np.uint64(stride)).astype(np.int64)
-    positions = strata * stride + offsets
-    return positions[(positions >= lo) & (positions < lo + n_rows)]
-
-
 def classes_and_sample(
     part: Partition, offsets: np.ndarray, stride: int, seed: int
 ) -> tuple[np.ndarray, list[np.ndarray], list[np.ndarray]]:
-    """This partition's labels (:func:`partition_classes`) and its rows of the sample that
-    :func:`sample_positions` picks: one pass gives the classes and the Newton solver's
-    Hessian sample."""
+    """This partition's labels (:func:`partition_classes`) and its rows of the stratified
+    sample (:mod:`distml.algorithms.sampling`): one pass gives the classes and the Newton
+    solver's Hessian sample."""
     classes = partition_classes(part)
-    lo = int(offsets[part.index])
-    local = sample_positions(lo, part.n_rows, stride, seed) - lo
+    local = local_sample(part, offsets, stride, seed)
     assert part.y is not None
     return classes, [part.X[local]], [part.y[local]]
 
@@ -277,9 +260,9 @@ def fit_logistic(
     ``penalty`` is ``"l2"``, ``"l1"``, ``"elasticnet"`` (mixing by ``l1_ratio``) or
     ``None``; ``C=inf`` also means no penalty. ``method``: ``"newton"`` (two classes, no L1
     term) takes full-data gradients and a Hessian from a sample held on the driver, starting
-    from the sample's own optimum (:data:`SAMPLE_ROWS`): 2-4 passes at 10⁷ rows where L-BFGS
+    from the sample's own optimum (:data:`~distml.algorithms.sampling.SAMPLE_ROWS`): 2-4 passes at 10⁷ rows where L-BFGS
     took 10; ``"lbfgs"`` is L-BFGS(-B) with scikit-learn's ``lbfgs`` options, which stops
-    where scikit-learn does. ``"auto"`` is Newton for more than :data:`SAMPLE_ROWS` rows
+    where scikit-learn does. ``"auto"`` is Newton for more than :data:`~distml.algorithms.sampling.SAMPLE_ROWS` rows
     (two classes, no L1 term), L-BFGS otherwise.
     """
     if method not in ("auto", "newton", "lbfgs"):
@@ -288,13 +271,16 @@ def fit_logistic(
     d = engine.n_features
     ratio = {"l1": 1.0, "l2": 0.0, "elasticnet": float(l1_ratio)}.get(penalty)  # type: ignore[arg-type]
     l1, l2 = (0.0, 0.0) if ratio is None else penalty_strengths(C, ratio, n)
-    stride = max(1, -(-engine.n_rows // SAMPLE_ROWS))
+    stride = sample_stride(engine.n_rows)
     if method == "auto":  # L-BFGS ends where scikit-learn's lbfgs does: kept for small data
         method = "newton" if stride > 1 else "lbfgs"
     if method == "newton" and l1 == 0:
-        offsets = np.concatenate([[0], np.cumsum(engine.partition_sizes)]).astype(np.int64)
         classes, sample_X, sample_y = engine.map_reduce(
-            classes_and_sample, offsets, stride, SAMPLE_SEED, combine=_join_classes_and_rows
+            classes_and_sample,
+            dataset_offsets(engine),
+            stride,
+            SAMPLE_SEED,
+            combine=_join_classes_and_rows,
         )
     else:
         classes = find_classes(engine)

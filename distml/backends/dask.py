@@ -267,7 +267,7 @@ def _fit_with_dask_ml(estimator: Model, engine: DaskEngine) -> None:
         init = params["init"] if isinstance(params["init"], str) else np.asarray(params["init"])
         model = cluster.KMeans(
             n_clusters=params["n_clusters"],
-            init="k-means||" if isinstance(init, str) and init == "k-means++" else init,
+            init="k-means||" if isinstance(init, str) and init in ("k-means++", "auto") else init,
             max_iter=params["max_iter"],
             tol=params["tol"],
             random_state=params["random_state"],

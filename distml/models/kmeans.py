@@ -10,16 +10,19 @@ from distml.errors import DataError, ModelError
 from distml.models.base import Model
 from distml.models.kernels import KMeansKernel
 
-INITS = ("k-means||", "k-means++", "random")
+INITS = ("auto", "k-means||", "k-means++", "random")
 
 
 class KMeansModel(Model):
     """K-means with scikit-learn's parameters.
 
-    ``init`` defaults to ``"k-means||"`` (scalable: a fixed number of passes
-    whatever ``n_clusters``); ``"k-means++"`` reproduces scikit-learn's seeding
-    exactly (same ``random_state`` → same centres) at two passes per cluster.
-    ``n_init="auto"`` means 1 run for k-means||/k-means++ and 10 for ``"random"``.
+    ``init="k-means||"`` seeds scalably (a fixed number of passes whatever
+    ``n_clusters``, as Spark MLlib); the default ``"auto"`` runs the same k-means‖ on a
+    stratified 100,000-row sample held on the driver when the data has more rows (one pass
+    instead of four: the seeding only has to start Lloyd near a good optimum), on every row
+    otherwise. ``"k-means++"`` reproduces scikit-learn's seeding exactly (same
+    ``random_state`` → same centres) at two passes per cluster.
+    ``n_init="auto"`` means 1 run for auto/k-means||/k-means++ and 10 for ``"random"``.
     """
 
     model_type = "kmeans"
@@ -32,7 +35,7 @@ class KMeansModel(Model):
         self,
         *,
         n_clusters: int = 8,
-        init: str | np.ndarray = "k-means||",
+        init: str | np.ndarray = "auto",
         n_init: int | str = "auto",
         max_iter: int = 300,
         tol: float = 1e-4,

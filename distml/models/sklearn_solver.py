@@ -57,7 +57,7 @@ def fit_with_sklearn(model: Model, X: np.ndarray, y: np.ndarray | None) -> None:
         init = params["init"]
         est = cluster.KMeans(
             n_clusters=params["n_clusters"],
-            init="k-means++" if isinstance(init, str) and init == "k-means||" else init,
+            init="k-means++" if isinstance(init, str) and init in ("k-means||", "auto") else init,
             n_init=params["n_init"],
             max_iter=params["max_iter"],
             tol=params["tol"],
