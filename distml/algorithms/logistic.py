@@ -158,18 +158,19 @@ def penalty_strengths(C: float, l1_ratio: float, n: float) -> tuple[float, float
 class HessianSample:
     """Rows of the data held on the driver, from which the Newton solver takes its Hessian.
 
-    ``A`` is the rows' features with a column of ones when the intercept is fitted (so
-    ``A @ w`` are the scores), ``t`` their 0/1 targets; ``complete`` when every row is in it.
+    ``X`` holds the rows' features, ``t`` their 0/1 targets; ``complete`` when every row is
+    in it. The intercept's column of ones is implicit (no widened copy of the sample).
     """
 
     def __init__(self, X: np.ndarray, t: np.ndarray, fit_intercept: bool, complete: bool) -> None:
-        X = np.ascontiguousarray(X, dtype=np.float64)
-        self.A = np.hstack([X, np.ones((len(X), 1))]) if fit_intercept else X
+        self.X = np.ascontiguousarray(X, dtype=np.float64)
         self.t = np.asarray(t, dtype=np.float64)
+        self.fit_intercept = fit_intercept
         self.complete = complete
 
-    def _scores(self, w: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        z = self.A @ w
+    def _probabilities(self, w: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        d = self.X.shape[1]
+        z = self.X @ w[:d] + (w[d] if self.fit_intercept else 0.0)
         e = np.exp(-np.abs(z))
         p = np.where(z >= 0.0, 1.0, e) / (1.0 + e)  # the sigmoid, as binary_loss_grad takes it
         return z, e, p
@@ -177,15 +178,31 @@ class HessianSample:
     def loss_grad(self, w: np.ndarray) -> tuple[float, np.ndarray]:
         """Mean log-loss over the sample and its gradient."""
         m = max(len(self.t), 1)
-        z, e, p = self._scores(w)
+        z, e, p = self._probabilities(w)
         loss = float(np.maximum(z, 0.0).sum() + np.log1p(e).sum() - self.t @ z) / m
-        return loss, np.dot(self.A.T, p - self.t) / m
+        residual = p - self.t
+        grad = np.dot(self.X.T, residual)
+        if self.fit_intercept:
+            grad = np.append(grad, residual.sum())
+        return loss, grad / m
 
     def hessian(self, w: np.ndarray) -> np.ndarray:
-        """``Aᵀ diag(p(1-p)) A / m``: the mean log-loss's Hessian over the sample."""
-        _, _, p = self._scores(w)
-        weighted = self.A * (p * (1.0 - p))[:, None]
-        return np.dot(weighted.T, self.A) / max(len(self.t), 1)
+        """``Aᵀ diag(p(1-p)) A / m`` with ``A = [X, 1]``: the mean log-loss's Hessian over
+        the sample, block by block (a block's weighted copy is the only temporary)."""
+        _, _, p = self._probabilities(w)
+        h = p * (1.0 - p)
+        d = self.X.shape[1]
+        H = np.zeros((len(w), len(w)))
+        for lo in range(0, len(h), BLOCK_ROWS):
+            rows = self.X[lo : lo + BLOCK_ROWS]
+            weighted = rows * h[lo : lo + BLOCK_ROWS, None]
+            H[:d, :d] += np.dot(weighted.T, rows)
+            if self.fit_intercept:
+                H[:d, d] += weighted.sum(axis=0)
+        if self.fit_intercept:
+            H[d, :d] = H[:d, d]
+            H[d, d] = h.sum()
+        return H / max(len(h), 1)
 
 
 def newton_direction(hessian: np.ndarray, grad: np.ndarray) -> np.ndarray:
@@ -315,6 +332,7 @@ def fit_logistic(
             fit_intercept,
             complete=stride == 1,
         )
+        del sample_X, sample_y  # the partitions' pieces: the concatenated copy is kept
         curvature = np.where(mask, l2, 0.0)
 
         def on_sample(w: np.ndarray) -> tuple[float, np.ndarray]:
