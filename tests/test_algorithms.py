@@ -182,6 +182,27 @@ def test_sampled_newton_reaches_the_lbfgs_optimum(
     np.testing.assert_allclose(fits[0].coef, reference.coef_, rtol=1e-4, atol=1e-6)
 
 
+def test_newton_hands_separable_data_without_a_penalty_to_lbfgs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # no optimum (it is at infinity): Newton's steps gain little, and after NEWTON_STEPS of
+    # them L-BFGS goes on from there and stops by its relative-decrease rule, as it would
+    # from zero — not max_iter passes of Newton
+    import warnings
+
+    from distml.algorithms import logistic, sampling
+
+    monkeypatch.setattr(sampling, "SAMPLE_ROWS", 500)
+    X = np.random.default_rng(0).normal(size=(30_000, 5))
+    y = (X[:, 0] > 0).astype(int)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no ConvergenceWarning
+        fit = fit_logistic(InMemoryEngine.from_arrays(X, y, 4), C=np.inf, method="newton")
+    assert fit.converged and logistic.NEWTON_STEPS < fit.n_iter < 30
+    accuracy = np.mean((X @ fit.coef[0] + fit.intercept[0] > 0).astype(int) == y)
+    assert accuracy > 0.999  # a few rows within 1e-3 of the boundary x₀ = 0 may miss
+
+
 def test_logistic_regression_warns_at_max_iter() -> None:
     rng = np.random.default_rng(0)
     X = rng.normal(size=(500, 4)) * 1000

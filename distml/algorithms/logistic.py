@@ -33,6 +33,10 @@ from distml.algorithms.sampling import dataset_offsets, local_sample, sample_str
 from distml.errors import ConvergenceWarning, DataError
 
 SAMPLE_SEED = 0
+#: Newton steps over the full data before L-BFGS takes over: a sampled Hessian gains about
+#: two digits a step (1-3 steps at 10⁷ rows); needing more means no curvature to use
+#: (separable data without a penalty, where the optimum is at infinity), as L-BFGS stops.
+NEWTON_STEPS = 10
 
 
 def partition_classes(part: Partition) -> np.ndarray:
@@ -353,7 +357,11 @@ def fit_logistic(
         if not sample.complete and value > np.log(2.0):  # worse than all-zero weights
             w = np.zeros(width)
             value, grad = smooth(w)
-        state = newton(smooth, hessian, NewtonState(w, value, grad), tol, max_iter, ftol)
+        state = newton(
+            smooth, hessian, NewtonState(w, value, grad), tol, min(max_iter, NEWTON_STEPS), ftol
+        )
+        if not state.converged and state.n_iter < max_iter:
+            state.failed = True  # slow here (separable data, no penalty): L-BFGS goes on
     if state is not None and not state.failed:
         w, objective, pgrad = state.w, state.value, state.grad
         n_iter, converged = state.n_iter, state.converged
