@@ -281,10 +281,11 @@ def fit_logistic(
     ``penalty`` is ``"l2"``, ``"l1"``, ``"elasticnet"`` (mixing by ``l1_ratio``) or
     ``None``; ``C=inf`` also means no penalty. ``method``: ``"newton"`` (two classes, no L1
     term) takes full-data gradients and a Hessian from a sample held on the driver, starting
-    from the sample's own optimum (:data:`~distml.algorithms.sampling.SAMPLE_ROWS`): 2-4 passes at 10⁷ rows where L-BFGS
-    took 10; ``"lbfgs"`` is L-BFGS(-B) with scikit-learn's ``lbfgs`` options, which stops
-    where scikit-learn does. ``"auto"`` is Newton for more than :data:`~distml.algorithms.sampling.SAMPLE_ROWS` rows
-    (two classes, no L1 term), L-BFGS otherwise.
+    from the sample's own optimum: 2-4 passes at 10⁷ rows where L-BFGS took 10;
+    ``"lbfgs"`` is L-BFGS(-B) with scikit-learn's ``lbfgs`` options, which stops where
+    scikit-learn does. ``"auto"`` is Newton above
+    :data:`~distml.algorithms.sampling.SAMPLE_ROWS` rows (two classes, no L1 term),
+    L-BFGS otherwise.
     """
     if method not in ("auto", "newton", "lbfgs"):
         raise ValueError(f"method must be 'auto', 'newton' or 'lbfgs', not {method!r}")
@@ -327,7 +328,6 @@ def fit_logistic(
         reg = np.where(mask, w, 0.0)
         return loss / n + 0.5 * l2 * float(reg @ reg), grad / n + l2 * reg
 
-    ftol = 64 * np.finfo(float).eps
     state: NewtonState | None = None
     if method == "newton" and l1 == 0 and binary:
         sample = HessianSample(
@@ -337,31 +337,7 @@ def fit_logistic(
             complete=stride == 1,
         )
         del sample_X, sample_y  # the partitions' pieces: the concatenated copy is kept
-        curvature = np.where(mask, l2, 0.0)
-
-        def on_sample(w: np.ndarray) -> tuple[float, np.ndarray]:
-            loss, grad = sample.loss_grad(w)
-            reg = np.where(mask, w, 0.0)
-            return loss + 0.5 * l2 * float(reg @ reg), grad + l2 * reg
-
-        def hessian(w: np.ndarray) -> np.ndarray:
-            return sample.hessian(w) + np.diag(curvature)
-
-        w = np.zeros(width)
-        if not sample.complete:  # start from the sample's optimum (no pass over the data)
-            value, grad = on_sample(w)
-            warm = newton(on_sample, hessian, NewtonState(w, value, grad), tol / 10, max_iter, ftol)
-            if not warm.failed:
-                w = warm.w
-        value, grad = smooth(w)
-        if not sample.complete and value > np.log(2.0):  # worse than all-zero weights
-            w = np.zeros(width)
-            value, grad = smooth(w)
-        state = newton(
-            smooth, hessian, NewtonState(w, value, grad), tol, min(max_iter, NEWTON_STEPS), ftol
-        )
-        if not state.converged and state.n_iter < max_iter:
-            state.failed = True  # slow here (separable data, no penalty): L-BFGS goes on
+        state = _sampled_newton(smooth, sample, mask, l2, tol, max_iter)
     if state is not None and not state.failed:
         w, objective, pgrad = state.w, state.value, state.grad
         n_iter, converged = state.n_iter, state.converged
@@ -390,6 +366,39 @@ def fit_logistic(
         objective=objective,
         converged=converged,
     )
+
+
+def _sampled_newton(  # type: ignore[no-untyped-def]
+    smooth, sample: HessianSample, mask: np.ndarray, l2: float, tol: float, max_iter: int
+) -> NewtonState:
+    """Newton on the full data (``smooth``: one pass per evaluation) with ``sample``'s
+    Hessian, from the sample's own optimum; ``failed`` hands over to L-BFGS."""
+    ftol = 64 * np.finfo(float).eps
+    curvature = np.where(mask, l2, 0.0)
+
+    def on_sample(w: np.ndarray) -> tuple[float, np.ndarray]:
+        loss, grad = sample.loss_grad(w)
+        reg = np.where(mask, w, 0.0)
+        return loss + 0.5 * l2 * float(reg @ reg), grad + l2 * reg
+
+    def hessian(w: np.ndarray) -> np.ndarray:
+        return sample.hessian(w) + np.diag(curvature)
+
+    w = np.zeros(len(mask))
+    if not sample.complete:  # start from the sample's optimum (no pass over the data)
+        value, grad = on_sample(w)
+        warm = newton(on_sample, hessian, NewtonState(w, value, grad), tol / 10, max_iter, ftol)
+        if not warm.failed:
+            w = warm.w
+    value, grad = smooth(w)
+    if not sample.complete and value > np.log(2.0):  # worse than all-zero weights
+        w = np.zeros(len(mask))
+        value, grad = smooth(w)
+    steps = min(max_iter, NEWTON_STEPS)
+    state = newton(smooth, hessian, NewtonState(w, value, grad), tol, steps, ftol)
+    if not state.converged and state.n_iter < max_iter:
+        state.failed = True  # slow here (separable data, no penalty): L-BFGS goes on
+    return state
 
 
 def _lbfgs(smooth, start, size, mask, l1, tol, max_iter):  # type: ignore[no-untyped-def]
