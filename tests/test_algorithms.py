@@ -182,6 +182,54 @@ def test_sampled_newton_reaches_the_lbfgs_optimum(
     np.testing.assert_allclose(fits[0].coef, reference.coef_, rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.parametrize("fit_intercept", [True, False])
+def test_sampled_newton_reaches_the_lbfgs_optimum_with_three_classes(
+    monkeypatch: pytest.MonkeyPatch, fit_intercept: bool
+) -> None:
+    from distml.algorithms import sampling
+
+    monkeypatch.setattr(sampling, "SAMPLE_ROWS", 900)
+    rng = np.random.default_rng(8)
+    X = rng.normal(size=(24_000, 4)) + [0.3, 0.0, -0.2, 0.5]
+    y = np.array(["a", "b", "c"])[
+        (X @ rng.normal(size=(4, 3)) + rng.gumbel(size=(24_000, 3))).argmax(axis=1)
+    ]
+    kwargs = {"C": 0.5, "tol": 1e-8, "fit_intercept": fit_intercept}
+    lbfgs = fit_logistic(InMemoryEngine.from_arrays(X, y, 3), method="lbfgs", **kwargs)
+    fits = [
+        fit_logistic(InMemoryEngine.from_arrays(X, y, p), method="newton", **kwargs) for p in (1, 6)
+    ]
+    for fit in fits:
+        assert list(fit.classes) == ["a", "b", "c"] and fit.coef.shape == (3, 4)
+        assert fit.converged and fit.n_iter < lbfgs.n_iter
+        assert fit.objective <= lbfgs.objective + 1e-13
+        np.testing.assert_allclose(fit.coef, lbfgs.coef, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(fit.intercept, lbfgs.intercept, atol=1e-6)
+    np.testing.assert_allclose(fits[1].coef, fits[0].coef, rtol=1e-10, atol=1e-13)
+    reference = linear_model.LogisticRegression(
+        C=0.5, tol=1e-8, max_iter=1000, **{"fit_intercept": fit_intercept}
+    ).fit(X, y)
+    np.testing.assert_allclose(fits[0].coef, reference.coef_, rtol=1e-4, atol=1e-5)
+
+
+def test_auto_keeps_lbfgs_where_a_sample_hessian_would_be_costly(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from distml.algorithms import logistic, sampling
+
+    monkeypatch.setattr(sampling, "SAMPLE_ROWS", 800)
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(6_000, 5))
+    y = (X @ rng.normal(size=5) + rng.logistic(size=6_000) > 0).astype(int)
+    fit = lambda method: fit_logistic(InMemoryEngine.from_arrays(X, y, 3), method=method)  # noqa: E731
+    newton, lbfgs = fit("newton"), fit("lbfgs")
+    assert newton.n_iter != lbfgs.n_iter
+    assert fit("auto").n_iter == newton.n_iter  # 750 sampled rows x 6² x 1 block: cheap
+    monkeypatch.setattr(logistic, "MAX_HESSIAN_WORK", 100)  # below 750 rows x 6² x 1
+    auto = fit("auto")
+    assert auto.n_iter == lbfgs.n_iter and np.array_equal(auto.coef, lbfgs.coef)
+
+
 def test_newton_hands_separable_data_without_a_penalty_to_lbfgs(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

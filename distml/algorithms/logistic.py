@@ -12,7 +12,7 @@ gradient| ≤ ``tol``):
   ``w = w⁺ - w⁻`` with ``w⁺, w⁻ ≥ 0``: the L1 norm becomes the linear ``Σ(w⁺ + w⁻)``, the
   problem smooth with simple bounds, and weights whose optimum is 0 land exactly on the
   bound — still one ``map_reduce`` per evaluation.
-* **Newton with a sampled Hessian** (two classes, no L1 term; the default above
+* **Newton with a sampled Hessian** (no L1 term; the default above
   :data:`~distml.algorithms.sampling.SAMPLE_ROWS` rows): the pass that finds the classes also brings one row per
   stratum of ``n / SAMPLE_ROWS`` rows to the driver. The problem is solved on that sample
   first (no pass), then Newton steps take the full data's gradient (one pass each) and the
@@ -37,6 +37,10 @@ SAMPLE_SEED = 0
 #: two digits a step (1-3 steps at 10⁷ rows); needing more means no curvature to use
 #: (separable data without a penalty, where the optimum is at infinity), as L-BFGS stops.
 NEWTON_STEPS = 10
+#: ``method="auto"`` takes Newton while one sample Hessian is at most this many
+#: multiply-adds (rows × width² × the Hessian's class blocks; ~0.2 s here): 2 classes up to
+#: ~140 features, 3 up to ~80, 10 up to ~30. Wider problems keep L-BFGS.
+MAX_HESSIAN_WORK = 2e9
 
 
 def partition_classes(part: Partition) -> np.ndarray:
@@ -162,51 +166,103 @@ def penalty_strengths(C: float, l1_ratio: float, n: float) -> tuple[float, float
 class HessianSample:
     """Rows of the data held on the driver, from which the Newton solver takes its Hessian.
 
-    ``X`` holds the rows' features, ``t`` their 0/1 targets; ``complete`` when every row is
-    in it. The intercept's column of ones is implicit (no widened copy of the sample).
+    ``X`` holds the rows' features, ``target`` each row's class index (0 .. ``n_classes`` -
+    1); ``complete`` when every row is in it. Two classes have one weight vector (``w`` =
+    coefficients [+ intercept]), more have one per class, flattened class by class as
+    :func:`multinomial_loss_grad` takes them. The intercept's column of ones is implicit.
     """
 
-    def __init__(self, X: np.ndarray, t: np.ndarray, fit_intercept: bool, complete: bool) -> None:
+    def __init__(
+        self,
+        X: np.ndarray,
+        target: np.ndarray,
+        n_classes: int,
+        fit_intercept: bool,
+        complete: bool,
+    ) -> None:
         self.X = np.ascontiguousarray(X, dtype=np.float64)
-        self.t = np.asarray(t, dtype=np.float64)
+        self.target = np.asarray(target, dtype=np.intp)
+        self.t = (self.target == 1).astype(np.float64)  # two classes: the positive's 0/1
+        self.n_classes = n_classes
         self.fit_intercept = fit_intercept
         self.complete = complete
 
-    def _probabilities(self, w: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    @property
+    def width(self) -> int:
+        return self.X.shape[1] + int(self.fit_intercept)
+
+    def _scores(self, w: np.ndarray) -> np.ndarray:
         d = self.X.shape[1]
-        z = self.X @ w[:d] + (w[d] if self.fit_intercept else 0.0)
+        if self.n_classes == 2:
+            return self.X @ w[:d] + (w[d] if self.fit_intercept else 0.0)
+        W = w.reshape(self.n_classes, self.width)
+        Z = self.X @ W[:, :d].T
+        if self.fit_intercept:
+            Z += W[:, d]
+        return Z
+
+    def _sigmoid(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         e = np.exp(-np.abs(z))
-        p = np.where(z >= 0.0, 1.0, e) / (1.0 + e)  # the sigmoid, as binary_loss_grad takes it
-        return z, e, p
+        return e, np.where(z >= 0.0, 1.0, e) / (1.0 + e)  # as binary_loss_grad takes it
+
+    def _softmax(self, Z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Each row's ``log Σ exp`` and its class probabilities."""
+        top = Z.max(axis=1, keepdims=True)
+        E = np.exp(Z - top)
+        total = E.sum(axis=1, keepdims=True)
+        return top[:, 0] + np.log(total[:, 0]), E / total
 
     def loss_grad(self, w: np.ndarray) -> tuple[float, np.ndarray]:
         """Mean log-loss over the sample and its gradient."""
-        m = max(len(self.t), 1)
-        z, e, p = self._probabilities(w)
-        loss = float(np.maximum(z, 0.0).sum() + np.log1p(e).sum() - self.t @ z) / m
-        residual = p - self.t
-        grad = np.dot(self.X.T, residual)
+        m = max(len(self.target), 1)
+        if self.n_classes == 2:
+            z = self._scores(w)
+            e, p = self._sigmoid(z)
+            loss = float(np.maximum(z, 0.0).sum() + np.log1p(e).sum() - self.t @ z)
+            residuals = (p - self.t)[:, None]
+        else:
+            Z = self._scores(w)
+            at = np.arange(len(Z))
+            lse, residuals = self._softmax(Z)
+            loss = float(np.sum(lse) - np.sum(Z[at, self.target]))
+            residuals[at, self.target] -= 1.0
+        grad = np.dot(residuals.T, self.X)  # classes x features
         if self.fit_intercept:
-            grad = np.append(grad, residual.sum())
-        return loss, grad / m
+            grad = np.hstack([grad, residuals.sum(axis=0)[:, None]])
+        return loss / m, grad.ravel() / m
 
     def hessian(self, w: np.ndarray) -> np.ndarray:
-        """``Aᵀ diag(p(1-p)) A / m`` with ``A = [X, 1]``: the mean log-loss's Hessian over
-        the sample, block by block (a block's weighted copy is the only temporary)."""
-        _, _, p = self._probabilities(w)
-        h = p * (1.0 - p)
+        """The mean log-loss's Hessian over the sample: ``Aᵀ diag(p(1-p)) A / m`` with
+        ``A = [X, 1]`` for two classes; for more, block ``(a, b)`` is ``Aᵀ diag(p_a(δ_ab -
+        p_b)) A / m``."""
+        m = max(len(self.target), 1)
+        if self.n_classes == 2:
+            _, p = self._sigmoid(self._scores(w))
+            return self._weighted_gram(p * (1.0 - p)) / m
+        _, P = self._softmax(self._scores(w))
+        k, width = self.n_classes, self.width
+        H = np.zeros((k * width, k * width))
+        for a in range(k):
+            for b in range(a, k):
+                block = self._weighted_gram(P[:, a] * (float(a == b) - P[:, b]))
+                H[a * width : (a + 1) * width, b * width : (b + 1) * width] = block
+                H[b * width : (b + 1) * width, a * width : (a + 1) * width] = block.T
+        return H / m
+
+    def _weighted_gram(self, h: np.ndarray) -> np.ndarray:
+        """``Aᵀ diag(h) A`` block by block (a block's weighted copy is the only temporary)."""
         d = self.X.shape[1]
-        H = np.zeros((len(w), len(w)))
+        G = np.zeros((self.width, self.width))
         for lo in range(0, len(h), BLOCK_ROWS):
             rows = self.X[lo : lo + BLOCK_ROWS]
             weighted = rows * h[lo : lo + BLOCK_ROWS, None]
-            H[:d, :d] += np.dot(weighted.T, rows)
+            G[:d, :d] += np.dot(weighted.T, rows)
             if self.fit_intercept:
-                H[:d, d] += weighted.sum(axis=0)
+                G[:d, d] += weighted.sum(axis=0)
         if self.fit_intercept:
-            H[d, :d] = H[:d, d]
-            H[d, d] = h.sum()
-        return H / max(len(h), 1)
+            G[d, :d] = G[:d, d]
+            G[d, d] = h.sum()
+        return G
 
 
 def newton_direction(hessian: np.ndarray, grad: np.ndarray) -> np.ndarray:
@@ -279,13 +335,13 @@ def fit_logistic(
     over cached partitions or, for data bigger than memory, partitions re-read on every pass.
 
     ``penalty`` is ``"l2"``, ``"l1"``, ``"elasticnet"`` (mixing by ``l1_ratio``) or
-    ``None``; ``C=inf`` also means no penalty. ``method``: ``"newton"`` (two classes, no L1
+    ``None``; ``C=inf`` also means no penalty. ``method``: ``"newton"`` (no L1
     term) takes full-data gradients and a Hessian from a sample held on the driver, starting
     from the sample's own optimum: 2-4 passes at 10⁷ rows where L-BFGS took 10;
     ``"lbfgs"`` is L-BFGS(-B) with scikit-learn's ``lbfgs`` options, which stops where
     scikit-learn does. ``"auto"`` is Newton above
-    :data:`~distml.algorithms.sampling.SAMPLE_ROWS` rows (two classes, no L1 term),
-    L-BFGS otherwise.
+    :data:`~distml.algorithms.sampling.SAMPLE_ROWS` rows (no L1 term) while one sample
+    Hessian costs at most :data:`MAX_HESSIAN_WORK`, L-BFGS otherwise.
     """
     if method not in ("auto", "newton", "lbfgs"):
         raise ValueError(f"method must be 'auto', 'newton' or 'lbfgs', not {method!r}")
@@ -294,6 +350,7 @@ def fit_logistic(
     ratio = {"l1": 1.0, "l2": 0.0, "elasticnet": float(l1_ratio)}.get(penalty)  # type: ignore[arg-type]
     l1, l2 = (0.0, 0.0) if ratio is None else penalty_strengths(C, ratio, n)
     stride = sample_stride(engine.n_rows)
+    requested = method
     if method == "auto":  # L-BFGS ends where scikit-learn's lbfgs does: kept for small data
         method = "newton" if stride > 1 else "lbfgs"
     if method == "newton" and l1 == 0:
@@ -329,10 +386,16 @@ def fit_logistic(
         return loss / n + 0.5 * l2 * float(reg @ reg), grad / n + l2 * reg
 
     state: NewtonState | None = None
-    if method == "newton" and l1 == 0 and binary:
+    if method == "newton" and l1 == 0 and requested == "auto":
+        rows = sum(len(piece) for piece in sample_X)
+        blocks = 1 if binary else k * (k + 1) // 2  # the Hessian's distinct (width²) blocks
+        if rows * width**2 * blocks > MAX_HESSIAN_WORK:
+            method = "lbfgs"  # many features or classes: each Hessian would cost seconds
+    if method == "newton" and l1 == 0:
         sample = HessianSample(
             np.concatenate(sample_X),
-            np.concatenate(sample_y) == classes[1],
+            np.searchsorted(classes, np.concatenate(sample_y)),
+            len(classes),
             fit_intercept,
             complete=stride == 1,
         )
@@ -391,7 +454,7 @@ def _sampled_newton(  # type: ignore[no-untyped-def]
         if not warm.failed:
             w = warm.w
     value, grad = smooth(w)
-    if not sample.complete and value > np.log(2.0):  # worse than all-zero weights
+    if not sample.complete and value > np.log(sample.n_classes):  # worse than all-zero weights
         w = np.zeros(len(mask))
         value, grad = smooth(w)
     steps = min(max_iter, NEWTON_STEPS)

@@ -27,12 +27,13 @@ class LogisticRegressionModel(Model):
     the default ``"auto"`` reads the penalty from ``l1_ratio`` and ``C``.
 
     The native solver stops by scikit-learn's ``lbfgs`` rule: max |projected gradient| ≤
-    ``tol`` or ``max_iter`` iterations. Its ``method``: ``"newton"`` (two classes, no L1 term)
+    ``tol`` or ``max_iter`` iterations. Its ``method``: ``"newton"`` (no L1 term)
     takes full-data gradients and the Hessian of a 100,000-row sample held on the driver,
     from the sample's own optimum — 2-4 passes over the data where L-BFGS takes 10 or more;
     ``"lbfgs"`` is L-BFGS (bounded, on ``w = w⁺ - w⁻``, when there is an L1 term) with
     scikit-learn's options, so it stops where scikit-learn's ``lbfgs`` does. ``"auto"``
-    picks Newton above 100,000 rows (two classes, no L1 term), L-BFGS otherwise.
+    picks Newton above 100,000 rows (no L1 term; up to ~140 features for two
+    classes, ~80 for three, ~30 for ten), L-BFGS otherwise.
     """
 
     model_type = "logistic_regression"
