@@ -83,6 +83,25 @@ def test_moments_from_raw_products_agree_with_centred_blocks(offset: float, raw:
     np.testing.assert_allclose(moments.mean_x, X.mean(axis=0), rtol=1e-13)
 
 
+def test_integer_and_huge_labels_or_features_keep_their_moments() -> None:
+    # an int64 label's yᵀy wrapped around in the raw products (the lasso then zeroed
+    # coefficients); a feature whose raw XᵀX overflows falls back to the centred blocks
+    from distml.algorithms.linear import fit_elastic_net
+
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((1000, 5))
+    y = (1e9 * (X @ np.arange(1, 6)) + 1e9 * rng.standard_normal(1000)).astype(np.int64)
+    as_int = fit_elastic_net(InMemoryEngine.from_arrays(X, y, 2), alpha=1e9)
+    as_float = fit_elastic_net(InMemoryEngine.from_arrays(X, y.astype(float), 2), alpha=1e9)
+    np.testing.assert_array_equal(as_int.coef, as_float.coef)
+    reference = linear_model.Lasso(alpha=1e9).fit(X, y.astype(float))
+    np.testing.assert_allclose(as_int.coef, reference.coef_, rtol=1e-6, atol=1e-3)
+    x = rng.standard_normal(1000)
+    huge = (1e155 + 1e150 * x)[:, None]  # Σx² overflows; the centred sum does not
+    solution = fit_linear(InMemoryEngine.from_arrays(huge, 2.0 * x, 1))
+    assert solution.coef[0] == pytest.approx(2e-150, rel=1e-6)
+
+
 def test_ridge_matches_sklearn_ridge() -> None:
     X, y = _regression()
     reference = linear_model.Ridge(alpha=25.0).fit(X, y)
@@ -226,8 +245,42 @@ def test_auto_keeps_lbfgs_where_a_sample_hessian_would_be_costly(
     assert newton.n_iter != lbfgs.n_iter
     assert fit("auto").n_iter == newton.n_iter  # 750 sampled rows x 6² x 1 block: cheap
     monkeypatch.setattr(logistic, "MAX_HESSIAN_WORK", 100)  # below 750 rows x 6² x 1
-    auto = fit("auto")
+    passes: list[str] = []
+
+    class Counted(InMemoryEngine):
+        def _map_reduce(self, fn, broadcast, combine):  # type: ignore[no-untyped-def]
+            passes.append(fn.__name__)
+            return super()._map_reduce(fn, broadcast, combine)
+
+    auto = fit_logistic(Counted(InMemoryEngine.from_arrays(X, y, 3).partitions), method="auto")
     assert auto.n_iter == lbfgs.n_iter and np.array_equal(auto.coef, lbfgs.coef)
+    assert passes[0] == "partition_classes"  # decided before fetching a sample it would drop
+
+
+def test_newton_goes_on_by_lbfgs_where_the_sample_has_no_curvature(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # a sparse feature that is 0 on every sampled row, no penalty: the sample's Hessian has
+    # no curvature along it, Newton stalls there with the gradient above tol, and L-BFGS
+    # must go on (it once reported "converged" with that coefficient left at 0)
+    from distml.algorithms import logistic, sampling
+
+    monkeypatch.setattr(sampling, "SAMPLE_ROWS", 500)
+    rng = np.random.default_rng(4)
+    n = 5000
+    X = rng.standard_normal((n, 3))
+    sampled = sampling.sample_positions(0, n, sampling.sample_stride(n), logistic.SAMPLE_SEED)
+    rare = np.setdiff1d(np.arange(n), sampled)[::40][:100]
+    X[:, 2] = 0.0
+    X[rare, 2] = rng.standard_normal(len(rare))
+    y = (rng.random(n) < 1 / (1 + np.exp(-(X[:, 0] - X[:, 1] + 2 * X[:, 2])))).astype(int)
+    fit = fit_logistic(InMemoryEngine.from_arrays(X, y, 2), C=np.inf, method="newton")
+    lbfgs = fit_logistic(InMemoryEngine.from_arrays(X, y, 2), C=np.inf, method="lbfgs")
+    z = X @ fit.coef[0] + fit.intercept[0]
+    residual = 1 / (1 + np.exp(-z)) - y  # the mean log-loss's gradient, by hand
+    gradient = np.append(X.T @ residual, residual.sum()) / n
+    assert fit.converged and np.abs(gradient).max() <= 1e-4
+    assert abs(fit.coef[0, 2] - lbfgs.coef[0, 2]) < 0.05 and fit.coef[0, 2] > 1.5
 
 
 def test_newton_hands_separable_data_without_a_penalty_to_lbfgs(

@@ -42,6 +42,7 @@ def partition_moments(part: Partition, centred: bool) -> Moments:
     """Sufficient statistics of one partition (centred on its own means if ``centred``)."""
     X, y = part.X, part.y
     assert y is not None
+    y = np.asarray(y, dtype=np.float64)  # an integer label's yᵀy would wrap around
     n = X.shape[0]
     if n == 0:
         d = X.shape[1]
@@ -82,16 +83,19 @@ def _raw_centred_moments(X: np.ndarray, y: np.ndarray) -> Moments | None:
     if not (X.flags.f_contiguous or X.flags.c_contiguous):
         return None  # np.dot would copy the whole partition first
     n = X.shape[0]
-    xtx = np.dot(X.T, X)
-    sum_x = X.sum(axis=0)
-    sum_y = float(y.sum())
-    mean_x, mean_y = sum_x / n, sum_y / n
-    cxx = xtx - np.outer(sum_x, mean_x)
-    raw_yy = float(np.dot(y, y))
-    cyy = raw_yy - sum_y * mean_y
+    with np.errstate(over="ignore", invalid="ignore"):  # an overflow is caught below
+        xtx = np.dot(X.T, X)
+        sum_x = X.sum(axis=0)
+        sum_y = float(y.sum())
+        mean_x, mean_y = sum_x / n, sum_y / n
+        cxx = xtx - np.outer(sum_x, mean_x)
+        raw_yy = float(np.dot(y, y))
+        cyy = raw_yy - sum_y * mean_y
     diagonal = np.diagonal(xtx)
-    if np.any(np.diagonal(cxx) * MAX_CANCELLATION < diagonal) or cyy * MAX_CANCELLATION < raw_yy:
-        return None
+    bounded = np.all(np.diagonal(cxx) * MAX_CANCELLATION >= diagonal)
+    finite = np.isfinite(xtx).all() and np.isfinite(raw_yy)
+    if not (bounded and cyy * MAX_CANCELLATION >= raw_yy and finite):
+        return None  # also where a raw product overflowed (inf - inf is NaN: never >=)
     cxy = np.dot(X.T, y) - sum_x * mean_y
     return Moments(float(n), mean_x, mean_y, cxx, cxy, cyy)
 

@@ -316,6 +316,11 @@ def newton(
         n_iter += 1
         stalled = value - trial_value <= ftol * max(abs(value), abs(trial_value), 1.0)
         w, value, grad = trial, trial_value, trial_grad
+        if stalled and np.max(np.abs(grad)) > tol:
+            # no decrease left along the steps, yet the gradient is above tol: a direction
+            # the sample has no curvature in (a category none of its rows has, with no
+            # penalty) — L-BFGS, which follows the gradient itself, goes on from here
+            return NewtonState(w, value, grad, n_iter, failed=True)
         if stalled:
             break
     return NewtonState(w, value, grad, n_iter, converged=True)
@@ -352,7 +357,11 @@ def fit_logistic(
     stride = sample_stride(engine.n_rows)
     requested = method
     if method == "auto":  # L-BFGS ends where scikit-learn's lbfgs does: kept for small data
-        method = "newton" if stride > 1 else "lbfgs"
+        method = (
+            "newton"
+            if stride > 1 and _hessian_is_cheap(engine, stride, 1, fit_intercept)
+            else "lbfgs"
+        )
     if method == "newton" and l1 == 0:
         classes, sample_X, sample_y = engine.map_reduce(
             classes_and_sample,
@@ -386,11 +395,9 @@ def fit_logistic(
         return loss / n + 0.5 * l2 * float(reg @ reg), grad / n + l2 * reg
 
     state: NewtonState | None = None
-    if method == "newton" and l1 == 0 and requested == "auto":
-        rows = sum(len(piece) for piece in sample_X)
-        blocks = 1 if binary else k * (k + 1) // 2  # the Hessian's distinct (width²) blocks
-        if rows * width**2 * blocks > MAX_HESSIAN_WORK:
-            method = "lbfgs"  # many features or classes: each Hessian would cost seconds
+    if method == "newton" and requested == "auto" and not binary:
+        if not _hessian_is_cheap(engine, stride, k * (k + 1) // 2, fit_intercept):
+            method = "lbfgs"  # many classes: each Hessian would cost seconds
     if method == "newton" and l1 == 0:
         sample = HessianSample(
             np.concatenate(sample_X),
@@ -429,6 +436,15 @@ def fit_logistic(
         objective=objective,
         converged=converged,
     )
+
+
+def _hessian_is_cheap(engine: Engine, stride: int, blocks: int, fit_intercept: bool) -> bool:
+    """Whether one sample Hessian (``blocks`` class blocks of width²) is within
+    :data:`MAX_HESSIAN_WORK` — decided before the sample is fetched (its size is known from
+    the stride), so wide data never ships ~100,000 wide rows to the driver for nothing."""
+    rows = -(-engine.n_rows // stride)
+    width = engine.n_features + int(fit_intercept)
+    return rows * width**2 * blocks <= MAX_HESSIAN_WORK
 
 
 def _sampled_newton(  # type: ignore[no-untyped-def]
