@@ -381,6 +381,9 @@ def test_kmeans_auto_seeds_on_a_sample_of_large_data(monkeypatch: pytest.MonkeyP
     for other in runs[1:]:
         np.testing.assert_allclose(other.centers, runs[0].centers, rtol=1e-10)
     assert not np.array_equal(runs[0].centers, parallel.centers)  # really another seeding
+    passes.clear()  # 500 sampled rows are too few for 20 clusters: k-means|| on every row
+    fit_kmeans(Counted(InMemoryEngine.from_arrays(X, None, 4).partitions), 20, random_state=0)
+    assert "sampled_rows" not in passes and "cost_and_oversample" in passes
 
 
 def test_kmeans_plusplus_reproduces_sklearn_centres() -> None:

@@ -381,9 +381,7 @@ def test_a_member_that_fails_ends_the_gang_in_one_line(tmp_path: Path) -> None:
 
 # -- on an object store -------------------------------------------------------------------------
 def _keys(store: S3Store, prefix: str) -> list[str]:
-    pages = (
-        store.client().get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix)
-    )
+    pages = store.client().get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix)
     return sorted(item["Key"] for page in pages for item in page.get("Contents", []))
 
 

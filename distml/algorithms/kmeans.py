@@ -495,12 +495,18 @@ def lloyd(engine: Engine, centers: np.ndarray, max_iter: int, tol: float) -> KMe
     return KMeansSolution(centers=centers, inertia=float(inertia), n_iter=n_iter)
 
 
-def seeding_sample(engine: Engine, seed: int) -> Engine | None:
+#: ``init="auto"`` seeds on the sample only while it has this many rows per cluster: k-means||
+#: draws ~4k candidates, and small clusters need rows in the sample to be found.
+SAMPLE_ROWS_PER_CLUSTER = 50
+
+
+def seeding_sample(engine: Engine, seed: int, n_clusters: int) -> Engine | None:
     """The stratified sample (:mod:`distml.algorithms.sampling`) as a one-partition engine
     on the driver — its rows keep their global row numbers, so k-means||'s keyed draws are
-    those the full data would make for them — or ``None`` when the sample would be every row."""
+    those the full data would make for them — or ``None`` when the sample would be every row,
+    or too few rows for ``n_clusters``."""
     stride = sample_stride(engine.n_rows)
-    if stride == 1:
+    if stride == 1 or engine.n_rows // stride < SAMPLE_ROWS_PER_CLUSTER * n_clusters:
         return None
     positions, rows = engine.map_reduce(
         sampled_rows, dataset_offsets(engine), stride, seed, combine=join_lists
@@ -532,7 +538,7 @@ def fit_kmeans(
         else:  # "k-means||", or "auto": the same on a sample of large data
             seed = int(rs.randint(np.iinfo(np.int32).max))
             if init == "auto" and sample is None:
-                sample = seeding_sample(engine, seed) or engine
+                sample = seeding_sample(engine, seed, n_clusters) or engine
             start = init_kmeans_parallel(sample if init == "auto" else engine, n_clusters, seed)
         solution = lloyd(engine, start, max_iter, tol)
         if best is None or solution.inertia < best.inertia:

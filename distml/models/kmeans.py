@@ -18,7 +18,8 @@ class KMeansModel(Model):
 
     ``init="k-means||"`` seeds scalably (a fixed number of passes whatever
     ``n_clusters``, as Spark MLlib); the default ``"auto"`` runs the same k-means‖ on a
-    stratified 100,000-row sample held on the driver when the data has more rows (one pass
+    stratified 100,000-row sample held on the driver when the data has more rows and
+    ``n_clusters`` ≤ 2,000 (50 sampled rows per cluster; one pass
     instead of four: the seeding only has to start Lloyd near a good optimum), on every row
     otherwise. ``"k-means++"`` reproduces scikit-learn's seeding exactly (same
     ``random_state`` → same centres) at two passes per cluster.
