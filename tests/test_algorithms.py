@@ -386,6 +386,24 @@ def test_kmeans_auto_seeds_on_a_sample_of_large_data(monkeypatch: pytest.MonkeyP
     assert "sampled_rows" not in passes and "cost_and_oversample" in passes
 
 
+@pytest.mark.parametrize("init, n_init", [("random", 10), ("k-means||", 10)])
+def test_kmeans_best_of_several_runs_is_partitioning_independent(init: str, n_init: int) -> None:
+    # several seedings reach the same optimum with inertias a few ulps apart, which the
+    # partitioning reorders: those are ties (the first run kept), or the centres' order
+    # (the labels) would depend on the partitioning
+    rng = np.random.default_rng(5)
+    centres = rng.standard_normal((6, 3)) * 5
+    X = centres[rng.integers(0, 6, 3001)] + rng.standard_normal((3001, 3))
+    runs = [
+        fit_kmeans(
+            InMemoryEngine.from_arrays(X, None, p), 6, init=init, n_init=n_init, random_state=0
+        )
+        for p in (1, 2, 5)
+    ]
+    for other in runs[1:]:
+        np.testing.assert_allclose(other.centers, runs[0].centers, rtol=1e-12, atol=1e-12)
+
+
 def test_kmeans_plusplus_reproduces_sklearn_centres() -> None:
     X, _ = make_blobs(n_samples=2000, centers=5, n_features=3, cluster_std=2.5, random_state=9)
     reference = cluster.KMeans(5, init="k-means++", n_init=2, random_state=4).fit(X)
