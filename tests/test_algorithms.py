@@ -15,6 +15,19 @@ from distml.algorithms.logistic import fit_logistic
 from distml.errors import ConvergenceWarning, DataError
 
 
+class PassCounting(InMemoryEngine):
+    """Arrays split into partitions (:meth:`InMemoryEngine.from_arrays`), recording the
+    name of every pass's function in ``passes``."""
+
+    def __init__(self, X: np.ndarray, y: np.ndarray | None, n_partitions: int) -> None:
+        super().__init__(InMemoryEngine.from_arrays(X, y, n_partitions).partitions)
+        self.passes: list[str] = []
+
+    def _map_reduce(self, fn, broadcast, combine):  # type: ignore[no-untyped-def]
+        self.passes.append(fn.__name__)
+        return super()._map_reduce(fn, broadcast, combine)
+
+
 def _regression(n=3000, d=6, seed=0, offset=5.0):
     rng = np.random.default_rng(seed)
     X = rng.normal(size=(n, d)) * np.linspace(0.5, 4, d) + offset
@@ -245,16 +258,11 @@ def test_auto_keeps_lbfgs_where_a_sample_hessian_would_be_costly(
     assert newton.n_iter != lbfgs.n_iter
     assert fit("auto").n_iter == newton.n_iter  # 750 sampled rows x 6² x 1 block: cheap
     monkeypatch.setattr(logistic, "MAX_HESSIAN_WORK", 100)  # below 750 rows x 6² x 1
-    passes: list[str] = []
 
-    class Counted(InMemoryEngine):
-        def _map_reduce(self, fn, broadcast, combine):  # type: ignore[no-untyped-def]
-            passes.append(fn.__name__)
-            return super()._map_reduce(fn, broadcast, combine)
-
-    auto = fit_logistic(Counted(InMemoryEngine.from_arrays(X, y, 3).partitions), method="auto")
+    engine = PassCounting(X, y, 3)
+    auto = fit_logistic(engine, method="auto")
     assert auto.n_iter == lbfgs.n_iter and np.array_equal(auto.coef, lbfgs.coef)
-    assert passes[0] == "partition_classes"  # decided before fetching a sample it would drop
+    assert engine.passes[0] == "partition_classes"  # decided before fetching a sample it would drop
 
 
 def test_newton_goes_on_by_lbfgs_where_the_sample_has_no_curvature(
@@ -361,19 +369,12 @@ def test_kmeans_auto_seeds_on_a_sample_of_large_data(monkeypatch: pytest.MonkeyP
     small = fit_kmeans(InMemoryEngine.from_arrays(X, None, 3), 6, init="auto", random_state=0)
     np.testing.assert_array_equal(small.centers, parallel.centers)
     monkeypatch.setattr(sampling, "SAMPLE_ROWS", 500)
-    passes: list[str] = []
-
-    class Counted(InMemoryEngine):
-        def _map_reduce(self, fn, broadcast, combine):  # type: ignore[no-untyped-def]
-            passes.append(fn.__name__)
-            return super()._map_reduce(fn, broadcast, combine)
 
     runs = []
     for parts in (1, 4, 16):
-        passes.clear()
-        engine = InMemoryEngine.from_arrays(X, None, parts)
-        run = fit_kmeans(Counted(engine.partitions), 6, init="auto", random_state=0)
-        assert passes[0] == "sampled_rows" and "cost_and_oversample" not in passes
+        engine = PassCounting(X, None, parts)
+        run = fit_kmeans(engine, 6, init="auto", random_state=0)
+        assert engine.passes[0] == "sampled_rows" and "cost_and_oversample" not in engine.passes
         assert run.inertia <= 1.001 * reference.inertia_
         labels = ((X[:, None, :] - run.centers[None]) ** 2).sum(-1).argmin(1)
         assert adjusted_rand_score(truth, labels) == 1.0
@@ -381,9 +382,9 @@ def test_kmeans_auto_seeds_on_a_sample_of_large_data(monkeypatch: pytest.MonkeyP
     for other in runs[1:]:
         np.testing.assert_allclose(other.centers, runs[0].centers, rtol=1e-10)
     assert not np.array_equal(runs[0].centers, parallel.centers)  # really another seeding
-    passes.clear()  # 500 sampled rows are too few for 20 clusters: k-means|| on every row
-    fit_kmeans(Counted(InMemoryEngine.from_arrays(X, None, 4).partitions), 20, random_state=0)
-    assert "sampled_rows" not in passes and "cost_and_oversample" in passes
+    engine = PassCounting(X, None, 4)  # 500 sampled rows: too few for 20 clusters
+    fit_kmeans(engine, 20, random_state=0)
+    assert "sampled_rows" not in engine.passes and "cost_and_oversample" in engine.passes
 
 
 @pytest.mark.parametrize("init, n_init", [("random", 10), ("k-means||", 10)])

@@ -37,6 +37,11 @@ def test_params_follow_sklearn_conventions() -> None:
         (distml.LinearRegression(alpha=-1), "alpha must be a number >= 0, got -1"),
         (distml.LogisticRegression(C=0), "C must be a number > 0, got 0"),
         (distml.LogisticRegression(penalty="l3"), "penalty must be 'auto', 'l2', .* got 'l3'"),
+        (distml.LogisticRegression(method="cg"), "unknown method 'cg'; choose one of auto, "),
+        (
+            distml.LogisticRegression(method="newton", l1_ratio=1),
+            "method 'newton' takes no L1 term; use method 'lbfgs'",
+        ),
         (distml.KMeans(n_clusters=0), "n_clusters must be an integer >= 1, got 0"),
         (distml.KMeans(init="kmeans"), "init must be one of"),
         (distml.LinearRegression(solver="magic"), "unknown solver 'magic'"),

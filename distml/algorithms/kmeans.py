@@ -28,17 +28,17 @@ from typing import Any
 
 import numpy as np
 
+from distml.algorithms import sampling
 from distml.algorithms.engine import (
     BLOCK_ROWS,
     Engine,
-    InMemoryEngine,
     Partition,
     concat,
     contiguous_rows,
     tree_reduce,
 )
 from distml.algorithms.random import row_keys, row_uniforms
-from distml.algorithms.sampling import dataset_offsets, join_lists, sample_stride, sampled_rows
+from distml.algorithms.sampling import sample_stride
 
 _EXACT_CHOICE_MAX_ROWS = 10_000_000
 
@@ -502,17 +502,12 @@ SAMPLE_ROWS_PER_CLUSTER = 50
 
 def seeding_sample(engine: Engine, seed: int, n_clusters: int) -> Engine | None:
     """The stratified sample (:mod:`distml.algorithms.sampling`) as a one-partition engine
-    on the driver — its rows keep their global row numbers, so k-means||'s keyed draws are
-    those the full data would make for them — or ``None`` when the sample would be every row,
-    or too few rows for ``n_clusters``."""
+    on the driver, or ``None`` when the sample would be every row, or too few rows for
+    ``n_clusters``."""
     stride = sample_stride(engine.n_rows)
     if stride == 1 or engine.n_rows // stride < SAMPLE_ROWS_PER_CLUSTER * n_clusters:
         return None
-    positions, rows = engine.map_reduce(
-        sampled_rows, dataset_offsets(engine), stride, seed, combine=join_lists
-    )
-    X = np.concatenate(rows)
-    return InMemoryEngine([Partition(X, None, np.concatenate(positions), 0)], engine.n_features)
+    return sampling.fetch(engine, stride, seed)
 
 
 def fit_kmeans(

@@ -29,7 +29,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from distml.algorithms.engine import BLOCK_ROWS, Engine, Partition
-from distml.algorithms.sampling import dataset_offsets, local_sample, sample_stride
+from distml.algorithms.sampling import (
+    as_engine,
+    dataset_offsets,
+    join_lists,
+    sample_stride,
+    sampled_rows,
+)
 from distml.errors import ConvergenceWarning, DataError
 
 SAMPLE_SEED = 0
@@ -67,20 +73,15 @@ def find_classes(engine: Engine) -> np.ndarray:
     return engine.map_reduce(partition_classes, combine=np.union1d)
 
 
-def classes_and_sample(
-    part: Partition, offsets: np.ndarray, stride: int, seed: int
-) -> tuple[np.ndarray, list[np.ndarray], list[np.ndarray]]:
+def classes_and_sample(part: Partition, offsets: np.ndarray, stride: int, seed: int) -> tuple:
     """This partition's labels (:func:`partition_classes`) and its rows of the stratified
-    sample (:mod:`distml.algorithms.sampling`): one pass gives the classes and the Newton
-    solver's Hessian sample."""
-    classes = partition_classes(part)
-    local = local_sample(part, offsets, stride, seed)
-    assert part.y is not None
-    return classes, [part.X[local]], [part.y[local]]
+    sample (:func:`~distml.algorithms.sampling.sampled_rows`): one pass gives the classes
+    and the Newton solver's sample."""
+    return partition_classes(part), sampled_rows(part, offsets, stride, seed)
 
 
 def _join_classes_and_rows(a: tuple, b: tuple) -> tuple:
-    return np.union1d(a[0], b[0]), a[1] + b[1], a[2] + b[2]
+    return np.union1d(a[0], b[0]), join_lists(a[1], b[1])
 
 
 def _split_weights(w: np.ndarray, n_features: int, fit_intercept: bool):
@@ -163,106 +164,49 @@ def penalty_strengths(C: float, l1_ratio: float, n: float) -> tuple[float, float
     return l1_ratio / (C * n), (1.0 - l1_ratio) / (C * n)
 
 
-class HessianSample:
-    """Rows of the data held on the driver, from which the Newton solver takes its Hessian.
-
-    ``X`` holds the rows' features, ``target`` each row's class index (0 .. ``n_classes`` -
-    1); ``complete`` when every row is in it. Two classes have one weight vector (``w`` =
-    coefficients [+ intercept]), more have one per class, flattened class by class as
-    :func:`multinomial_loss_grad` takes them. The intercept's column of ones is implicit.
-    """
-
-    def __init__(
-        self,
-        X: np.ndarray,
-        target: np.ndarray,
-        n_classes: int,
-        fit_intercept: bool,
-        complete: bool,
-    ) -> None:
-        self.X = np.ascontiguousarray(X, dtype=np.float64)
-        self.target = np.asarray(target, dtype=np.intp)
-        self.t = (self.target == 1).astype(np.float64)  # two classes: the positive's 0/1
-        self.n_classes = n_classes
-        self.fit_intercept = fit_intercept
-        self.complete = complete
-
-    @property
-    def width(self) -> int:
-        return self.X.shape[1] + int(self.fit_intercept)
-
-    def _scores(self, w: np.ndarray) -> np.ndarray:
-        d = self.X.shape[1]
-        if self.n_classes == 2:
-            return self.X @ w[:d] + (w[d] if self.fit_intercept else 0.0)
-        W = w.reshape(self.n_classes, self.width)
-        Z = self.X @ W[:, :d].T
-        if self.fit_intercept:
-            Z += W[:, d]
-        return Z
-
-    def _sigmoid(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def sample_hessian(X: np.ndarray, w: np.ndarray, n_classes: int, fit_intercept: bool) -> np.ndarray:
+    """The mean log-loss's Hessian over the rows ``X`` (the driver's sample) at ``w``:
+    ``Aᵀ diag(p(1-p)) A / m`` with ``A = [X, 1]`` (the ones implicit) for two classes; for
+    more, block ``(a, b)`` is ``Aᵀ diag(p_a(δ_ab - p_b)) A / m``, ``w`` flattened class by
+    class as :func:`multinomial_loss_grad` takes it."""
+    d = X.shape[1]
+    width = d + int(fit_intercept)
+    m = max(len(X), 1)
+    if n_classes == 2:
+        z = X @ w[:d] + (w[d] if fit_intercept else 0.0)
         e = np.exp(-np.abs(z))
-        return e, np.where(z >= 0.0, 1.0, e) / (1.0 + e)  # as binary_loss_grad takes it
+        p = np.where(z >= 0.0, 1.0, e) / (1.0 + e)  # the sigmoid, as binary_loss_grad takes it
+        return _weighted_gram(X, p * (1.0 - p), fit_intercept) / m
+    W = w.reshape(n_classes, width)
+    Z = X @ W[:, :d].T
+    if fit_intercept:
+        Z += W[:, d]
+    P = np.exp(Z - Z.max(axis=1, keepdims=True))
+    P /= P.sum(axis=1, keepdims=True)
+    H = np.zeros((n_classes * width, n_classes * width))
+    for a in range(n_classes):
+        for b in range(a, n_classes):
+            block = _weighted_gram(X, P[:, a] * (float(a == b) - P[:, b]), fit_intercept)
+            H[a * width : (a + 1) * width, b * width : (b + 1) * width] = block
+            H[b * width : (b + 1) * width, a * width : (a + 1) * width] = block.T
+    return H / m
 
-    def _softmax(self, Z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Each row's ``log Σ exp`` and its class probabilities."""
-        top = Z.max(axis=1, keepdims=True)
-        E = np.exp(Z - top)
-        total = E.sum(axis=1, keepdims=True)
-        return top[:, 0] + np.log(total[:, 0]), E / total
 
-    def loss_grad(self, w: np.ndarray) -> tuple[float, np.ndarray]:
-        """Mean log-loss over the sample and its gradient."""
-        m = max(len(self.target), 1)
-        if self.n_classes == 2:
-            z = self._scores(w)
-            e, p = self._sigmoid(z)
-            loss = float(np.maximum(z, 0.0).sum() + np.log1p(e).sum() - self.t @ z)
-            residuals = (p - self.t)[:, None]
-        else:
-            Z = self._scores(w)
-            at = np.arange(len(Z))
-            lse, residuals = self._softmax(Z)
-            loss = float(np.sum(lse) - np.sum(Z[at, self.target]))
-            residuals[at, self.target] -= 1.0
-        grad = np.dot(residuals.T, self.X)  # classes x features
-        if self.fit_intercept:
-            grad = np.hstack([grad, residuals.sum(axis=0)[:, None]])
-        return loss / m, grad.ravel() / m
-
-    def hessian(self, w: np.ndarray) -> np.ndarray:
-        """The mean log-loss's Hessian over the sample: ``Aᵀ diag(p(1-p)) A / m`` with
-        ``A = [X, 1]`` for two classes; for more, block ``(a, b)`` is ``Aᵀ diag(p_a(δ_ab -
-        p_b)) A / m``."""
-        m = max(len(self.target), 1)
-        if self.n_classes == 2:
-            _, p = self._sigmoid(self._scores(w))
-            return self._weighted_gram(p * (1.0 - p)) / m
-        _, P = self._softmax(self._scores(w))
-        k, width = self.n_classes, self.width
-        H = np.zeros((k * width, k * width))
-        for a in range(k):
-            for b in range(a, k):
-                block = self._weighted_gram(P[:, a] * (float(a == b) - P[:, b]))
-                H[a * width : (a + 1) * width, b * width : (b + 1) * width] = block
-                H[b * width : (b + 1) * width, a * width : (a + 1) * width] = block.T
-        return H / m
-
-    def _weighted_gram(self, h: np.ndarray) -> np.ndarray:
-        """``Aᵀ diag(h) A`` block by block (a block's weighted copy is the only temporary)."""
-        d = self.X.shape[1]
-        G = np.zeros((self.width, self.width))
-        for lo in range(0, len(h), BLOCK_ROWS):
-            rows = self.X[lo : lo + BLOCK_ROWS]
-            weighted = rows * h[lo : lo + BLOCK_ROWS, None]
-            G[:d, :d] += np.dot(weighted.T, rows)
-            if self.fit_intercept:
-                G[:d, d] += weighted.sum(axis=0)
-        if self.fit_intercept:
-            G[d, :d] = G[:d, d]
-            G[d, d] = h.sum()
-        return G
+def _weighted_gram(X: np.ndarray, h: np.ndarray, fit_intercept: bool) -> np.ndarray:
+    """``Aᵀ diag(h) A`` with ``A = [X, 1]``, block by block (a block's weighted copy is the
+    only temporary: no widened copy of the sample)."""
+    d = X.shape[1]
+    G = np.zeros((d + int(fit_intercept),) * 2)
+    for lo in range(0, len(h), BLOCK_ROWS):
+        rows = X[lo : lo + BLOCK_ROWS]
+        weighted = rows * h[lo : lo + BLOCK_ROWS, None]
+        G[:d, :d] += np.dot(weighted.T, rows)
+        if fit_intercept:
+            G[:d, d] += weighted.sum(axis=0)
+    if fit_intercept:
+        G[d, :d] = G[:d, d]
+        G[d, d] = h.sum()
+    return G
 
 
 def newton_direction(hessian: np.ndarray, grad: np.ndarray) -> np.ndarray:
@@ -355,15 +299,14 @@ def fit_logistic(
     ratio = {"l1": 1.0, "l2": 0.0, "elasticnet": float(l1_ratio)}.get(penalty)  # type: ignore[arg-type]
     l1, l2 = (0.0, 0.0) if ratio is None else penalty_strengths(C, ratio, n)
     stride = sample_stride(engine.n_rows)
-    requested = method
-    if method == "auto":  # L-BFGS ends where scikit-learn's lbfgs does: kept for small data
-        method = (
-            "newton"
-            if stride > 1 and _hessian_is_cheap(engine, stride, 1, fit_intercept)
-            else "lbfgs"
-        )
-    if method == "newton" and l1 == 0:
-        classes, sample_X, sample_y = engine.map_reduce(
+    # auto: L-BFGS where it costs little (it ends where scikit-learn's lbfgs does) or where
+    # the sample's Hessian would cost seconds; Newton otherwise
+    newton_wanted = l1 == 0 and (
+        method == "newton"
+        or (method == "auto" and stride > 1 and _hessian_is_cheap(engine, stride, 1, fit_intercept))
+    )
+    if newton_wanted:
+        classes, sample_rows = engine.map_reduce(
             classes_and_sample,
             dataset_offsets(engine),
             stride,
@@ -385,29 +328,45 @@ def fit_logistic(
         penalised[:, d] = False
     mask = penalised.ravel()
 
-    def smooth(w: np.ndarray) -> tuple[float, np.ndarray]:
-        """Mean loss + the L2 term and their gradient in ``w`` (one pass)."""
-        if binary:
-            loss, grad = engine.map_reduce(binary_loss_grad, w, classes[1], fit_intercept)
-        else:
-            loss, grad = engine.map_reduce(multinomial_loss_grad, w, classes, fit_intercept)
-        reg = np.where(mask, w, 0.0)
-        return loss / n + 0.5 * l2 * float(reg @ reg), grad / n + l2 * reg
+    def penalised_loss(on: Engine):  # type: ignore[no-untyped-def]
+        """Mean loss + the L2 term and their gradient in ``w``, one pass over ``on``."""
+        rows = float(on.n_rows)
 
+        def value_and_gradient(w: np.ndarray) -> tuple[float, np.ndarray]:
+            if binary:
+                loss, grad = on.map_reduce(binary_loss_grad, w, classes[1], fit_intercept)
+            else:
+                loss, grad = on.map_reduce(multinomial_loss_grad, w, classes, fit_intercept)
+            reg = np.where(mask, w, 0.0)
+            return loss / rows + 0.5 * l2 * float(reg @ reg), grad / rows + l2 * reg
+
+        return value_and_gradient
+
+    smooth = penalised_loss(engine)
     state: NewtonState | None = None
-    if method == "newton" and requested == "auto" and not binary:
-        if not _hessian_is_cheap(engine, stride, k * (k + 1) // 2, fit_intercept):
-            method = "lbfgs"  # many classes: each Hessian would cost seconds
-    if method == "newton" and l1 == 0:
-        sample = HessianSample(
-            np.concatenate(sample_X),
-            np.searchsorted(classes, np.concatenate(sample_y)),
+    if newton_wanted and (
+        method == "newton"
+        or binary
+        or _hessian_is_cheap(engine, stride, k * (k + 1) // 2, fit_intercept)
+    ):
+        sample = as_engine(sample_rows, d)
+        del sample_rows  # the partitions' pieces: the sample engine holds one joined copy
+        X = sample.partitions[0].X
+        curvature = np.diag(np.where(mask, l2, 0.0))
+
+        def hessian(w: np.ndarray) -> np.ndarray:
+            return sample_hessian(X, w, len(classes), fit_intercept) + curvature
+
+        state = _sampled_newton(
+            smooth,
+            penalised_loss(sample),
+            hessian,
+            k * width,
             len(classes),
-            fit_intercept,
-            complete=stride == 1,
+            stride == 1,
+            tol,
+            max_iter,
         )
-        del sample_X, sample_y  # the partitions' pieces: the concatenated copy is kept
-        state = _sampled_newton(smooth, sample, mask, l2, tol, max_iter)
     if state is not None and not state.failed:
         w, objective, pgrad = state.w, state.value, state.grad
         n_iter, converged = state.n_iter, state.converged
@@ -448,30 +407,21 @@ def _hessian_is_cheap(engine: Engine, stride: int, blocks: int, fit_intercept: b
 
 
 def _sampled_newton(  # type: ignore[no-untyped-def]
-    smooth, sample: HessianSample, mask: np.ndarray, l2: float, tol: float, max_iter: int
+    smooth, on_sample, hessian, size: int, n_classes: int, complete: bool, tol: float, max_iter: int
 ) -> NewtonState:
-    """Newton on the full data (``smooth``: one pass per evaluation) with ``sample``'s
-    Hessian, from the sample's own optimum; ``failed`` hands over to L-BFGS."""
+    """Newton on the full data (``smooth``: one pass per evaluation) with the sample's
+    Hessian, from the sample's own optimum (``on_sample``; not when the sample is
+    ``complete``: every row); ``failed`` hands over to L-BFGS."""
     ftol = 64 * np.finfo(float).eps
-    curvature = np.where(mask, l2, 0.0)
-
-    def on_sample(w: np.ndarray) -> tuple[float, np.ndarray]:
-        loss, grad = sample.loss_grad(w)
-        reg = np.where(mask, w, 0.0)
-        return loss + 0.5 * l2 * float(reg @ reg), grad + l2 * reg
-
-    def hessian(w: np.ndarray) -> np.ndarray:
-        return sample.hessian(w) + np.diag(curvature)
-
-    w = np.zeros(len(mask))
-    if not sample.complete:  # start from the sample's optimum (no pass over the data)
+    w = np.zeros(size)
+    if not complete:  # start from the sample's optimum (no pass over the data)
         value, grad = on_sample(w)
         warm = newton(on_sample, hessian, NewtonState(w, value, grad), tol / 10, max_iter, ftol)
         if not warm.failed:
             w = warm.w
     value, grad = smooth(w)
-    if not sample.complete and value > np.log(sample.n_classes):  # worse than all-zero weights
-        w = np.zeros(len(mask))
+    if not complete and value > np.log(n_classes):  # worse than all-zero weights
+        w = np.zeros(size)
         value, grad = smooth(w)
     steps = min(max_iter, NEWTON_STEPS)
     state = newton(smooth, hessian, NewtonState(w, value, grad), tol, steps, ftol)

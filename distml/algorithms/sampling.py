@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from distml.algorithms.engine import Engine, Partition
+from distml.algorithms.engine import Engine, InMemoryEngine, Partition
 from distml.algorithms.random import row_keys
 
 #: Rows brought to the driver: ~17 MB at 20 features; every row of smaller data.
@@ -52,14 +52,33 @@ def local_sample(part: Partition, offsets: np.ndarray, stride: int, seed: int) -
     return sample_positions(lo, part.n_rows, stride, seed) - lo
 
 
-def sampled_rows(
-    part: Partition, offsets: np.ndarray, stride: int, seed: int
-) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """This partition's sampled rows: ``([global positions], [features])``."""
+def sampled_rows(part: Partition, offsets: np.ndarray, stride: int, seed: int) -> tuple:
+    """This partition's sampled rows: ``([global positions], [features], [labels])`` (the
+    labels' list empty for unlabelled data), combined across partitions by :func:`join_lists`."""
     local = local_sample(part, offsets, stride, seed)
-    return [local + int(offsets[part.index])], [part.X[local]]
+    labels = [] if part.y is None else [part.y[local]]
+    return [local + int(offsets[part.index])], [part.X[local]], labels
 
 
 def join_lists(a: tuple, b: tuple) -> tuple:
     """Combine tuples of lists element by element (partition order kept)."""
     return tuple(x + y for x, y in zip(a, b, strict=True))
+
+
+def as_engine(rows: tuple, n_features: int) -> InMemoryEngine:
+    """What :func:`sampled_rows` brought back, as a one-partition engine on the driver: its
+    rows keep their global row numbers (keyed draws on it are those the full data would
+    make for them), so a solver runs on the sample with the same kernels as on the data."""
+    positions, X, y = rows
+    return InMemoryEngine(
+        [Partition(np.concatenate(X), np.concatenate(y) if y else None, np.concatenate(positions))],
+        n_features,
+    )
+
+
+def fetch(engine: Engine, stride: int, seed: int) -> InMemoryEngine:
+    """The sample of ``engine``'s rows (one pass), as :func:`as_engine` gives it."""
+    rows = engine.map_reduce(
+        sampled_rows, dataset_offsets(engine), stride, seed, combine=join_lists
+    )
+    return as_engine(rows, engine.n_features)
