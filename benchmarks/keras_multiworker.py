@@ -38,7 +38,23 @@ from pathlib import Path
 import yaml
 
 
-def candidates(gpu: bool, gpus: int) -> list[tuple[str, dict[str, object]]]:
+def candidates(args: argparse.Namespace, gpus: int) -> list[tuple[str, dict[str, object]]]:
+    only = {name.strip() for name in args.only.split(";") if name.strip()}
+    chosen = [(n, t) for n, t in base_candidates(args.gpu, gpus) if not only or n in only]
+    values = [int(v) for v in args.steps_per_execution.split(",") if v.strip()]
+    if not values:
+        return chosen
+    return [
+        (
+            f"{name}, {v} steps/call" if len(values) > 1 else name,
+            {**train, "steps_per_execution": v},
+        )
+        for name, train in chosen
+        for v in values
+    ]
+
+
+def base_candidates(gpu: bool, gpus: int) -> list[tuple[str, dict[str, object]]]:
     if gpu:
         return [
             (f"mirrored 1x{gpus}", {"devices": gpus}),
@@ -64,6 +80,14 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--rows", type=int, default=0, help="use the first N training rows")
     parser.add_argument("--gpu", action="store_true", help="GPUs: mirrored over all, 1 per worker")
+    parser.add_argument(
+        "--only", default="", help="candidate names to run, separated by ';' (default: all)"
+    )
+    parser.add_argument(
+        "--steps-per-execution",
+        default="",
+        help="train.steps_per_execution values, comma-separated; each one a candidate of its own",
+    )
     args = parser.parse_args()
     data = prepare(args)
     gpus = count_gpus() if args.gpu else 0
@@ -73,7 +97,7 @@ def main() -> None:
     results: dict[tuple[str, str], list[dict]] = {}
     for r in range(args.repeat):
         for arch in args.architectures.split(","):
-            for name, train in candidates(args.gpu, gpus):
+            for name, train in candidates(args, gpus):
                 summary = run(args, data, arch, name, train, r)
                 results.setdefault((arch, name), []).append(summary)
                 print(
@@ -116,7 +140,7 @@ def count_gpus() -> int:
 def run(
     args: argparse.Namespace, data: Path, arch: str, name: str, train: dict, repeat: int
 ) -> dict:
-    tag = f"{arch}-{name.replace(' ', '-')}-{repeat}"
+    tag = f"{arch}-{name.replace(' ', '-').replace(',', '').replace('/', '-per-')}-{repeat}"
     spec = {
         "name": f"bench-{tag}",
         "model": {"type": "keras", "params": {"architecture": arch}},
@@ -157,10 +181,14 @@ def report(results: dict[tuple[str, str], list[dict]], args: argparse.Namespace,
           "wall s (process start to published) |")  # fmt: skip
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for arch in args.architectures.split(","):
-        base = statistics.median(s["samples_per_second"] for s in results[(arch, "worker 1x1")])
-        single = results.get((arch, "worker 1x1, 1 thread"))
-        one = statistics.median(s["samples_per_second"] for s in single) if single else float("nan")
-        for name, _ in candidates(args.gpu, gpus):
+        names = [name for name, _ in candidates(args, gpus)]
+        base = median_rate(
+            results,
+            arch,
+            next((n for n in names if n.startswith("worker 1x1") and "thread" not in n), None),
+        )
+        one = median_rate(results, arch, next((n for n in names if "1 thread" in n), None))
+        for name in names:
             runs = results[(arch, name)]
             rate = statistics.median(s["samples_per_second"] for s in runs)
             lasts = [s["last_epoch_samples_per_second"] for s in runs]
@@ -171,6 +199,12 @@ def report(results: dict[tuple[str, str], list[dict]], args: argparse.Namespace,
                 f"| {arch} | {name} | {rate:,.0f} | {last:,.0f} | {rate / base:.2f}x | {rate / one:.2f}x | "
                 f"{accuracy} | {wall:.0f} |"
             )
+
+
+def median_rate(results: dict[tuple[str, str], list[dict]], arch: str, name: str | None) -> float:
+    if name is None:
+        return float("nan")
+    return statistics.median(s["samples_per_second"] for s in results[(arch, name)])
 
 
 if __name__ == "__main__":

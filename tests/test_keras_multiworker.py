@@ -190,6 +190,12 @@ def test_shards_cover_every_row_once(mnist_small: Path, workers: int) -> None:
         ({"start_timeout": -5}, "local", "train.start_timeout: Input should be greater"),
         ({"devices": 2}, "local", "train.devices is for one process"),
         ({"workers": None}, "dask", "Keras jobs run on the local backend"),
+        ({"steps_per_execution": 0}, "local", "train.steps_per_execution: Input should be"),
+        (
+            {"workers": None, "steps_per_execution": 8},
+            "local",
+            "train.steps_per_execution is for train.workers jobs",
+        ),
         ({"workerz": 2}, "local", "did you mean 'workers'"),
     ],
 )
@@ -219,6 +225,42 @@ def test_a_reserved_port_is_held_and_children_get_no_proxy(monkeypatch) -> None:
     assert env["OMP_NUM_THREADS"] == env["TF_NUM_INTRAOP_THREADS"] == "3"
     assert env["CUDA_VISIBLE_DEVICES"] == ""
     assert env["DISTML_GANG_PEERS"] == "h:1,h:2" and env["DISTML_GANG_RANK"] == "1"
+    assert "DISTML_GANG_CPUS" not in env  # bound only where given (local gangs)
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_getaffinity"), reason="CPU affinity is Linux's")
+@pytest.mark.parametrize(("threads", "bind"), [(1, True), (1, False), (None, True)])
+def test_local_gang_members_run_on_their_own_cores(
+    tmp_path: Path, threads: int | None, bind: bool
+) -> None:
+    """Real child processes report the cores they may run on: with ``bind_cpus`` and room
+    for every member, disjoint sets of ``threads`` cores in order; else all of ours."""
+    from distml.backends.gang import run_local_gang
+
+    (tmp_path / "show_cpus.py").write_text(
+        "import os\n"
+        "from distml.backends.gang import bind_cpus\n"
+        "bind_cpus()\n"
+        "print('cpus', sorted(os.sched_getaffinity(0)), flush=True)\n"
+    )
+    size = 2
+    task = GangTask(
+        module="show_cpus",
+        env={"PYTHONPATH": str(tmp_path)},
+        threads=threads,
+        bind_cpus=bind,
+        start_timeout=60,
+    )
+    result = run_local_gang(task, size, Progress())
+    assert result.exit_codes == [0, 0]
+    seen = [[line for line in result.tails[r] if line.startswith("cpus ")] for r in range(size)]
+    ours = sorted(os.sched_getaffinity(0))
+    per = threads or max(1, (os.cpu_count() or 1) // size)
+    if bind and size * per <= len(ours):
+        expected = [ours[r * per : (r + 1) * per] for r in range(size)]
+    else:
+        expected = [ours] * size
+    assert seen == [[f"cpus {cores}"] for cores in expected]
 
 
 def test_members_that_never_check_in_fail_in_one_line() -> None:
@@ -281,7 +323,8 @@ def test_dask_resumes_after_a_killed_worker_with_the_same_weights(
     reference: Path, mnist_small: Path, dask_address: str, tmp_path: Path
 ) -> None:
     out = tmp_path / "run"
-    spec = parse_spec(job(mnist_small, dask_address), base_dir=mnist_small)
+    # one step per call into TensorFlow (the reference makes one call per epoch): the same weights
+    spec = parse_spec(job(mnist_small, dask_address, steps_per_execution=1), base_dir=mnist_small)
     with KillAfterFirstEpoch(out) as killer:
         run_job(spec, out)
     _check_resumed(out, reference, mnist_small, killer, "dask tasks pinned to distinct workers")
@@ -293,7 +336,7 @@ def test_spark_resumes_after_a_killed_worker_with_the_same_weights(
     reference: Path, mnist_small: Path, spark_session, tmp_path: Path
 ) -> None:
     out = tmp_path / "run"
-    spec = parse_spec(job(mnist_small, "spark"), base_dir=mnist_small)
+    spec = parse_spec(job(mnist_small, "spark", steps_per_execution=5), base_dir=mnist_small)
     with KillAfterFirstEpoch(out) as killer:
         run_job(spec, out)
     _check_resumed(out, reference, mnist_small, killer, "spark barrier stage")

@@ -15,7 +15,8 @@ workers, the local backend as threads here; each member then runs the same code
    (Spark exchanges them with ``allGather`` first);
 3. **start the child** — always a fresh interpreter (``python -m MODULE``), whose
    environment has no proxy variables, the gang's ranks and addresses, thread
-   counts and the devices it may use (``CUDA_VISIBLE_DEVICES``);
+   counts and the devices it may use (``CUDA_VISIBLE_DEVICES``); on the local backend,
+   where distml owns the machine, also the cores it may run on (:func:`cpu_sets`);
 4. **relay** the child's output lines to the driver and obey an ``abort``: the
    child's process group is terminated, then killed.
 
@@ -104,6 +105,10 @@ class GangTask:
         GPUs given to each child when its slot has them (``CUDA_VISIBLE_DEVICES``).
     start_timeout:
         Seconds for every member to check in; past it the gang fails with one line.
+    bind_cpus:
+        Local gangs only: give each child its own ``threads`` cores (when they fit in
+        this process's), so that members do not take turns on the same core. Spark and
+        Dask place members beside other tasks and never bind.
     name:
         What the gang does, for messages.
     """
@@ -115,6 +120,7 @@ class GangTask:
     threads: int | None = None
     gpus: int = 1
     start_timeout: float = 120.0
+    bind_cpus: bool = True
     name: str = "gang"
 
 
@@ -142,6 +148,27 @@ def release_reserved_port() -> None:
     if fd is not None:
         with contextlib.suppress(OSError):
             os.close(int(fd))
+
+
+def cpu_sets(size: int, threads: int) -> list[list[int]] | None:
+    """``size`` disjoint sets of ``threads`` cores each, from the cores this process may use
+    (in order); None when they do not fit."""
+    try:
+        available = sorted(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return None
+    if size * threads > len(available):
+        return None
+    return [available[rank * threads : (rank + 1) * threads] for rank in range(size)]
+
+
+def bind_cpus() -> None:
+    """In a child: run on the cores its member was given (``DISTML_GANG_CPUS``), if any.
+    Call before starting threads: the ones started later inherit the set."""
+    cpus = os.environ.pop("DISTML_GANG_CPUS", "")
+    if cpus and hasattr(os, "sched_setaffinity"):
+        with contextlib.suppress(OSError, ValueError):
+            os.sched_setaffinity(0, {int(c) for c in cpus.split(",")})
 
 
 def guard_parent() -> None:
@@ -174,6 +201,7 @@ def child_environment(
     gpu_ids: list[str],
     threads: int,
     port_fd: int,
+    cpus: list[int] | None = None,
 ) -> dict[str, str]:
     """The child's environment: ours minus proxies, plus the gang's wiring."""
     env = {k: v for k, v in os.environ.items() if k not in PROXY_VARIABLES}
@@ -182,6 +210,9 @@ def child_environment(
     for name in THREAD_VARIABLES:
         env[name] = str(threads)
     env["CUDA_VISIBLE_DEVICES"] = ",".join(gpu_ids)  # empty: the child sees no GPU
+    env.pop("DISTML_GANG_CPUS", None)
+    if cpus:
+        env["DISTML_GANG_CPUS"] = ",".join(str(c) for c in cpus)
     env.update(
         DISTML_GANG_RANK=str(rank),
         DISTML_GANG_SIZE=str(len(peers)),
@@ -251,11 +282,13 @@ def run_member(
     reserved: tuple[socket.socket, int] | None = None,
     peers: list[str] | None = None,
     all_gpu: bool | None = None,
+    cpus: list[int] | None = None,
 ) -> dict[str, Any]:
     """Check in, start the child, relay its lines, obey an abort; return how it ended.
 
     ``peers``/``all_gpu`` are given when the engine exchanged addresses itself
-    (Spark's ``allGather``); otherwise the coordinator sends them.
+    (Spark's ``allGather``); otherwise the coordinator sends them. ``cpus``: the cores
+    the child may run on (local gangs, :func:`cpu_sets`); None leaves it unbound.
     """
     gpu_ids = list(gpu_ids or [])[: task.gpus] if task.gpus else []
     sock, port = reserved or reserve_port()
@@ -278,7 +311,7 @@ def run_member(
             peers, all_gpu = list(reply["peers"]), bool(reply["all_gpu"])
         link.settimeout(None)
         env = child_environment(
-            task, rank, peers, bool(all_gpu), gpu_ids, threads or 1, sock.fileno()
+            task, rank, peers, bool(all_gpu), gpu_ids, threads or 1, sock.fileno(), cpus
         )
         proc = subprocess.Popen(
             [sys.executable, "-m", task.module, *task.args],
@@ -567,6 +600,7 @@ def run_local_gang(task: GangTask, size: int, progress: Progress) -> GangResult:
     gpus = local_gpus()
     per = task.gpus if task.gpus and len(gpus) >= size * task.gpus else 0
     threads = task.threads or max(1, (os.cpu_count() or 1) // size)
+    cores = cpu_sets(size, threads) if task.bind_cpus else None
     results: dict[int, dict[str, Any]] = {}
 
     def member(rank: int) -> None:
@@ -579,6 +613,7 @@ def run_local_gang(task: GangTask, size: int, progress: Progress) -> GangResult:
             "127.0.0.1",
             gpu_ids=mine,
             threads=threads,
+            cpus=cores[rank] if cores else None,
         )
 
     threads_ = [

@@ -39,6 +39,8 @@ from distml.progress import Progress
 
 PLAN, SETTINGS = "plan.json", "settings.json"
 PLOTS = ("confusion_matrix.png", "training_curve.png")  # what the chief may draw
+#: Training steps per call into TensorFlow on a worker (``train.steps_per_execution``).
+STEPS_PER_EXECUTION = 64
 LAUNCHERS = {
     "local": "local processes",
     "dask": "dask tasks pinned to distinct workers",
@@ -136,6 +138,7 @@ def run_multiworker_job(
         "epochs": settings.epochs,
         "shuffle_buffer": settings.shuffle_buffer,
         "seed": settings.seed,
+        "steps_per_execution": settings.steps_per_execution or STEPS_PER_EXECUTION,
         "workers": workers,
         "collective_timeout": settings.collective_timeout,
         "train": {
@@ -171,6 +174,7 @@ def run_multiworker_job(
         threads=settings.threads,
         gpus=1,
         start_timeout=settings.start_timeout,
+        bind_cpus=settings.bind_cpus,
         name=f"{spec.name}: {workers} Keras worker(s)",
     )
     owned = backend is None

@@ -65,6 +65,7 @@ class RankTrainer:
         if not self.gpu:
             tf.config.experimental.enable_op_determinism()
         self.batch = int(plan["batch_size"])
+        self.steps_per_call = int(plan["steps_per_execution"])
         self.storage = options_from_environment(plan["train"]["path"])
         self.filesystem = _filesystem(plan["train"]["path"], self.storage)
         self.test_filesystem = _filesystem(
@@ -84,13 +85,16 @@ class RankTrainer:
         self.forward = tf.function(lambda x: self.plain(x, training=False))
         self.state = self.model.variables + self.model.optimizer.variables
         self.checkpoints = RankCheckpoints(plan["checkpoints"], rank, self.world)
-        self._step = self._train_step()
+        self._steps = self._train_steps()
 
     # -- data ------------------------------------------------------------------------------
-    def _dataset(self, epoch: int) -> Any:
+    def _dataset(self, first: int, last: int) -> Any:
+        """This rank's batches for epochs ``first`` … ``last - 1``, one after the other: one
+        dataset and one iterator for the whole run (an iterator torn down and made again
+        each epoch stalled the next epoch's start by seconds)."""
         plan, width = self.plan, int(self.plan["width"])
 
-        def generate() -> Any:
+        def generate(epoch: Any) -> Any:
             yield from iter_shard(
                 self.train,
                 plan["pixels"],
@@ -99,17 +103,24 @@ class RankTrainer:
                 self.chunk,
                 shuffle_buffer=int(plan["shuffle_buffer"]),
                 seed=int(plan["seed"]),
-                epoch=epoch,
+                epoch=int(epoch),
                 rank=self.rank,
                 filesystem=self.filesystem,
             )
 
         signature = (tf.TensorSpec([None, width], tf.uint8), tf.TensorSpec([None], tf.int64))
-        dataset = tf.data.Dataset.from_generator(generate, output_signature=signature)
-        return dataset.rebatch(self.batch).prefetch(tf.data.AUTOTUNE)
+
+        def one_epoch(epoch: Any) -> Any:  # its own last, partial batch stays its own
+            rows = tf.data.Dataset.from_generator(
+                generate, args=(epoch,), output_signature=signature
+            )
+            return rows.rebatch(self.batch)
+
+        epochs = tf.data.Dataset.range(first, last)
+        return epochs.flat_map(one_epoch).prefetch(tf.data.AUTOTUNE)
 
     # -- steps -----------------------------------------------------------------------------
-    def _train_step(self) -> Any:
+    def _train_steps(self) -> Any:
         model, strategy, replicas = self.model, self.strategy, self.replicas
 
         def replica(x: Any, y: Any) -> Any:
@@ -125,11 +136,16 @@ class RankTrainer:
             return tf.stack([total, correct, tf.cast(tf.shape(y)[0], tf.float32)])
 
         @tf.function
-        def step(iterator: Any) -> Any:
-            x, y = next(iterator)
-            return strategy.run(replica, args=(x, y))
+        def steps(iterator: Any, count: Any) -> Any:
+            # many steps per call: no Python dispatch and no host sync between steps
+            totals = tf.zeros([3], tf.float64)
+            for _ in tf.range(count):
+                x, y = next(iterator)
+                results = strategy.experimental_local_results(strategy.run(replica, args=(x, y)))
+                totals += tf.cast(tf.add_n(list(results)), tf.float64)
+            return totals
 
-        return step
+        return steps
 
     def all_sum(self, values: np.ndarray) -> np.ndarray:
         """``values`` summed over every worker (one all-reduce; also a barrier)."""
@@ -169,17 +185,15 @@ class RankTrainer:
             say(f"resuming after epoch {done}, the last one every worker finished")
         history = self.checkpoints.history(done)
         trained: list[float] = []
+        dataset = self._dataset(done, epochs)
+        iterator = iter(self.strategy.distribute_datasets_from_function(lambda _: dataset))
         for epoch in range(done, epochs):
             started = time.perf_counter()
-            dataset = self._dataset(epoch)
-            distributed = self.strategy.distribute_datasets_from_function(
-                lambda _, data=dataset: data
-            )
-            iterator = iter(distributed)
-            local = np.zeros(3)
-            for _ in range(self.steps):
-                results = self.strategy.experimental_local_results(self._step(iterator))
-                local += np.sum([r.numpy() for r in results], axis=0)
+            local, remaining = np.zeros(3), self.steps
+            while remaining:
+                count = min(remaining, self.steps_per_call)
+                local += self._steps(iterator, tf.constant(count)).numpy()
+                remaining -= count
             seconds = time.perf_counter() - started
             loss, correct, count = self.all_sum(local)
             val_loss, val_correct, val_count = self.all_sum(self.evaluate_local())

@@ -27,6 +27,7 @@ import traceback
 from distml.backends.gang import (
     EXIT_PEER_LOST,
     EXIT_PORT_TAKEN,
+    bind_cpus,
     guard_parent,
     release_reserved_port,
 )
@@ -57,6 +58,7 @@ def multiworker_strategy(timeout: float, nccl: bool):  # type: ignore[no-untyped
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     guard_parent()
+    bind_cpus()  # before TensorFlow starts its threads
     rank = int(os.environ.get("DISTML_GANG_RANK", "0"))
     try:
         if len(args) != 1:

@@ -120,9 +120,14 @@ class TrainSpec(_Strict):
     devices: int | None = Field(None, ge=1)  # None: all GPUs, else 2 logical CPU devices
     shuffle_buffer: int = Field(10_000, ge=0)  # rows; 0 reads in file order
     seed: int = 0
+    # train.workers only: training steps per call into TensorFlow (Keras's
+    # steps_per_execution): fewer Python round trips and host syncs, the same weights
+    steps_per_execution: int | None = Field(None, ge=1)  # None: 64
     # MultiWorkerMirroredStrategy: N worker processes started by the backend (distml.deep.launch)
     workers: int | None = Field(None, ge=1)
     threads: int | None = Field(None, ge=1)  # CPU threads per worker; None: the slot's cores
+    # backend: local only: each worker runs on its own `threads` cores when they fit
+    bind_cpus: bool = True
     max_restarts: int = Field(3, ge=0)  # gangs started again after a lost worker
     collective_timeout: float = Field(300.0, gt=0)  # seconds one all-reduce may wait
     start_timeout: float = Field(120.0, gt=0)  # seconds for every worker to start
@@ -417,6 +422,11 @@ def _validate_keras(spec: JobSpec) -> None:
             f"{source}: backend: Keras jobs run on the local backend (MirroredStrategy over "
             f"this machine's devices) unless train.workers is set (N worker processes with "
             f"MultiWorkerMirroredStrategy, started by '{spec.backend.name}'), got no train.workers"
+        )
+    if workers is None and spec.train is not None and spec.train.steps_per_execution is not None:
+        raise SpecError(
+            f"{source}: train.steps_per_execution is for train.workers jobs (their own training "
+            "loop); Keras 3.15's fit fails with it under MirroredStrategy (one process)"
         )
     if workers is not None and spec.train is not None and spec.train.devices is not None:
         raise SpecError(
