@@ -5,11 +5,13 @@ Run by hand (not part of the test suite), e.g. for data generation at scale:
     python benchmarks/peak_memory.py -- distml data generate regression --rows 5e7 \\
         --partitions 200 --out bench-out/data/reg50m --backend dask
 
-The peak is the largest sum of resident memory over the command and its descendants
-(a Dask LocalCluster's worker processes, Spark's JVM and Python workers), sampled every
-0.1 s — the same measure ``distml bench`` reports for each run — and, for budgets that
-are per process (Dask's ``memory_limit``), the largest resident memory each process
-reached, largest first.
+The peak is the largest sum of memory over the command and its descendants (a Dask
+LocalCluster's worker processes, Spark's JVM and Python workers), sampled every 0.1 s —
+the same measures ``distml bench`` reports for each run (``distml.bench.measure``): the
+sum of resident sets (RSS; shared libraries count once per process) and the sum of
+proportional set sizes (PSS; a page shared by n processes counts 1/n in each, so the sum
+is what the tree occupies). For budgets that are per process (Dask's ``memory_limit``),
+the largest RSS and PSS each process reached, largest first.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import time
 
 import psutil
 
-from distml.bench.measure import SAMPLE_SECONDS, tree_rss
+from distml.bench.measure import SAMPLE_SECONDS, process_memory, tree_memory
 
 
 def main() -> None:
@@ -33,25 +35,29 @@ def main() -> None:
     started = time.perf_counter()
     proc = subprocess.Popen(command)
     root = psutil.Process(proc.pid)
-    peak = 0
-    each: dict[int, tuple[int, str]] = {}  # pid -> (largest resident bytes, what it runs)
+    peak = [0, 0]  # RSS, PSS summed over the tree
+    each: dict[int, list] = {}  # pid -> [largest RSS, largest PSS, what it runs]
     done = threading.Event()
 
     def sample() -> None:
-        nonlocal peak
         while not done.is_set():
-            peak = max(peak, tree_rss(root))
+            rss, pss = tree_memory(root)
+            peak[0], peak[1] = max(peak[0], rss), max(peak[1], pss)
             try:
                 processes = [root, *root.children(recursive=True)]
             except psutil.NoSuchProcess:
                 processes = []
             for process in processes:
-                try:
-                    rss = process.memory_info().rss
-                    if rss > each.get(process.pid, (0, ""))[0]:
-                        each[process.pid] = (rss, " ".join(process.cmdline())[:90])
-                except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
-                    pass
+                own = process_memory(process.pid)
+                if own is None:
+                    continue
+                seen = each.setdefault(process.pid, [0, 0, ""])
+                if not seen[2]:
+                    try:
+                        seen[2] = " ".join(process.cmdline())[:90]
+                    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+                        pass
+                seen[0], seen[1] = max(seen[0], own[0]), max(seen[1], own[1])
             done.wait(SAMPLE_SECONDS)
 
     sampler = threading.Thread(target=sample, daemon=True)
@@ -60,9 +66,12 @@ def main() -> None:
     done.set()
     sampler.join()
     seconds = time.perf_counter() - started
-    print(f"exit {code}, {seconds:.1f} s wall, peak resident memory {peak / 2**20:,.0f} MB")
-    for pid, (rss, what) in sorted(each.items(), key=lambda item: -item[1][0])[:8]:
-        print(f"  pid {pid}: peak {rss / 2**20:,.0f} MB  {what}")
+    print(
+        f"exit {code}, {seconds:.1f} s wall, peak resident memory {peak[0] / 2**20:,.0f} MB"
+        f" (sum of RSS), {peak[1] / 2**20:,.0f} MB (sum of PSS)"
+    )
+    for pid, (rss, pss, what) in sorted(each.items(), key=lambda item: -item[1][0])[:8]:
+        print(f"  pid {pid}: peak RSS {rss / 2**20:,.0f} MB, PSS {pss / 2**20:,.0f} MB  {what}")
     sys.exit(code)
 
 

@@ -44,6 +44,11 @@ def test_every_run_is_recorded_with_its_phases_memory_and_quality(tiny: Path) ->
     }  # fmt: skip
     for run in runs:
         assert run["peak_mb"] > 50  # a Python process at least; every child is measured
+        # PSS counts a shared page 1/n in each process: never above RSS; the Dask runs'
+        # worker processes share the interpreter's and numpy's libraries, so strictly below
+        assert 20 < run["peak_pss_mb"] <= run["peak_mb"]
+        if run["candidate"] == "distml dask/native":
+            assert run["peak_pss_mb"] < run["peak_mb"] - 20
         assert run["wall"] >= run["read"] + run["fit"] > 0
         if run["candidate"].startswith("floor"):
             assert "quality" not in run
@@ -57,6 +62,44 @@ def test_every_run_is_recorded_with_its_phases_memory_and_quality(tiny: Path) ->
         if run["candidate"].startswith("distml"):
             assert run["quality"] == pytest.approx(sklearn[run["task"]], rel=tolerance[run["task"]])
     assert written["machine"]["cpus"] >= 1 and written["config"]["rows"] == [2000]
+
+
+def test_tree_memory_counts_private_pages_fully_and_shared_ones_once() -> None:
+    import subprocess
+    import sys
+    import time
+
+    import psutil
+
+    from distml.bench.measure import process_memory, tree_memory
+
+    # a parent holding 300 MB of its own pages and two children importing numpy: the
+    # children's libraries are shared pages, their bytes private
+    code = (
+        "import subprocess, sys, time; held = bytes([1]) * (300 * 2**20); "
+        "kids = [subprocess.Popen([sys.executable, '-c', 'import numpy, time; "
+        "x = bytes([1]) * (50 * 2**20); time.sleep(60)']) for _ in range(2)]; time.sleep(60)"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", code])
+    try:
+        root = psutil.Process(parent.pid)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            kids = root.children()
+            if len(kids) == 2 and all(
+                (process_memory(k.pid) or (0, 0))[0] > 60 * 2**20 for k in kids
+            ):
+                break
+            time.sleep(0.2)
+        rss, pss = tree_memory(root)
+        parent_rss, parent_pss = process_memory(parent.pid)
+        assert parent_pss >= 300 * 2**20  # private pages count fully in PSS
+        assert rss >= pss >= (300 + 2 * 50) * 2**20
+        assert rss - pss > 5 * 2**20  # the libraries the three share count once in PSS
+    finally:
+        for proc in psutil.Process(parent.pid).children() + [psutil.Process(parent.pid)]:
+            proc.kill()
+        parent.wait()
 
 
 def test_csv_markdown_and_plots(tiny: Path) -> None:

@@ -175,6 +175,7 @@ def _not_rerun(run: Run, rows: int, timeout: float) -> dict[str, Any]:
         "error": f"not run: over {timeout:g}s at {rows:,} rows",
         "wall": 0.0,
         "peak_mb": None,
+        "peak_pss_mb": None,
     }
 
 

@@ -1,8 +1,16 @@
 """Running one benchmark child: wall time, peak memory of every process it starts, a timeout.
 
-The peak is the largest sum of resident memory over the child and all its
-descendants — the driver, Dask's worker processes, Spark's JVM and its Python
-workers — sampled every :data:`SAMPLE_SECONDS`.
+The peak is the largest sum of memory over the child and all its descendants — the
+driver, Dask's worker processes, Spark's JVM and its Python workers — sampled every
+:data:`SAMPLE_SECONDS`, two ways:
+
+* ``peak_mb``, the sum of each process's resident set (RSS). Pages that several of the
+  processes map — the interpreter, numpy's and Arrow's shared libraries — count once per
+  process, so this overstates what a tree of similar processes occupies.
+* ``peak_pss_mb``, the sum of each process's proportional set size (PSS, from
+  ``/proc/PID/smaps_rollup``): a page shared by *n* processes counts 1/*n* in each, so
+  the sum is the physical memory the tree occupies (``smem``'s measure; where the
+  kernel has no ``smaps_rollup``, RSS stands in).
 """
 
 from __future__ import annotations
@@ -23,17 +31,45 @@ RESULT = "DISTML-BENCH-RESULT "
 
 def tree_rss(root: psutil.Process) -> int:
     """Resident bytes of ``root`` and every descendant (those that vanish count 0)."""
-    total = 0
+    return tree_memory(root)[0]
+
+
+def tree_memory(root: psutil.Process) -> tuple[int, int]:
+    """``(RSS, PSS)`` bytes summed over ``root`` and every descendant (those that vanish
+    count 0)."""
+    rss = pss = 0
     try:
         processes = [root, *root.children(recursive=True)]
     except psutil.NoSuchProcess:
-        return 0
+        return 0, 0
     for proc in processes:
-        try:
-            total += proc.memory_info().rss
-        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
-            pass
-    return total
+        own = process_memory(proc.pid)
+        if own is None:
+            try:
+                resident = proc.memory_info().rss
+            except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+                continue
+            own = (resident, resident)
+        rss += own[0]
+        pss += own[1]
+    return rss, pss
+
+
+def process_memory(pid: int) -> tuple[int, int] | None:
+    """``(RSS, PSS)`` bytes of one process from ``/proc/PID/smaps_rollup``; None where the
+    file is missing (not Linux ≥ 4.14, or the process is gone)."""
+    values: dict[str, int] = {}
+    try:
+        with open(f"/proc/{pid}/smaps_rollup", "rb") as rollup:
+            for line in rollup:
+                key, _, rest = line.partition(b":")
+                if key in (b"Rss", b"Pss"):
+                    values[key.decode()] = int(rest.split()[0]) * 1024  # kB
+    except (OSError, ValueError, IndexError):
+        return None
+    if len(values) != 2:
+        return None
+    return values["Rss"], values["Pss"]
 
 
 def run_child(spec: dict[str, Any], log: Path, timeout: float) -> dict[str, Any]:
@@ -49,12 +85,13 @@ def run_child(spec: dict[str, Any], log: Path, timeout: float) -> dict[str, Any]
             start_new_session=True,
         )
         root = psutil.Process(proc.pid)
-        peak = [0]
+        peak = [0, 0]  # RSS, PSS
         done = threading.Event()
 
         def sample() -> None:
             while not done.is_set():
-                peak[0] = max(peak[0], tree_rss(root))
+                rss, pss = tree_memory(root)
+                peak[0], peak[1] = max(peak[0], rss), max(peak[1], pss)
                 done.wait(SAMPLE_SECONDS)
 
         sampler = threading.Thread(target=sample, daemon=True)
@@ -80,6 +117,7 @@ def run_child(spec: dict[str, Any], log: Path, timeout: float) -> dict[str, Any]
         result = {"status": "timeout", "error": f"still running after {timeout:g}s"}
     result["wall"] = time.perf_counter() - started
     result["peak_mb"] = peak[0] / 2**20
+    result["peak_pss_mb"] = peak[1] / 2**20
     return result
 
 

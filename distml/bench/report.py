@@ -35,7 +35,7 @@ QUALITY = {
 }
 FIELDS = [
     "task", "rows", "features", "workers", "candidate", "repeat", "status", "startup", "read",
-    "fit", "train_seconds", "wall", "rows_per_second", "peak_mb", "quality", "streamed", "error",
+    "fit", "train_seconds", "wall", "rows_per_second", "peak_mb", "peak_pss_mb", "quality", "streamed", "error",
 ]  # fmt: skip
 
 
@@ -91,6 +91,8 @@ def summarize(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "rows_per_second": n / _median(times) if times and _median(times) else None,
                 "peak_mb": _median([r.get("peak_mb") for r in ok])
                 or _median([r.get("peak_mb") for r in group]),
+                "peak_pss_mb": _median([r.get("peak_pss_mb") for r in ok])
+                or _median([r.get("peak_pss_mb") for r in group]),
                 "quality": quality,
                 "quality_vs_sklearn": delta,
                 "streamed": any(r.get("streamed") for r in ok),
@@ -114,7 +116,7 @@ def _fmt(value: Any, digits: int = 2) -> str:
 
 def markdown(table: list[dict[str, Any]]) -> str:
     lines = [
-        "| task | rows | workers | candidate | start-up s | read + fit s (min–max) | rows/s | peak MB | quality | vs scikit-learn |",
+        "| task | rows | workers | candidate | start-up s | read + fit s (min–max) | rows/s | peak MB (RSS / PSS) | quality | vs scikit-learn |",
         "| --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for row in table:
@@ -132,7 +134,8 @@ def markdown(table: list[dict[str, Any]]) -> str:
         rate = "—" if row["rows_per_second"] is None else f"{row['rows_per_second']:,.0f}"
         lines.append(
             f"| {row['task']} | {row['rows']:,} | {row['workers']} | {row['candidate']} | {_fmt(row['startup'])} "
-            f"| {timing} | {rate} | {_fmt(row['peak_mb'], 0)} | {quality} | {delta} |"
+            f"| {timing} | {rate} | {_fmt(row['peak_mb'], 0)} / {_fmt(row.get('peak_pss_mb'), 0)} "
+            f"| {quality} | {delta} |"
         )
     return "\n".join(lines) + "\n"
 
