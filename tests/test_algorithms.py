@@ -489,22 +489,24 @@ def test_nearest_centre_sweeps_equal_the_full_distance_matrix_bit_for_bit() -> N
     X = np.asfortranarray(rng.normal(size=(20_001, 6)) * 3)  # 3 blocks, the last one short
     centers = rng.normal(size=(7, 6))
     part = Partition(X, None, 0, 0, None, None)
+    row_norms = np.einsum("ij,ij->i", X, X)  # as the kernels compute each block's
     full = np.vstack(
         [
-            _squared_distances(X[lo : lo + 8192], part.squared_norms[lo : lo + 8192], centers,
+            _squared_distances(X[lo : lo + 8192], row_norms[lo : lo + 8192], centers,
                                _norms(centers), _buffer(part, 7)).copy()
             for lo in range(0, len(X), 8192)
         ]
     )  # fmt: skip
     scores = _Scores(part, centers)
-    nearest = [_nearest_in_block(scores(X[lo : lo + 8192]), part.squared_norms[lo : lo + 8192])
+    nearest = [_nearest_in_block(scores(X[lo : lo + 8192]), row_norms[lo : lo + 8192])
                for lo in range(0, len(X), 8192)]  # fmt: skip
     labels = np.concatenate([block[0] for block in nearest])
     dist = np.concatenate([block[1] for block in nearest])
     np.testing.assert_array_equal(labels, full.argmin(axis=1))
     np.testing.assert_array_equal(dist, full.min(axis=1))
     np.testing.assert_array_equal(_closest(part, centers), full.min(axis=1))
-    sums, counts, inertia, _ = lloyd_step(part, centers)
+    sums, counts, inertia, squares = lloyd_step(part, centers)
+    assert squares == pytest.approx(float((X**2).sum()), rel=1e-12)  # for the tolerance
     np.testing.assert_array_equal(counts, np.bincount(labels, minlength=7))
     blocks = [full.min(axis=1)[lo : lo + 8192].sum() for lo in range(0, len(X), 8192)]
     assert inertia == sum(float(b) for b in blocks)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
-from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -96,11 +95,6 @@ class Partition:
         """The same rows (label, row numbers, source) with the feature matrix ``X`` and no
         raw frame: what a preprocessing pipeline's stages build."""
         return Partition(X, self.y, self._row_ids, self.index, self.source, None)
-
-    @cached_property
-    def squared_norms(self) -> np.ndarray:
-        """``‖x‖²`` of every row, computed once where the partition lives (k-means reuses it)."""
-        return np.einsum("ij,ij->i", self.X, self.X)
 
 
 def aligned(array: np.ndarray) -> np.ndarray:
