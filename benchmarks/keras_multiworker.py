@@ -14,8 +14,11 @@ batch; Adam's rate scaled by the replica count, distml's default):
 * ``worker 1x1`` — ``train.workers: 1``: the same worker code alone (no peer to talk to),
   with every core of the machine;
 * ``worker 1x1, 1 thread`` (CPU only) — the same with ``train.threads: 1``: one worker with
-  the resources each of the 2 workers has, so ``2x1 / (1x1, 1 thread)`` is the speed-up from
-  adding a worker and its shortfall the communication cost.
+  the resources each of the 2 workers has (the local launcher binds it to one core, as it
+  binds each of the 2 workers to its own), so ``2x1 / (1x1, 1 thread)`` is the speed-up
+  from adding a worker and its shortfall the communication cost;
+* ``worker 1x1, 1 thread, unbound`` — the same with ``train.bind_cpus: false``: its input
+  pipeline and runtime threads may use the other core too.
 
 ``--gpu`` runs ``mirrored`` over every GPU and ``workers`` with one GPU each (see
 ``keras_multiworker_gpu.sh``). Candidates are interleaved per repeat, so drift on a
@@ -66,6 +69,7 @@ def base_candidates(gpu: bool, gpus: int) -> list[tuple[str, dict[str, object]]]
         ("workers 2x1", {"workers": 2}),
         ("worker 1x1", {"workers": 1}),
         ("worker 1x1, 1 thread", {"workers": 1, "threads": 1}),
+        ("worker 1x1, 1 thread, unbound", {"workers": 1, "threads": 1, "bind_cpus": False}),
     ]
 
 
@@ -196,9 +200,13 @@ def report(results: dict[tuple[str, str], list[dict]], args: argparse.Namespace,
             accuracy = ", ".join(f"{s['accuracy']:.4f}" for s in runs)
             wall = statistics.median(s["wall"] for s in runs)
             print(
-                f"| {arch} | {name} | {rate:,.0f} | {last:,.0f} | {rate / base:.2f}x | {rate / one:.2f}x | "
+                f"| {arch} | {name} | {rate:,.0f} | {last:,.0f} | {ratio(rate, base)} | {ratio(rate, one)} | "
                 f"{accuracy} | {wall:.0f} |"
             )
+
+
+def ratio(rate: float, base: float) -> str:
+    return "—" if base != base else f"{rate / base:.2f}x"  # NaN: that candidate did not run
 
 
 def median_rate(results: dict[tuple[str, str], list[dict]], arch: str, name: str | None) -> float:

@@ -23,7 +23,28 @@ import time
 
 import psutil
 
-from distml.bench.measure import SAMPLE_SECONDS, process_memory, tree_memory
+
+def _measure_module():  # type: ignore[no-untyped-def]
+    """``distml.bench.measure`` loaded from its file, without importing the ``distml``
+    package: this process then maps no numpy or Arrow library, whose pages it would share
+    with the measured tree (a shared page counts 1/n in each process's PSS)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "distml" / "bench" / "measure.py"
+    spec = importlib.util.spec_from_file_location("distml_bench_measure", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_measure = _measure_module()
+SAMPLE_SECONDS, process_memory, tree_memory = (
+    _measure.SAMPLE_SECONDS,
+    _measure.process_memory,
+    _measure.tree_memory,
+)
 
 
 def main() -> None:
