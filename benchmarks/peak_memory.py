@@ -40,11 +40,7 @@ def _measure_module():  # type: ignore[no-untyped-def]
 
 
 _measure = _measure_module()
-SAMPLE_SECONDS, process_memory, tree_memory = (
-    _measure.SAMPLE_SECONDS,
-    _measure.process_memory,
-    _measure.tree_memory,
-)
+SAMPLE_SECONDS, tree_processes = _measure.SAMPLE_SECONDS, _measure.tree_processes
 
 
 def main() -> None:
@@ -62,23 +58,17 @@ def main() -> None:
 
     def sample() -> None:
         while not done.is_set():
-            rss, pss = tree_memory(root)
-            peak[0], peak[1] = max(peak[0], rss), max(peak[1], pss)
-            try:
-                processes = [root, *root.children(recursive=True)]
-            except psutil.NoSuchProcess:
-                processes = []
-            for process in processes:
-                own = process_memory(process.pid)
-                if own is None:
-                    continue
-                seen = each.setdefault(process.pid, [0, 0, ""])
+            found = tree_processes(root)  # one read of each process's memory per sample
+            peak[0] = max(peak[0], sum(rss for rss, _ in found.values()))
+            peak[1] = max(peak[1], sum(pss for _, pss in found.values()))
+            for pid, (rss, pss) in found.items():
+                seen = each.setdefault(pid, [0, 0, ""])
                 if not seen[2]:
                     try:
-                        seen[2] = " ".join(process.cmdline())[:90]
+                        seen[2] = " ".join(psutil.Process(pid).cmdline())[:90]
                     except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
                         pass
-                seen[0], seen[1] = max(seen[0], own[0]), max(seen[1], own[1])
+                seen[0], seen[1] = max(seen[0], rss), max(seen[1], pss)
             done.wait(SAMPLE_SECONDS)
 
     sampler = threading.Thread(target=sample, daemon=True)

@@ -39,6 +39,8 @@ from distml.algorithms.sampling import (
 from distml.errors import ConvergenceWarning, DataError
 
 SAMPLE_SEED = 0
+#: ``fit_logistic``'s solvers (``"auto"`` chooses between the other two).
+METHODS = ("auto", "newton", "lbfgs")
 #: Newton steps over the full data before L-BFGS takes over: a sampled Hessian gains about
 #: two digits a step (1-3 steps at 10⁷ rows); needing more means no curvature to use
 #: (separable data without a penalty, where the optimum is at infinity), as L-BFGS stops.
@@ -292,8 +294,8 @@ def fit_logistic(
     :data:`~distml.algorithms.sampling.SAMPLE_ROWS` rows (no L1 term) while one sample
     Hessian costs at most :data:`MAX_HESSIAN_WORK`, L-BFGS otherwise.
     """
-    if method not in ("auto", "newton", "lbfgs"):
-        raise ValueError(f"method must be 'auto', 'newton' or 'lbfgs', not {method!r}")
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {', '.join(METHODS)}, not {method!r}")
     n = float(engine.n_rows)
     d = engine.n_features
     ratio = {"l1": 1.0, "l2": 0.0, "elasticnet": float(l1_ratio)}.get(penalty)  # type: ignore[arg-type]

@@ -29,19 +29,21 @@ SAMPLE_SECONDS = 0.1
 RESULT = "DISTML-BENCH-RESULT "
 
 
-def tree_rss(root: psutil.Process) -> int:
-    """Resident bytes of ``root`` and every descendant (those that vanish count 0)."""
-    return tree_memory(root)[0]
-
-
 def tree_memory(root: psutil.Process) -> tuple[int, int]:
     """``(RSS, PSS)`` bytes summed over ``root`` and every descendant (those that vanish
     count 0)."""
-    rss = pss = 0
+    each = tree_processes(root).values()
+    return sum(rss for rss, _ in each), sum(pss for _, pss in each)
+
+
+def tree_processes(root: psutil.Process) -> dict[int, tuple[int, int]]:
+    """``{pid: (RSS, PSS)}`` of ``root`` and every descendant still running (RSS stands in
+    for PSS where :func:`process_memory` cannot read it)."""
     try:
         processes = [root, *root.children(recursive=True)]
     except psutil.NoSuchProcess:
-        return 0, 0
+        return {}
+    found: dict[int, tuple[int, int]] = {}
     for proc in processes:
         own = process_memory(proc.pid)
         if own is None:
@@ -50,9 +52,8 @@ def tree_memory(root: psutil.Process) -> tuple[int, int]:
             except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
                 continue
             own = (resident, resident)
-        rss += own[0]
-        pss += own[1]
-    return rss, pss
+        found[proc.pid] = own
+    return found
 
 
 def process_memory(pid: int) -> tuple[int, int] | None:

@@ -5,13 +5,12 @@ from __future__ import annotations
 import numpy as np
 
 from distml.algorithms.engine import Engine
-from distml.algorithms.logistic import fit_logistic
+from distml.algorithms.logistic import METHODS, fit_logistic
 from distml.errors import ModelError
 from distml.models.base import Model
 from distml.models.kernels import LogisticKernel
 from distml.models.penalties import check_l1_ratio, check_number, check_penalty
 
-METHODS = ("auto", "newton", "lbfgs")
 PENALTIES = ("auto", "l2", "l1", "elasticnet", None)
 # the l1_ratio each explicit penalty implies (l1_ratio must be left at 0 or equal this)
 _IMPLIED_RATIO = {"l2": 0.0, "l1": 1.0, None: 0.0}
