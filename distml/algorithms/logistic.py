@@ -402,7 +402,10 @@ def fit_logistic(
 def _hessian_is_cheap(engine: Engine, stride: int, blocks: int, fit_intercept: bool) -> bool:
     """Whether one sample Hessian (``blocks`` class blocks of width²) is within
     :data:`MAX_HESSIAN_WORK` — decided before the sample is fetched (its size is known from
-    the stride), so wide data never ships ~100,000 wide rows to the driver for nothing."""
+    the stride), so wide data never ships ~100,000 wide rows to the driver for nothing.
+    The classes are not known then: the first check assumes two (one block); with more,
+    the check is made again once the classes pass has brought the sample, which is then
+    dropped if its Hessian would cost too much (one sample fetched for nothing)."""
     rows = -(-engine.n_rows // stride)
     width = engine.n_features + int(fit_intercept)
     return rows * width**2 * blocks <= MAX_HESSIAN_WORK
