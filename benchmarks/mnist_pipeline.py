@@ -119,19 +119,23 @@ def worker(args: argparse.Namespace, kind: str, replicas: int) -> dict:
     import pyarrow.parquet as pq
 
     from distml.deep.models import build_model
-    from distml.deep.pipeline import distribute, make_dataset, open_images, pixel_matrix
+    from distml.deep.pipeline import (
+        batches_per_epoch,
+        distribute,
+        make_dataset,
+        open_images,
+        pixel_matrix,
+    )
 
     strategy = mirrored_strategy(select_devices(replicas))
     global_batch = args.batch_size * strategy.num_replicas_in_sync
     data = open_images(args.data / "train")
-    epoch = {"value": 0}
     clock = Clock()
     if kind == "feed":  # the pipeline alone: global batches, no model, no strategy
-        batches = make_dataset(
-            data, global_batch, shuffle_buffer=SHUFFLE_BUFFER, epoch=lambda: epoch["value"]
-        )
         for e in range(args.epochs + 1):
-            epoch["value"] = e
+            batches = make_dataset(
+                data, global_batch, shuffle_buffer=SHUFFLE_BUFFER, epochs=range(e, e + 1)
+            )
             clock.start()
             for _ in batches:
                 pass
@@ -140,7 +144,6 @@ def worker(args: argparse.Namespace, kind: str, replicas: int) -> dict:
 
     class Timer(keras.callbacks.Callback):
         def on_epoch_begin(self, e: int, logs: dict | None = None) -> None:
-            epoch["value"] = e
             clock.start()
 
         def on_epoch_end(self, e: int, logs: dict | None = None) -> None:
@@ -161,9 +164,17 @@ def worker(args: argparse.Namespace, kind: str, replicas: int) -> dict:
             data,
             global_batch,
             shuffle_buffer=SHUFFLE_BUFFER,
-            epoch=lambda: epoch["value"],
+            epochs=range(epochs),
         )
-        model.fit(stream, epochs=epochs, shuffle=False, verbose=0, callbacks=[Timer()])
+        steps = batches_per_epoch(data, global_batch)  # one iterator for every epoch
+        model.fit(
+            stream,
+            epochs=epochs,
+            steps_per_epoch=steps,
+            shuffle=False,
+            verbose=0,
+            callbacks=[Timer()],
+        )
     return {"rows": data.num_rows, **clock.result()}
 
 

@@ -14,7 +14,9 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -338,43 +340,70 @@ def test_a_fixed_size_list_pixels_column_reads_as_the_same_images(tmp_path: Path
 
 
 def test_distributed_pipeline_feeds_each_row_once_per_epoch(tmp_path: Path, strategy2) -> None:
-    from distml.deep.pipeline import distribute
+    from distml.deep.pipeline import CHUNK_ROWS, distribute
 
     images, labels = digits(1003, 3)
     data = open_images(_parquet(tmp_path / "pq", 1003, 3))
-    epoch = {"value": 0}
     dataset = distribute(
-        strategy2,
-        data,
-        64,
-        shuffle_buffer=300,
-        seed=5,
-        epoch=lambda: epoch["value"],
-        with_index=True,
+        strategy2, data, 64, shuffle_buffer=300, seed=5, epochs=range(3, 5), with_index=True
     )
+    iterator = iter(dataset)  # one iterator for both epochs, as fit uses it
     orders = []
-    for value in (0, 1):
-        epoch["value"] = value
+    for epoch in (3, 4):
+        # the epoch's order is (seed, epoch)'s: chunks of CHUNK_ROWS, cut into 64s
+        chunks = iter_batches(data, CHUNK_ROWS, shuffle_buffer=300, seed=5, epoch=epoch,
+                              with_index=True)  # fmt: skip
+        order = np.concatenate([chunk[2] for chunk in chunks])
         per_replica: list[list[np.ndarray]] = [[], []]
-        steps = 0
-        for x, y, index in dataset:
-            steps += 1
+        for step in range(16):  # ceil(1003 / 64) global steps
+            x, y, index = next(iterator)
             parts = zip(
                 *(strategy2.experimental_local_results(t) for t in (x, y, index)), strict=True
             )
+            batch = []
             for replica, (xr, yr, ir) in enumerate(parts):
                 ids = ir.numpy()
                 per_replica[replica].append(ids)
+                batch.append(ids)
                 assert len(ids) <= 32  # a global batch of 64 split in two
                 np.testing.assert_array_equal(xr.numpy(), images[ids].reshape(-1, 784))
                 np.testing.assert_array_equal(yr.numpy(), labels[ids])
-        assert steps == 16  # ceil(1003 / 64) global steps
+            np.testing.assert_array_equal(np.concatenate(batch), order[step * 64 : step * 64 + 64])
         seen = [np.concatenate(ids) for ids in per_replica]
         assert min(len(s) for s in seen) >= 480  # both replicas trained on about half
         union = np.concatenate(seen)
         assert len(union) == 1003 and sorted(union.tolist()) == list(range(1003))
-        orders.append(union.tolist())
+        orders.append(order.tolist())
     assert orders[0] != orders[1]  # reshuffled per epoch
+    with pytest.raises(StopIteration):  # two epochs of 16 steps each, no more
+        next(iterator)
+
+
+def test_a_dropped_iterator_is_freed_off_the_dropping_thread(strategy2) -> None:
+    """Dropping a distributed iterator can wait up to a minute on a tf.data thread (see
+    distml/deep/iterators.py): the drop is handed to a background thread instead."""
+    import tensorflow as tf
+
+    from distml.deep.iterators import released_in_background
+
+    distributed = strategy2.experimental_distribute_dataset(tf.data.Dataset.range(64).batch(8))
+    dataset = released_in_background(distributed)
+    assert dataset is distributed and released_in_background(dataset) is dataset
+    assert isinstance(dataset, tf.distribute.DistributedDataset)  # Keras uses it as it is
+    iterator = iter(dataset)
+    assert isinstance(iterator, tf.distribute.DistributedIterator)
+    first = [t.numpy().tolist() for t in strategy2.experimental_local_results(next(iterator))]
+    assert first == [[0, 1, 2, 3], [4, 5, 6, 7]]  # a global batch of 8 split in two
+    freed_on: list[str] = []
+    weakref.finalize(iterator, lambda: freed_on.append(threading.current_thread().name))
+    del iterator
+    deadline = time.monotonic() + 120
+    while not freed_on:
+        assert time.monotonic() < deadline, "the dropped iterator was never freed"
+        time.sleep(0.05)
+    assert freed_on == ["distml-iterator-drops"]
+    again = iter(dataset)  # the dataset still makes iterators, from the start
+    assert [t.numpy().tolist() for t in strategy2.experimental_local_results(next(again))] == first
 
 
 def test_a_checkpoint_of_other_settings_is_refused(tmp_path: Path, strategy2) -> None:

@@ -276,7 +276,7 @@ def _keras(spec: dict[str, Any]) -> dict[str, Any]:
     import keras
 
     from distml.deep.models import build_model, default_learning_rate
-    from distml.deep.pipeline import distribute, open_images, pixel_matrix
+    from distml.deep.pipeline import batches_per_epoch, distribute, open_images, pixel_matrix
 
     data = open_images(spec["data"])
     strategy = mirrored_strategy(select_devices(spec["workers"]))
@@ -294,21 +294,17 @@ def _keras(spec: dict[str, Any]) -> dict[str, Any]:
         model.fit(x, y, batch_size=MNIST_BATCH * replicas, epochs=MNIST_EPOCHS, verbose=0)
     else:  # the images stream from the files every epoch: reading is part of the fit
         read = 0.0
-        epoch = {"value": 0}
-
-        class Epoch(keras.callbacks.Callback):
-            def on_epoch_begin(self, e: int, logs: dict | None = None) -> None:
-                epoch["value"] = e
-
+        global_batch = MNIST_BATCH * replicas
         stream = distribute(
             strategy,
             data,
-            MNIST_BATCH * replicas,
+            global_batch,
             shuffle_buffer=10_000,
             seed=spec["seed"],
-            epoch=lambda: epoch["value"],
+            epochs=range(MNIST_EPOCHS),
         )
-        model.fit(stream, epochs=MNIST_EPOCHS, shuffle=False, verbose=0, callbacks=[Epoch()])
+        steps = batches_per_epoch(data, global_batch)  # one iterator for every epoch
+        model.fit(stream, epochs=MNIST_EPOCHS, steps_per_epoch=steps, shuffle=False, verbose=0)
     fit = time.perf_counter() - begun - read
     test = pq.read_table(spec["holdout"], columns=[data.pixels, data.label])
     predicted = model.predict(pixel_matrix(test.column(data.pixels), data.width), verbose=0)

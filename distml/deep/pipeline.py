@@ -15,7 +15,7 @@ from __future__ import annotations
 import itertools
 import math
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -176,39 +176,44 @@ def make_dataset(
     *,
     shuffle_buffer: int = 0,
     seed: int = 0,
-    epoch: Callable[[], int] = lambda: 0,
+    epochs: range = range(1),
     with_index: bool = False,
 ) -> Any:
-    """A ``tf.data.Dataset`` of :func:`iter_batches` batches, prefetched.
+    """A ``tf.data.Dataset`` of :func:`iter_batches` batches for each epoch in ``epochs``,
+    one epoch after another, prefetched.
 
-    ``epoch`` is asked each time the dataset is iterated anew, so one dataset
-    serves every epoch of ``model.fit`` with that epoch's order. Python hands
-    tf.data chunks of :data:`CHUNK_ROWS` rows, cut into batches by ``rebatch``:
-    one Python call per batch would cost about a millisecond each, more than a
-    small model's training step.
+    Each epoch has its own ``(seed, epoch)`` order and its own last, partial batch,
+    so one dataset — and one iterator — serves every epoch of ``model.fit`` (given
+    ``steps_per_epoch``): a new iterator per epoch stalled the next epoch by seconds
+    (``docs/keras_multiworker.md``). Python hands tf.data chunks of :data:`CHUNK_ROWS`
+    rows, cut into batches by ``rebatch``: one Python call per batch would cost about a
+    millisecond each, more than a small model's training step.
     """
     from distml.deep.devices import import_tensorflow
 
     tf = import_tensorflow()
-    signature = [
+    signature = (
         tf.TensorSpec([None, data.width], tf.uint8),
         tf.TensorSpec([None], tf.int64),
-    ] + ([tf.TensorSpec([None], tf.int64)] if with_index else [])
+    ) + ((tf.TensorSpec([None], tf.int64),) if with_index else ())
 
-    def generate() -> Iterator[Batch]:
+    def generate(epoch: Any) -> Iterator[Batch]:
         yield from iter_batches(
             data,
             CHUNK_ROWS,
             shuffle_buffer=shuffle_buffer,
             seed=seed,
-            epoch=epoch(),
+            epoch=int(epoch),
             with_index=with_index,
         )
 
-    dataset = tf.data.Dataset.from_generator(generate, output_signature=tuple(signature))
-    dataset = dataset.rebatch(batch_size).apply(
-        tf.data.experimental.assert_cardinality(batches_per_epoch(data, batch_size))
-    )
+    def one_epoch(epoch: Any) -> Any:
+        rows = tf.data.Dataset.from_generator(generate, args=(epoch,), output_signature=signature)
+        return rows.rebatch(batch_size)
+
+    dataset = tf.data.Dataset.range(epochs.start, epochs.stop).flat_map(one_epoch)
+    batches = len(epochs) * batches_per_epoch(data, batch_size)
+    dataset = dataset.apply(tf.data.experimental.assert_cardinality(batches))
     return dataset.prefetch(tf.data.AUTOTUNE)
 
 
@@ -219,16 +224,18 @@ def distribute(
     *,
     shuffle_buffer: int = 0,
     seed: int = 0,
-    epoch: Callable[[], int] = lambda: 0,
+    epochs: range = range(1),
     with_index: bool = False,
 ) -> Any:
     """:func:`make_dataset` in global batches, each split between the replicas by ``strategy``.
 
     ``strategy.experimental_distribute_dataset`` keeps one step per global batch,
-    so Keras counts steps (and its progress bar) right; the last, partial batch is
-    split as evenly as the rows allow.
+    so Keras counts steps (and its progress bar) right; each epoch's last, partial
+    batch is split as evenly as the rows allow. Its iterators are dropped off the
+    caller's thread (:mod:`distml.deep.iterators`).
     """
     from distml.deep.devices import import_tensorflow
+    from distml.deep.iterators import released_in_background
 
     tf = import_tensorflow()
     dataset = make_dataset(
@@ -236,12 +243,13 @@ def distribute(
         global_batch,
         shuffle_buffer=shuffle_buffer,
         seed=seed,
-        epoch=epoch,
+        epochs=epochs,
         with_index=with_index,
     )
     options = tf.data.Options()  # one machine, one input pipeline: nothing to shard
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
-    return strategy.experimental_distribute_dataset(dataset.with_options(options))
+    distributed = strategy.experimental_distribute_dataset(dataset.with_options(options))
+    return released_in_background(distributed)  # dropping an iterator can wait a minute
 
 
 # -- helpers --------------------------------------------------------------------------------------

@@ -95,14 +95,14 @@ class ResumeState:
         latest = {row["epoch"]: row for row in rows}  # an epoch re-run after a kill: keep the last
         return [latest[epoch] for epoch in sorted(latest)]
 
-    def callbacks(self, clock: EpochClock) -> list[Any]:
+    def callbacks(self, first_epoch: int) -> list[Any]:
         """The callbacks ``fit`` needs: epoch log first, then the checkpoint.
 
         In that order a checkpoint always has its epoch's line in the history; a
         line without a checkpoint (killed in between) is dropped on resume.
         """
         return [
-            EpochLog(self.history_path, clock),
+            EpochLog(self.history_path, first_epoch),
             keras.callbacks.BackupAndRestore(
                 str(self.backup_dir), double_checkpoint=True, delete_checkpoint=False
             ),
@@ -118,33 +118,27 @@ class ResumeState:
         self.history_path.write_text(text)
 
 
-class EpochClock:
-    """The epoch being trained, shared with the input pipeline so it shuffles for that epoch."""
-
-    def __init__(self, epoch: int = 0) -> None:
-        self.epoch = epoch
-
-    def __call__(self) -> int:
-        return self.epoch
-
-
 class EpochLog(keras.callbacks.Callback):
-    """Sets the pipeline's epoch, times training (not validation) and logs each finished epoch.
+    """Times training (not validation) and logs each finished epoch.
 
     Each line is flushed and synced before the checkpoint that follows it, so it
     survives a kill.
     """
 
-    def __init__(self, path: Path, clock: EpochClock) -> None:
+    def __init__(self, path: Path, first_epoch: int) -> None:
         super().__init__()
         self.path = path
-        self.clock = clock
+        self.next_epoch = first_epoch  # the input pipeline's: it starts there
         self.train_seconds: list[float] = []
         self._start = 0.0
         self._trained: float | None = None
 
     def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        self.clock.epoch = epoch
+        if epoch != self.next_epoch:  # the data would be another epoch's order
+            raise RuntimeError(
+                f"Keras began epoch {epoch}; the input pipeline is at {self.next_epoch}"
+            )
+        self.next_epoch += 1
         self._start = time.perf_counter()
         self._trained = None
 

@@ -26,7 +26,14 @@ from distml.data.storage import is_object_store
 from distml.data.writer import prediction_table
 from distml.deep import devices
 from distml.deep.models import default_learning_rate
-from distml.deep.pipeline import PIXELS, ImageFiles, distribute, open_images, pixel_matrix
+from distml.deep.pipeline import (
+    PIXELS,
+    ImageFiles,
+    batches_per_epoch,
+    distribute,
+    open_images,
+    pixel_matrix,
+)
 from distml.errors import DataError, SpecError
 from distml.jobs import plots as job_plots
 from distml.jobs.result import RunResult
@@ -52,7 +59,7 @@ def run_keras_job(
     import keras
 
     from distml.deep.models import build_model
-    from distml.deep.resume import EpochClock, ResumeState
+    from distml.deep.resume import ResumeState
 
     device_names = devices.select_devices(settings.devices)
     strategy = devices.mirrored_strategy(device_names)
@@ -84,22 +91,24 @@ def run_keras_job(
     keras.utils.set_random_seed(settings.seed)
     with strategy.scope():
         model = build_model(architecture, train.width, classes, learning_rate)
-    clock = EpochClock(done)
+    # one dataset (and so one iterator) for all the epochs left: Keras keeps an iterator
+    # across epochs when told each epoch's steps
     train_data = distribute(
         strategy,
         train,
         global_batch,
         shuffle_buffer=settings.shuffle_buffer,
         seed=settings.seed,
-        epoch=clock,
+        epochs=range(done, settings.epochs),
     )
     test_data = distribute(strategy, test, EVAL_BATCH * replicas)
-    callbacks = state.callbacks(clock)
+    callbacks = state.callbacks(done)
     started = time.perf_counter()
     model.fit(
         train_data,
         epochs=settings.epochs,
-        validation_data=test_data,
+        steps_per_epoch=batches_per_epoch(train, global_batch),
+        validation_data=test_data,  # a new iterator each epoch (Keras): see deep/iterators.py
         callbacks=callbacks,
         verbose=1 if sys.stdout.isatty() else 2,
         shuffle=False,  # the pipeline shuffles (per epoch, seeded)
