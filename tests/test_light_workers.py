@@ -258,3 +258,20 @@ def test_a_keras_worker_imports_tensorflow_without_sklearn_and_frozen() -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split("\n")[:3] == ["['keras', 'tensorflow']", "True True", "BaseEstimator"]
+
+
+def test_the_engines_driver_side_imports_no_pandas_or_scikit_learn() -> None:
+    """The Dask and Spark backends' driver code leaves pandas and scikit-learn out: pandas
+    came with the MLlib solver's module, now imported only where MLlib runs — and that
+    module does bring pandas (so the check can see it). (PySpark 4.3 itself still imports
+    pandas when a SparkContext starts: py4j's numpy converter imports pyspark.testing.)"""
+    code = (
+        "import sys\n"
+        "import distml.backends.dask, distml.backends.spark.backend\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'pandas', 'sklearn', 'scipy'}))\n"
+        "import distml.backends.spark.mllib\n"
+        "print('pandas' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split("\n")[:2] == ["[]", "True"]

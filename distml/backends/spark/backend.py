@@ -29,7 +29,7 @@ from distml.backends.base import (
     feature_bytes,
     parse_bytes,
 )
-from distml.backends.spark import class_archive, mllib
+from distml.backends.spark import class_archive
 from distml.backends.spark.service import LoadRequest, PartitionService, portable_exception
 from distml.backends.spark.session import (
     StageLines,
@@ -197,6 +197,8 @@ def _fit_mllib(backend: Backend, estimator: Model, engine: Engine) -> None:
     assert isinstance(backend, SparkBackend) and isinstance(engine, SparkEngine)
     frame, stats = engine.mllib_input()
     with backend.exclusive():
+        from distml.backends.spark import mllib  # pandas: only where MLlib runs
+
         mllib.fit(estimator, frame, stats, engine._dataset.label)
 
 
@@ -504,6 +506,8 @@ class SparkBackend(Backend):
     ) -> tuple[Any, dict[str, Any]]:
         """``spark.read.parquet`` → features assembled and cached → rows of one side, checked."""
         from pyspark.sql import functions as F
+
+        from distml.backends.spark import mllib  # pandas: only where MLlib runs
 
         with self.exclusive():
             self.progress.start("reading with Spark")
