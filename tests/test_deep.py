@@ -11,6 +11,7 @@ import gzip
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -406,6 +407,31 @@ def test_a_dropped_iterator_is_freed_off_the_dropping_thread(strategy2) -> None:
     assert [t.numpy().tolist() for t in strategy2.experimental_local_results(next(again))] == first
 
 
+def test_a_process_whose_fit_failed_still_exits(tmp_path: Path, needs_tf: None) -> None:
+    """An iterator left in a traceback is collected at the interpreter's exit, when no new
+    thread can start: it is kept, not handed to a thread (that exit once hung for good)."""
+    data = _parquet(tmp_path / "pq", 300, 2)
+    code = (
+        "import keras\n"
+        "from distml.deep.devices import import_tensorflow, mirrored_strategy, select_devices\n"
+        "from distml.deep.pipeline import distribute, open_images\n"
+        "import_tensorflow()\n"
+        "strategy = mirrored_strategy(select_devices(2))\n"
+        "with strategy.scope():\n"
+        "    model = keras.Sequential([keras.Input((784,)), keras.layers.Dense(10)])\n"
+        "    model.compile('adam', 'sparse_categorical_crossentropy')\n"
+        f"data = distribute(strategy, open_images({str(data)!r}), 64, epochs=range(0))\n"
+        "try:\n"
+        "    model.fit(data, epochs=1, steps_per_epoch=5, verbose=0)\n"
+        "except StopIteration:\n"
+        "    print('fit failed: no batches', flush=True)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=_clean_env()
+    )
+    assert (done.returncode, done.stdout) == (0, "fit failed: no batches\n"), done.stderr[-2000:]
+
+
 def test_a_checkpoint_of_other_settings_is_refused(tmp_path: Path, strategy2) -> None:
     from distml.deep.resume import ResumeState
 
@@ -483,6 +509,18 @@ def test_killed_run_resumes_after_its_last_finished_epoch(tmp_path: Path, needs_
     killed_history = [
         json.loads(line) for line in (resume / "history.jsonl").read_text().splitlines()
     ]
+
+    # the same checkpoint when every epoch asked for is done (killed before publishing):
+    # published without training, with the killed run's epochs
+    shutil.copytree(resume, tmp_path / ".done.resume")
+    done = distml_run(
+        str(spec), "--out", str(tmp_path / "done"), "--set", f"train.epochs={finished}"
+    )
+    assert done.returncode == 0, done.stderr
+    published = json.loads((tmp_path / "done" / "metrics.json").read_text())
+    assert (published["resumed_from_epoch"], published["epochs_run"]) == (finished, 0)
+    assert published["history"]["loss"] == [row["loss"] for row in killed_history[:finished]]
+    assert published["history"]["pid"] == [first.pid] * finished
 
     second = distml_run(str(spec), "--out", str(out))
     assert second.returncode == 0, second.stderr

@@ -22,6 +22,7 @@ from __future__ import annotations
 import atexit
 import ctypes
 import queue
+import sys
 import threading
 from typing import Any
 
@@ -29,11 +30,13 @@ _PENDING: queue.SimpleQueue[Any] = queue.SimpleQueue()
 _LEFT_AT_EXIT: list[Any] = []
 _LOCK = threading.Lock()
 _THREAD: threading.Thread | None = None
-_CLASSES: dict[type, type] = {}
+_CLASSES: dict[tuple[type, tuple[str, ...]], type] = {}
+_EXITING = False
 
 
 def released_in_background(distributed_dataset: Any) -> Any:
     """``distributed_dataset`` itself, whose iterators are dropped by the background thread."""
+    _start_thread()  # now, never from a finalizer: at exit a new thread would never start
     dataset_class = type(distributed_dataset)
     if getattr(dataset_class, "_distml_released", False):
         return distributed_dataset
@@ -47,11 +50,6 @@ def released_in_background(distributed_dataset: Any) -> Any:
     return distributed_dataset
 
 
-def pending() -> int:
-    """How many iterators wait to be dropped (for tests)."""
-    return _PENDING.qsize()
-
-
 def _handed_over(iterator: Any) -> Any:
     iterator.__class__ = _subclass(type(iterator), {"__del__": _resurrect_into_queue})
     return iterator
@@ -61,18 +59,22 @@ def _subclass(base: type, members: dict[str, Any]) -> type:
     """One subclass of ``base`` per base and purpose, with the same name (as TF shows it)."""
     key = (base, tuple(sorted(members)))
     with _LOCK:
-        made = _CLASSES.get(key)  # type: ignore[call-overload]
+        made = _CLASSES.get(key)
         if made is None:
             made = type(base.__name__, (base,), dict(members))
-            _CLASSES[key] = made  # type: ignore[index]
+            _CLASSES[key] = made
     return made
 
 
 def _resurrect_into_queue(iterator: Any) -> None:
     """``__del__``: the last reference went; keep the object alive and let the thread drop it
-    (Python runs a finalizer once, so the thread's drop frees it for good)."""
-    _start_thread()
-    _PENDING.put(iterator)
+    (Python runs a finalizer once, so the thread's drop frees it for good). From the
+    interpreter's exit on (an iterator in a traceback's frames is collected then), it is
+    kept for good instead."""
+    if _EXITING or sys.is_finalizing():
+        _LEFT_AT_EXIT.append(iterator)
+    else:
+        _PENDING.put(iterator)
 
 
 def _start_thread() -> None:
@@ -98,11 +100,12 @@ def _leave_the_rest() -> None:
     """At exit the queue would be emptied on the main thread (each drop a wait): keep what
     is left referenced for good instead (one reference more than the interpreter's
     teardown drops); the process's end frees the memory."""
+    global _EXITING
+    _EXITING = True
+    ctypes.pythonapi.Py_IncRef(ctypes.py_object(_LEFT_AT_EXIT))
     while True:
         try:
             _LEFT_AT_EXIT.append(_PENDING.get_nowait())
         except queue.Empty:
             break
-    if _LEFT_AT_EXIT:
-        ctypes.pythonapi.Py_IncRef(ctypes.py_object(_LEFT_AT_EXIT))
     _PENDING.put(None)

@@ -92,14 +92,15 @@ def run_keras_job(
     with strategy.scope():
         model = build_model(architecture, train.width, classes, learning_rate)
     # one dataset (and so one iterator) for all the epochs left: Keras keeps an iterator
-    # across epochs when told each epoch's steps
+    # across epochs when told each epoch's steps. With none left (killed before publishing)
+    # it still peeks at a batch, so it gets the last epoch's, never trained on.
     train_data = distribute(
         strategy,
         train,
         global_batch,
         shuffle_buffer=settings.shuffle_buffer,
         seed=settings.seed,
-        epochs=range(done, settings.epochs),
+        epochs=range(min(done, settings.epochs - 1), settings.epochs),
     )
     test_data = distribute(strategy, test, EVAL_BATCH * replicas)
     callbacks = state.callbacks(done)
