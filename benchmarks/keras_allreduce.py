@@ -7,6 +7,10 @@ part of the test suite):
 
     python benchmarks/keras_allreduce.py            # one: the cnn's 225,034 floats in one tensor
     python benchmarks/keras_allreduce.py many tiny  # 6 tensors (34,826 floats); 3 floats
+    python benchmarks/keras_allreduce.py half       # the cnn's floats sent as float16
+
+Each mode prints the wall time of one all-reduce and the CPU time rank 0 spent on it (its
+process's CPU time over the calls): the CPU a worker pays on the core it trains on.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ SHAPES = {
     "one": [(225034,)],  # distml's cnn: every gradient in one tensor
     "many": [(3, 3, 1, 32), (32,), (3, 3, 32, 64), (64,), (1600, 10), (10,)],
     "tiny": [(3,)],  # the latency floor
+    "half": [(225034,)],  # the cnn's, cast to float16 before the all-reduce
 }
 
 
@@ -56,21 +61,26 @@ def worker(rank: int, ports: list[int], mode: str) -> None:
     def all_reduce():  # type: ignore[no-untyped-def]
         def replica():  # type: ignore[no-untyped-def]
             context = tf.distribute.get_replica_context()
-            return context.all_reduce(tf.distribute.ReduceOp.SUM, [t * 1.0 for t in tensors])
+            return context.all_reduce(
+                tf.distribute.ReduceOp.SUM,
+                [tf.cast(t, tf.float16) if mode == "half" else t * 1.0 for t in tensors],
+            )
 
         return strategy.run(replica)
 
     for _ in range(20):
         all_reduce()
     calls = 200
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     for _ in range(calls):
         all_reduce()
     seconds = (time.perf_counter() - started) / calls
+    cpu = (time.process_time() - cpu) / calls
     if rank == 0:
         floats = sum(int(tf.size(t)) for t in tensors)
         print(
-            f"{mode}: {floats:,} floats in {len(tensors)} tensor(s): {seconds * 1e3:.2f} ms",
+            f"{mode}: {floats:,} floats in {len(tensors)} tensor(s): {seconds * 1e3:.2f} ms, "
+            f"rank 0's CPU {cpu * 1e3:.2f} ms",
             flush=True,
         )
     os._exit(0)  # gRPC's threads can hold a normal exit back
