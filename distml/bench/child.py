@@ -61,7 +61,6 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
     if task == "mnist":
         return _floor(spec, ["pixels", "label"]) if kind == "floor" else _keras(spec)
     features = [f"x{j}" for j in range(spec["features"])]
-    holdout = read_holdout(spec["holdout"], features)
     runner = {
         "floor": lambda spec, features: _floor(spec, [*features, LABEL]),
         "sklearn": _sklearn,
@@ -73,6 +72,8 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
         warnings.simplefilter("ignore")  # peers' convergence and deprecation chatter
         result = runner(spec, features)
     if "predict" in result or "centers" in result:
+        # read after the run, its engine stopped: the candidate's peak memory is its own
+        holdout = read_holdout(spec["holdout"], features)
         result["quality"] = quality(
             task, result.pop("predict", None), result.pop("centers", None), holdout
         )
