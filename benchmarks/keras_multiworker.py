@@ -21,7 +21,9 @@ batch; Adam's rate scaled by the replica count, distml's default):
   pipeline and runtime threads may use the other core too.
 
 ``--gpu`` runs ``mirrored`` over every GPU and ``workers`` with one GPU each (see
-``keras_multiworker_gpu.sh``). Candidates are interleaved per repeat, so drift on a
+``keras_multiworker_gpu.sh``); with a single GPU, which has no peer to all-reduce with, it
+runs ``mirrored 1x1 (GPU)``, ``worker 1x1 (GPU)`` and ``worker 1x1 (CPU)`` (the GPU
+hidden), so the machine's GPU and CPU figures come from one run. Candidates are interleaved per repeat, so drift on a
 shared machine hits all alike. samples/s is distml's own figure in ``metrics.json``:
 training rows over the seconds spent in the training loops (evaluation excluded); the
 ``last epoch`` column drops the first epoch's tracing.
@@ -39,6 +41,8 @@ import time
 from pathlib import Path
 
 import yaml
+
+CPU_ONLY = "cpu_only"  # a candidate key (not a spec key): its run sees no GPU
 
 
 def candidates(args: argparse.Namespace, gpus: int) -> list[tuple[str, dict[str, object]]]:
@@ -58,6 +62,12 @@ def candidates(args: argparse.Namespace, gpus: int) -> list[tuple[str, dict[str,
 
 
 def base_candidates(gpu: bool, gpus: int) -> list[tuple[str, dict[str, object]]]:
+    if gpu and gpus == 1:  # no second GPU to all-reduce with: the GPU against the CPU
+        return [
+            ("mirrored 1x1 (GPU)", {"devices": 1}),
+            ("worker 1x1 (GPU)", {"workers": 1}),
+            ("worker 1x1 (CPU)", {"workers": 1, CPU_ONLY: True}),
+        ]
     if gpu:
         return [
             (f"mirrored 1x{gpus}", {"devices": gpus}),
@@ -95,8 +105,8 @@ def main() -> None:
     args = parser.parse_args()
     data = prepare(args)
     gpus = count_gpus() if args.gpu else 0
-    if args.gpu and gpus < 2:
-        sys.exit(f"--gpu needs at least 2 GPUs, found {gpus}")
+    if args.gpu and gpus < 1:
+        sys.exit("--gpu needs a GPU (nvidia-smi -L lists none)")
     args.out.mkdir(parents=True, exist_ok=True)
     results: dict[tuple[str, str], list[dict]] = {}
     for r in range(args.repeat):
@@ -144,7 +154,8 @@ def count_gpus() -> int:
 def run(
     args: argparse.Namespace, data: Path, arch: str, name: str, train: dict, repeat: int
 ) -> dict:
-    tag = f"{arch}-{name.replace(' ', '-').replace(',', '').replace('/', '-per-')}-{repeat}"
+    plain = name.replace(" ", "-").replace(",", "").replace("/", "-per-")
+    tag = f"{arch}-{plain.replace('(', '').replace(')', '')}-{repeat}"
     spec = {
         "name": f"bench-{tag}",
         "model": {"type": "keras", "params": {"architecture": arch}},
@@ -153,7 +164,12 @@ def run(
             "test": str((data / "test").resolve()),
             "label": "label",
         },
-        "train": {"epochs": args.epochs, "batch_size": args.batch_size, "seed": 0, **train},
+        "train": {
+            "epochs": args.epochs,
+            "batch_size": args.batch_size,
+            "seed": 0,
+            **{k: v for k, v in train.items() if k != CPU_ONLY},
+        },
         "output": {"predictions": False, "plots": False},
     }
     path = args.out / f"{tag}.yaml"
@@ -164,7 +180,11 @@ def run(
         [sys.executable, "-m", "distml.cli", "run", str(path), "--out", str(out), "--overwrite"],
         capture_output=True,
         text=True,
-        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+        env={
+            **os.environ,
+            "TF_CPP_MIN_LOG_LEVEL": "2",
+            **({"CUDA_VISIBLE_DEVICES": ""} if train.get(CPU_ONLY) else {}),
+        },
     )
     if done.returncode != 0:
         sys.exit(f"{tag} failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Keras throughput on a machine with >= 2 GPUs: MirroredStrategy over every GPU in one
-# process vs train.workers = one worker per GPU (NCCL) vs one worker on one GPU.
+# Keras throughput on a machine with GPUs. With >= 2: MirroredStrategy over every GPU in one
+# process vs train.workers = one worker per GPU (NCCL) vs one worker on one GPU. With 1:
+# MirroredStrategy on it vs one worker on it vs one worker on the CPU.
 # NOT RUN YET: written without access to a GPU machine (issue 14). Needs the gpu extra:
 #   pip install -e '.[dask,spark,gpu]'      # not 'all': the tf extra is tensorflow-cpu
 # Usage: benchmarks/keras_multiworker_gpu.sh [MNIST_IDX_FOLDER] [OUT]
