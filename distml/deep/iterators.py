@@ -51,6 +51,8 @@ def released_in_background(distributed_dataset: Any) -> Any:
 
 
 def _handed_over(iterator: Any) -> Any:
+    if hasattr(type(iterator), "__del__"):  # a finalizer of its own would never run: leave it
+        return iterator
     iterator.__class__ = _subclass(type(iterator), {"__del__": _resurrect_into_queue})
     return iterator
 
