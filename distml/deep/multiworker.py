@@ -35,8 +35,9 @@ from distml.data.dataset import filesystem_for
 from distml.data.storage import StorageOptions, is_object_store, options_from_environment
 from distml.deep.checkpoints import RankCheckpoints, StateFolder
 from distml.deep.devices import import_tensorflow
+from distml.deep.iterators import released_in_background
 from distml.deep.models import build_model
-from distml.deep.pipeline import CHUNK_ROWS, open_images
+from distml.deep.pipeline import CHUNK_ROWS, epoch_after_epoch, open_images
 from distml.deep.shards import Piece, iter_shard, shard_rows
 from distml.errors import BackendError
 
@@ -44,10 +45,6 @@ tf = import_tensorflow()
 import keras  # noqa: E402
 
 EVAL_ROWS = 4096
-#: Input iterators kept until the worker ends with ``os._exit``, which never tears them down:
-#: tearing down a ``MultiWorkerMirroredStrategy`` distributed iterator took 8–29 s (measured
-#: here on one core, after the dataset's end), once per run.
-_KEPT_ITERATORS: list[Any] = []
 EPSILON = 1e-7  # Keras's clipping of probabilities in the cross-entropy
 
 
@@ -93,9 +90,8 @@ class RankTrainer:
 
     # -- data ------------------------------------------------------------------------------
     def _dataset(self, first: int, last: int) -> Any:
-        """This rank's batches for epochs ``first`` … ``last - 1``, one after the other: one
-        dataset and one iterator for the whole run (an iterator torn down and made again
-        each epoch stalled the next epoch's start by seconds)."""
+        """This rank's batches for epochs ``first`` … ``last - 1``, one after the other
+        (:func:`~distml.deep.pipeline.epoch_after_epoch`): one iterator for the whole run."""
         plan, width = self.plan, int(self.plan["width"])
 
         def generate(epoch: Any) -> Any:
@@ -113,15 +109,8 @@ class RankTrainer:
             )
 
         signature = (tf.TensorSpec([None, width], tf.uint8), tf.TensorSpec([None], tf.int64))
-
-        def one_epoch(epoch: Any) -> Any:  # its own last, partial batch stays its own
-            rows = tf.data.Dataset.from_generator(
-                generate, args=(epoch,), output_signature=signature
-            )
-            return rows.rebatch(self.batch)
-
-        epochs = tf.data.Dataset.range(first, last)
-        return epochs.flat_map(one_epoch).prefetch(tf.data.AUTOTUNE)
+        dataset = epoch_after_epoch(generate, signature, self.batch, range(first, last))
+        return dataset.prefetch(tf.data.AUTOTUNE)
 
     # -- steps -----------------------------------------------------------------------------
     def _train_steps(self) -> Any:
@@ -190,8 +179,9 @@ class RankTrainer:
         history = self.checkpoints.history(done)
         trained: list[float] = []
         dataset = self._dataset(done, epochs)
-        iterator = iter(self.strategy.distribute_datasets_from_function(lambda _: dataset))
-        _KEPT_ITERATORS.append(iterator)
+        distributed = self.strategy.distribute_datasets_from_function(lambda _: dataset)
+        # freed off this thread once dropped: tearing it down took 8–29 s (deep/iterators.py)
+        iterator = iter(released_in_background(distributed))
         for epoch in range(done, epochs):
             started = time.perf_counter()
             local, remaining = np.zeros(3), self.steps

@@ -15,7 +15,7 @@ from __future__ import annotations
 import itertools
 import math
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -182,11 +182,10 @@ def make_dataset(
     """A ``tf.data.Dataset`` of :func:`iter_batches` batches for each epoch in ``epochs``,
     one epoch after another, prefetched.
 
-    Each epoch has its own ``(seed, epoch)`` order and its own last, partial batch,
-    so one dataset — and one iterator — serves every epoch of ``model.fit`` (given
-    ``steps_per_epoch``): a new iterator per epoch stalled the next epoch by seconds
-    (``docs/keras_multiworker.md``). Python hands tf.data chunks of :data:`CHUNK_ROWS`
-    rows, cut into batches by ``rebatch``: one Python call per batch would cost about a
+    Each epoch has its own ``(seed, epoch)`` order and its own last, partial batch
+    (:func:`epoch_after_epoch`), so one iterator serves every epoch of ``model.fit``
+    (given ``steps_per_epoch``). Python hands tf.data chunks of :data:`CHUNK_ROWS` rows,
+    cut into batches by ``rebatch``: one Python call per batch would cost about a
     millisecond each, more than a small model's training step.
     """
     from distml.deep.devices import import_tensorflow
@@ -207,14 +206,29 @@ def make_dataset(
             with_index=with_index,
         )
 
+    dataset = epoch_after_epoch(generate, signature, batch_size, epochs)
+    batches = len(epochs) * batches_per_epoch(data, batch_size)
+    dataset = dataset.apply(tf.data.experimental.assert_cardinality(batches))
+    return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def epoch_after_epoch(
+    generate: Callable[[Any], Iterator[Batch]], signature: tuple, batch_size: int, epochs: range
+) -> Any:
+    """One ``tf.data.Dataset`` of every epoch in ``epochs``: ``generate(epoch)`` yields that
+    epoch's rows in chunks, cut into ``batch_size`` batches epoch by epoch (each epoch's
+    last, partial batch stays its own). One dataset, and so one iterator, serves a whole
+    run: a new one per epoch stalled the next epoch's start (``docs/keras_multiworker.md``).
+    The single-process pipeline and the workers' shards both build on it."""
+    from distml.deep.devices import import_tensorflow
+
+    tf = import_tensorflow()
+
     def one_epoch(epoch: Any) -> Any:
         rows = tf.data.Dataset.from_generator(generate, args=(epoch,), output_signature=signature)
         return rows.rebatch(batch_size)
 
-    dataset = tf.data.Dataset.range(epochs.start, epochs.stop).flat_map(one_epoch)
-    batches = len(epochs) * batches_per_epoch(data, batch_size)
-    dataset = dataset.apply(tf.data.experimental.assert_cardinality(batches))
-    return dataset.prefetch(tf.data.AUTOTUNE)
+    return tf.data.Dataset.range(epochs.start, epochs.stop).flat_map(one_epoch)
 
 
 def distribute(
