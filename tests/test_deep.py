@@ -407,6 +407,41 @@ def test_a_dropped_iterator_is_freed_off_the_dropping_thread(strategy2) -> None:
     assert [t.numpy().tolist() for t in strategy2.experimental_local_results(next(again))] == first
 
 
+def test_an_exit_waits_for_the_drop_in_progress() -> None:
+    """Once the interpreter finalizes, a daemon thread coming back from TensorFlow's C++ is
+    ended by pthread_exit, and that abort()s the process ("FATAL: exception not rethrown",
+    exit -6, seen in CI). So the exit waits for the drop in progress: by the time the
+    interpreter tears its modules down, the drop thread has ended. A drop that sleeps
+    3 s (without the GIL, like TensorFlow's wait) stands in for the iterator's."""
+    code = (
+        "import time\n"
+        "import distml.deep.iterators as iterators\n"
+        "class SlowToFree:\n"
+        "    def __del__(self):\n"
+        "        time.sleep(3)\n"
+        "        print('freed', flush=True)\n"
+        "class Iterator:\n"
+        "    def __init__(self):\n"
+        "        self.held = SlowToFree()\n"
+        "    def __next__(self):\n"
+        "        raise StopIteration\n"
+        "class Dataset:\n"
+        "    def __iter__(self):\n"
+        "        return Iterator()\n"
+        "iterator = iter(iterators.released_in_background(Dataset()))\n"
+        "del iterator\n"
+        "time.sleep(0.5)  # the drop has begun\n"
+        "class Teardown:\n"
+        "    def __del__(self, thread=iterators._THREAD, print=print):\n"
+        "        print('drop thread alive at teardown:', thread.is_alive(), flush=True)\n"
+        "teardown = Teardown()\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=_clean_env()
+    )
+    assert (done.returncode, done.stdout) == (0, "freed\ndrop thread alive at teardown: False\n")
+
+
 def test_a_process_whose_fit_failed_still_exits(tmp_path: Path, needs_tf: None) -> None:
     """An iterator left in a traceback is collected at the interpreter's exit, when no new
     thread can start: it is kept, not handed to a thread (that exit once hung for good)."""

@@ -14,7 +14,12 @@ training iterator when ``fit`` returns, so an epoch or a run's end could stall 2
 itself, when its last reference goes, to one daemon thread that drops it there: the
 wait no longer holds the GIL or the caller (measured: the main thread runs at full speed
 while a drop waits 28 s). Whatever is still waiting to be dropped when the process
-exits is left to the operating system, so an exit does not wait either.
+exits is left to the operating system, so an exit does not wait for it.
+
+The one drop in progress at exit is waited for (at most :data:`EXIT_WAIT_SECONDS`):
+once the interpreter finalizes, a daemon thread that comes back into Python is ended by
+``pthread_exit``, whose unwinding through TensorFlow's ``noexcept`` C++ frames aborts the
+process ("terminate called after throwing an instance of ..."; exit -6, seen in CI).
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ _LOCK = threading.Lock()
 _THREAD: threading.Thread | None = None
 _CLASSES: dict[tuple[type, tuple[str, ...]], type] = {}
 _EXITING = False
+EXIT_WAIT_SECONDS = 75.0  # above tf.data's longest autotuning period (60 s)
 
 
 def released_in_background(distributed_dataset: Any) -> Any:
@@ -111,3 +117,14 @@ def _leave_the_rest() -> None:
         except queue.Empty:
             break
     _PENDING.put(None)
+    thread = _THREAD
+    if thread is None or thread is threading.current_thread():
+        return
+    thread.join(EXIT_WAIT_SECONDS)  # the drop in progress, if any: see the module's docstring
+    if thread.is_alive():  # never seen: the exit goes on, and the drop most likely ends with it
+        print(
+            f"distml: a tf.data iterator was still being freed {EXIT_WAIT_SECONDS:.0f} s after "
+            "exit began; exiting without waiting for it",
+            file=sys.stderr,
+            flush=True,
+        )
