@@ -145,6 +145,42 @@ def test_kmeans_on_blobs_matches_sklearn_and_truth(blobs: Path) -> None:
     assert metrics["adjusted_rand"] > 0.99  # generated blobs (std 1) overlap a little
 
 
+def test_integer_labels_are_cached_narrow_and_leave_in_their_own_type(
+    blobs: Path, tmp_path: Path
+) -> None:
+    """The blobs' int64 labels 0-3 are cached as int8 (1 byte a row instead of 8); classes,
+    samples, scikit-learn's solver and the written predictions still see int64."""
+    from distml.algorithms.engine import Partition
+
+    ds = distml.Dataset(blobs, label="y")
+    truth = pq.read_table(blobs).column("y").to_numpy()
+    with get_backend("local[2]") as backend:
+        data = backend.load(ds, distml.Split(0.25, 0), keep_source=True)
+        parts = data.train.partitions()
+        assert {(p.y.dtype, p.label_dtype) for p in parts} == {(np.dtype("int8"), np.dtype("int64"))}
+        assert all(p.labels().dtype == np.int64 for p in parts)
+        assert_array_equal(np.concatenate([p.labels() for p in parts]), truth[parts_rows(parts)])
+        native = backend.fit(distml.LogisticRegression(max_iter=50), data)
+        sklearn = backend.fit(distml.LogisticRegression(max_iter=50, solver="sklearn"), data)
+        backend.write_predictions(native, data.test, str(tmp_path))
+    for model in (native, sklearn):
+        assert model.classes_.dtype == np.int64 and model.classes_.tolist() == [0, 1, 2, 3]
+    predictions = pq.read_table(tmp_path)
+    assert predictions.schema.field("prediction").type == predictions.schema.field("y").type
+    assert np.mean(predictions.column("prediction").to_numpy() == predictions.column("y")) > 0.99
+    # the narrowest type that holds the values; other labels stay as they are
+    assert Partition(np.zeros((2, 1)), np.array([-129, 5]), 0).y.dtype == np.int16
+    assert Partition(np.zeros((2, 1)), np.array([0, 70_000], np.int64), 0).y.dtype == np.int32
+    assert Partition(np.zeros((2, 1)), np.array([0, 2**40]), 0).y.dtype == np.int64
+    assert Partition(np.zeros((2, 1)), np.array([0, 200], np.uint16), 0).y.dtype == np.uint16
+    assert Partition(np.zeros((2, 1)), np.array([0.5, 1.0]), 0).y.dtype == np.float64
+    assert Partition(np.zeros((2, 1)), np.array(["a", "b"]), 0).labels().tolist() == ["a", "b"]
+
+
+def parts_rows(parts: list) -> np.ndarray:
+    return np.concatenate([p.row_ids for p in parts])
+
+
 def test_predictions_are_written_per_partition(regression: Path, tmp_path: Path) -> None:
     ds = distml.Dataset(regression, label="y")
     with get_backend("local[2]") as backend:

@@ -54,6 +54,12 @@ class Partition:
     predictions; algorithms never touch it. ``frame`` holds the raw feature columns
     (numeric with NaN for missing values, or strings) when a preprocessing pipeline will
     build ``X``; ``X`` then has no columns until it does.
+
+    Integer labels are kept in the narrowest integer type that holds them
+    (:func:`compact_labels`: class labels 0–9 take 1 byte a row instead of 8, 33 MiB less
+    per 5 M cached rows); ``label_dtype`` is the label column's own type, and
+    :meth:`labels` gives them back in it wherever labels leave the kernels (classes,
+    samples, scikit-learn's solvers), so nothing outside sees the narrower type.
     """
 
     def __init__(
@@ -64,9 +70,13 @@ class Partition:
         index: int = 0,
         source: Any = None,
         frame: dict[str, np.ndarray] | None = None,
+        label_dtype: np.dtype | None = None,
     ) -> None:
         self.X = X
-        self.y = y
+        self.label_dtype = (
+            None if y is None else np.dtype(y.dtype if label_dtype is None else label_dtype)
+        )
+        self.y = None if y is None else compact_labels(y)
         self._row_ids = row_ids if isinstance(row_ids, np.ndarray) else int(row_ids)
         self.index = index
         self.source = source
@@ -91,10 +101,31 @@ class Partition:
             return self._row_ids
         return np.arange(self._row_ids, self._row_ids + self.n_rows, dtype=np.int64)
 
+    def labels(self, rows: Any = slice(None)) -> np.ndarray | None:
+        """The labels (of ``rows``) in the label column's own type, or None without a label."""
+        if self.y is None:
+            return None
+        return self.y[rows].astype(self.label_dtype, copy=False)
+
     def with_features(self, X: np.ndarray) -> Partition:
         """The same rows (label, row numbers, source) with the feature matrix ``X`` and no
         raw frame: what a preprocessing pipeline's stages build."""
-        return Partition(X, self.y, self._row_ids, self.index, self.source, None)
+        return Partition(X, self.y, self._row_ids, self.index, self.source, None, self.label_dtype)
+
+
+def compact_labels(y: np.ndarray) -> np.ndarray:
+    """Integer labels in the narrowest signed integer type that holds them (``y`` itself
+    when none is narrower, or for any other kind of label)."""
+    if y.dtype.kind not in "iu" or y.dtype.itemsize == 1 or not len(y):
+        return y
+    lo, hi = int(y.min()), int(y.max())
+    for narrow in (np.int8, np.int16, np.int32):
+        limits = np.iinfo(narrow)
+        if np.dtype(narrow).itemsize >= y.dtype.itemsize:
+            break
+        if limits.min <= lo and hi <= limits.max:
+            return y.astype(narrow)
+    return y
 
 
 def aligned(array: np.ndarray) -> np.ndarray:

@@ -67,7 +67,7 @@ def partition_classes(part: Partition) -> np.ndarray:
                 f"the label has continuous values (e.g. {fractional[0]:.6g}); logistic regression "
                 "needs class labels (integers or strings); use linear_regression for a continuous target"
             )
-    return classes
+    return classes.astype(part.label_dtype, copy=False)  # the label column's type, not y's
 
 
 def find_classes(engine: Engine) -> np.ndarray:

@@ -60,8 +60,8 @@ def partition_sample(part: Partition, m: int, seed: int, threshold: int) -> RowS
     keys = row_keys(seed, SAMPLE_STREAM, ids)
     chosen = np.nonzero(keys <= np.uint64(threshold))[0]
     chosen = chosen[np.argsort(keys[chosen], kind="stable")[:m]]
-    y = part.y if part.y is not None else np.zeros(part.n_rows)
-    return RowSample(keys[chosen], ids[chosen], part.X[chosen], y[chosen], m)
+    y = part.labels(chosen) if part.y is not None else np.zeros(len(chosen))
+    return RowSample(keys[chosen], ids[chosen], part.X[chosen], y, m)
 
 
 def merge_samples(a: RowSample, b: RowSample) -> RowSample:
@@ -512,7 +512,7 @@ def _intra_distances(part: Partition, model: Any, centroids: np.ndarray) -> np.n
 
 
 def _partition_truth(part: Partition) -> np.ndarray:
-    return np.unique(part.y) if part.y is not None else np.zeros(0)
+    return np.unique(part.y).astype(part.label_dtype) if part.y is not None else np.zeros(0)
 
 
 def clustering_metrics(

@@ -56,7 +56,7 @@ def sampled_rows(part: Partition, offsets: np.ndarray, stride: int, seed: int) -
     """This partition's sampled rows: ``([global positions], [features], [labels])`` (the
     labels' list empty for unlabelled data), combined across partitions by :func:`join_lists`."""
     local = local_sample(part, offsets, stride, seed)
-    labels = [] if part.y is None else [part.y[local]]
+    labels = [] if part.y is None else [part.labels(local)]
     return [local + int(offsets[part.index])], [part.X[local]], labels
 
 

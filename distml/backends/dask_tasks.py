@@ -60,8 +60,9 @@ def _X(part: Partition) -> np.ndarray:
 
 
 def _y(part: Partition) -> np.ndarray:
-    assert part.y is not None
-    return part.y
+    labels = part.labels()
+    assert labels is not None
+    return labels
 
 
 def release_arrow_pages() -> None:

@@ -119,7 +119,7 @@ class LocalEngine(Engine):
 def _fit_sklearn(backend: Backend, estimator: Model, engine: Engine) -> None:
     parts = engine.partitions()  # type: ignore[attr-defined]
     X = np.concatenate([p.X for p in parts])
-    y = None if parts[0].y is None else np.concatenate([p.y for p in parts])
+    y = None if parts[0].y is None else np.concatenate([p.labels() for p in parts])
     fit_with_sklearn(estimator, X, y)
 
 

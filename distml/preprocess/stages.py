@@ -51,7 +51,7 @@ class Prepared:
 
 
 def _stats_pass(part: Partition, prepare: Prepared, stage: Stage) -> Any:
-    return stage.partition_stats(prepare(part), part.y)
+    return stage.partition_stats(prepare(part), part.labels())
 
 
 class Stage:

@@ -37,4 +37,5 @@ def fold_rows(part: Partition, folds: int, seed: int, fold: int, validation: boo
         part.index,
         source,
         frame,
+        part.label_dtype,
     )
