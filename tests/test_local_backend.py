@@ -157,7 +157,9 @@ def test_integer_labels_are_cached_narrow_and_leave_in_their_own_type(
     with get_backend("local[2]") as backend:
         data = backend.load(ds, distml.Split(0.25, 0), keep_source=True)
         parts = data.train.partitions()
-        assert {(p.y.dtype, p.label_dtype) for p in parts} == {(np.dtype("int8"), np.dtype("int64"))}
+        assert {(p.y.dtype, p.label_dtype) for p in parts} == {
+            (np.dtype("int8"), np.dtype("int64"))
+        }
         assert all(p.labels().dtype == np.int64 for p in parts)
         assert_array_equal(np.concatenate([p.labels() for p in parts]), truth[parts_rows(parts)])
         native = backend.fit(distml.LogisticRegression(max_iter=50), data)
