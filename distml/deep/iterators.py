@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import atexit
 import ctypes
+import os
 import queue
 import sys
 import threading
@@ -34,6 +35,8 @@ from typing import Any
 _PENDING: queue.SimpleQueue[Any] = queue.SimpleQueue()
 _LEFT_AT_EXIT: list[Any] = []
 _LOCK = threading.Lock()
+#: Guards the exit's hand-over; re-entrant, as a finalizer can run on a thread holding it.
+_EXIT_LOCK = threading.RLock()
 _THREAD: threading.Thread | None = None
 _CLASSES: dict[tuple[type, tuple[str, ...]], type] = {}
 _EXITING = False
@@ -79,10 +82,11 @@ def _resurrect_into_queue(iterator: Any) -> None:
     (Python runs a finalizer once, so the thread's drop frees it for good). From the
     interpreter's exit on (an iterator in a traceback's frames is collected then), it is
     kept for good instead."""
-    if _EXITING or sys.is_finalizing():
-        _LEFT_AT_EXIT.append(iterator)
-    else:
-        _PENDING.put(iterator)
+    with _EXIT_LOCK:  # never queued behind the exit's sentinel, where nothing would drop it
+        if _EXITING or sys.is_finalizing():
+            _LEFT_AT_EXIT.append(iterator)
+        else:
+            _PENDING.put(iterator)
 
 
 def _start_thread() -> None:
@@ -109,18 +113,25 @@ def _leave_the_rest() -> None:
     is left referenced for good instead (one reference more than the interpreter's
     teardown drops); the process's end frees the memory."""
     global _EXITING
-    _EXITING = True
-    ctypes.pythonapi.Py_IncRef(ctypes.py_object(_LEFT_AT_EXIT))
-    while True:
-        try:
-            _LEFT_AT_EXIT.append(_PENDING.get_nowait())
-        except queue.Empty:
-            break
-    _PENDING.put(None)
-    thread = _THREAD
+    with _EXIT_LOCK:
+        _EXITING = True
+        ctypes.pythonapi.Py_IncRef(ctypes.py_object(_LEFT_AT_EXIT))
+        while True:
+            try:
+                _LEFT_AT_EXIT.append(_PENDING.get_nowait())
+            except queue.Empty:
+                break
+        _PENDING.put(None)
+    with _LOCK:  # not inside _EXIT_LOCK: _start_thread holds _LOCK and may run a finalizer
+        thread = _THREAD  # started, if set: _start_thread starts it before letting go
     if thread is None or thread is threading.current_thread():
         return
-    thread.join(EXIT_WAIT_SECONDS)  # the drop in progress, if any: see the module's docstring
+    try:
+        thread.join(EXIT_WAIT_SECONDS)  # the drop in progress, if any: see the docstring
+    except KeyboardInterrupt:  # Ctrl-C while waiting: leave now, not abort in the teardown
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(130)
     if thread.is_alive():  # never seen: the exit goes on, and the drop most likely ends with it
         print(
             f"distml: a tf.data iterator was still being freed {EXIT_WAIT_SECONDS:.0f} s after "
