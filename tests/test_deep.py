@@ -442,6 +442,39 @@ def test_an_exit_waits_for_the_drop_in_progress() -> None:
     assert (done.returncode, done.stdout) == (0, "freed\ndrop thread alive at teardown: False\n")
 
 
+def test_a_command_exits_without_waiting_for_the_drop() -> None:
+    """A distml command whose work is done does not wait for a drop in progress (up to a
+    minute in a Keras run): it exits with its code once the other exit handlers ran. The
+    stand-in drop sleeps 60 s; a process that waited for it would print 'freed'."""
+    code = (
+        "import atexit, time\n"
+        "import distml.deep.iterators as iterators\n"
+        "class SlowToFree:\n"
+        "    def __del__(self):\n"
+        "        time.sleep(60)\n"
+        "        print('freed', flush=True)\n"
+        "class Iterator:\n"
+        "    def __init__(self):\n"
+        "        self.held = SlowToFree()\n"
+        "    def __next__(self):\n"
+        "        raise StopIteration\n"
+        "class Dataset:\n"
+        "    def __iter__(self):\n"
+        "        return Iterator()\n"
+        "iterator = iter(iterators.released_in_background(Dataset()))\n"
+        "del iterator\n"
+        "time.sleep(0.5)  # the drop has begun\n"
+        "atexit.register(print, 'other exit handlers ran')\n"
+        "from distml.cli import main\n"
+        "main(['data', 'generate', 'nonsense', '--rows', '10', '--out', 'x'])  # a usage error\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=50, env=_clean_env()
+    )
+    assert (done.returncode, done.stdout) == (2, "other exit handlers ran\n"), done.stderr
+    assert "Invalid value for '{regression|classification|blobs}'" in done.stderr
+
+
 def test_a_process_whose_fit_failed_still_exits(tmp_path: Path, needs_tf: None) -> None:
     """An iterator left in a traceback is collected at the interpreter's exit, when no new
     thread can start: it is kept, not handed to a thread (that exit once hung for good)."""

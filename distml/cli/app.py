@@ -42,6 +42,14 @@ class DistmlGroup(click.Group):
     """Turns :class:`DistmlError` into one line and exit code 2; other errors into exit code 1;
     Ctrl-C into 130 and SIGTERM into 143, after the commands' own cleanup has run."""
 
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().main(*args, **kwargs)
+        except SystemExit as done:
+            if done.code is None or isinstance(done.code, int):
+                _exit_without_waiting_for_tensorflow(done.code or 0)
+            raise
+
     def invoke(self, ctx: click.Context) -> Any:
         debug = bool(ctx.params.get("debug"))
         if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
@@ -72,6 +80,14 @@ class DistmlGroup(click.Group):
                 err=True,
             )
             sys.exit(1)
+
+
+def _exit_without_waiting_for_tensorflow(code: int) -> None:
+    """A Keras run's output is written; freeing tf.data's last iterator can still take up
+    to a minute (``distml/deep/iterators.py``): exit now instead, with ``code``."""
+    iterators = sys.modules.get("distml.deep.iterators")  # loaded only by Keras runs
+    if iterators is not None:
+        iterators.exit_without_waiting(code)
 
 
 def _engine_warnings_only(record: logging.LogRecord) -> bool:

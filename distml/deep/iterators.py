@@ -20,6 +20,9 @@ The one drop in progress at exit is waited for (at most :data:`EXIT_WAIT_SECONDS
 once the interpreter finalizes, a daemon thread that comes back into Python is ended by
 ``pthread_exit``, whose unwinding through TensorFlow's ``noexcept`` C++ frames aborts the
 process ("terminate called after throwing an instance of ..."; exit -6, seen in CI).
+Commands whose work is done need not wait: the CLI calls :func:`exit_without_waiting`,
+and the multi-worker workers end with :func:`exit_now` — the exit handlers run, then
+``os._exit`` skips the teardown (and the wait).
 """
 
 from __future__ import annotations
@@ -30,13 +33,14 @@ import os
 import queue
 import sys
 import threading
-from typing import Any
+from typing import Any, NoReturn
 
 _PENDING: queue.SimpleQueue[Any] = queue.SimpleQueue()
 _LEFT_AT_EXIT: list[Any] = []
 _LOCK = threading.Lock()
 #: Guards the exit's hand-over; re-entrant, as a finalizer can run on a thread holding it.
 _EXIT_LOCK = threading.RLock()
+_FREEING = threading.Event()  # set while the thread frees an iterator
 _THREAD: threading.Thread | None = None
 _CLASSES: dict[tuple[type, tuple[str, ...]], type] = {}
 _EXITING = False
@@ -104,11 +108,39 @@ def _drop_forever() -> None:
         iterator = _PENDING.get()
         if iterator is None:
             return
+        _FREEING.set()
         del iterator  # the destructor's wait happens here, without the GIL
+        _FREEING.clear()
+
+
+def exit_without_waiting(code: int) -> None:
+    """End the process now with ``code`` if an iterator is being freed (otherwise return):
+    for a command whose work is done and written, which need not wait up to a minute for
+    tf.data. The other exit handlers run first (logging, TensorFlow's temporary files);
+    the interpreter's teardown, where the freeing thread would abort the process, is
+    skipped. Not while another non-daemon thread runs: a normal exit waits for it."""
+    if not _FREEING.is_set():
+        return
+    main = threading.main_thread()
+    if any(t.is_alive() and not t.daemon and t is not main for t in threading.enumerate()):
+        return
+    exit_now(code)
+
+
+def exit_now(code: int) -> NoReturn:
+    """Run the exit handlers (logging's, TensorFlow's removal of its temporary autograph
+    files...), then end the process with ``code`` without the interpreter's teardown and
+    without waiting for an iterator being freed."""
+    _leave_the_rest(wait=False)
+    atexit.unregister(_leave_the_rest)
+    atexit._run_exitfuncs()  # noqa: SLF001 - the other handlers, as a normal exit runs them
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 @atexit.register
-def _leave_the_rest() -> None:
+def _leave_the_rest(wait: bool = True) -> None:
     """At exit the queue would be emptied on the main thread (each drop a wait): keep what
     is left referenced for good instead (one reference more than the interpreter's
     teardown drops); the process's end frees the memory."""
@@ -124,7 +156,7 @@ def _leave_the_rest() -> None:
         _PENDING.put(None)
     with _LOCK:  # not inside _EXIT_LOCK: _start_thread holds _LOCK and may run a finalizer
         thread = _THREAD  # started, if set: _start_thread starts it before letting go
-    if thread is None or thread is threading.current_thread():
+    if thread is None or thread is threading.current_thread() or not wait:
         return
     try:
         thread.join(EXIT_WAIT_SECONDS)  # the drop in progress, if any: see the docstring
