@@ -407,18 +407,15 @@ def test_a_dropped_iterator_is_freed_off_the_dropping_thread(strategy2) -> None:
     assert [t.numpy().tolist() for t in strategy2.experimental_local_results(next(again))] == first
 
 
-def test_an_exit_waits_for_the_drop_in_progress() -> None:
-    """Once the interpreter finalizes, a daemon thread coming back from TensorFlow's C++ is
-    ended by pthread_exit, and that abort()s the process ("FATAL: exception not rethrown",
-    exit -6, seen in CI). So the exit waits for the drop in progress: by the time the
-    interpreter tears its modules down, the drop thread has ended. A drop that sleeps
-    3 s (without the GIL, like TensorFlow's wait) stands in for the iterator's."""
-    code = (
-        "import time\n"
+def _drop_in_progress(seconds: float) -> str:
+    """A script's start: an iterator handed to the drop thread whose freeing sleeps
+    ``seconds`` without the GIL (as TensorFlow's wait does), then prints 'freed'."""
+    return (
+        "import atexit, time\n"
         "import distml.deep.iterators as iterators\n"
         "class SlowToFree:\n"
         "    def __del__(self):\n"
-        "        time.sleep(3)\n"
+        f"        time.sleep({seconds})\n"
         "        print('freed', flush=True)\n"
         "class Iterator:\n"
         "    def __init__(self):\n"
@@ -431,6 +428,15 @@ def test_an_exit_waits_for_the_drop_in_progress() -> None:
         "iterator = iter(iterators.released_in_background(Dataset()))\n"
         "del iterator\n"
         "time.sleep(0.5)  # the drop has begun\n"
+    )
+
+
+def test_an_exit_waits_for_the_drop_in_progress() -> None:
+    """Once the interpreter finalizes, a daemon thread coming back from TensorFlow's C++ is
+    ended by pthread_exit, and that abort()s the process ("FATAL: exception not rethrown",
+    exit -6, seen in CI). So the exit waits for the drop in progress: by the time the
+    interpreter tears its modules down, the drop thread has ended."""
+    code = _drop_in_progress(3) + (
         "class Teardown:\n"
         "    def __del__(self, thread=iterators._THREAD, print=print):\n"
         "        print('drop thread alive at teardown:', thread.is_alive(), flush=True)\n"
@@ -445,25 +451,8 @@ def test_an_exit_waits_for_the_drop_in_progress() -> None:
 def test_a_command_exits_without_waiting_for_the_drop() -> None:
     """A distml command whose work is done does not wait for a drop in progress (up to a
     minute in a Keras run): it exits with its code once the other exit handlers ran. The
-    stand-in drop sleeps 60 s; a process that waited for it would print 'freed'."""
-    code = (
-        "import atexit, time\n"
-        "import distml.deep.iterators as iterators\n"
-        "class SlowToFree:\n"
-        "    def __del__(self):\n"
-        "        time.sleep(60)\n"
-        "        print('freed', flush=True)\n"
-        "class Iterator:\n"
-        "    def __init__(self):\n"
-        "        self.held = SlowToFree()\n"
-        "    def __next__(self):\n"
-        "        raise StopIteration\n"
-        "class Dataset:\n"
-        "    def __iter__(self):\n"
-        "        return Iterator()\n"
-        "iterator = iter(iterators.released_in_background(Dataset()))\n"
-        "del iterator\n"
-        "time.sleep(0.5)  # the drop has begun\n"
+    drop takes 60 s here; a process that waited for it would print 'freed'."""
+    code = _drop_in_progress(60) + (
         "atexit.register(print, 'other exit handlers ran')\n"
         "from distml.cli import main\n"
         "main(['data', 'generate', 'nonsense', '--rows', '10', '--out', 'x'])  # a usage error\n"
