@@ -161,7 +161,8 @@ def test_integer_labels_are_cached_narrow_and_leave_in_their_own_type(
             (np.dtype("int8"), np.dtype("int64"))
         }
         assert all(p.labels().dtype == np.int64 for p in parts)
-        assert_array_equal(np.concatenate([p.labels() for p in parts]), truth[parts_rows(parts)])
+        rows = np.concatenate([p.row_ids for p in parts])
+        assert_array_equal(np.concatenate([p.labels() for p in parts]), truth[rows])
         native = backend.fit(distml.LogisticRegression(max_iter=50), data)
         sklearn = backend.fit(distml.LogisticRegression(max_iter=50, solver="sklearn"), data)
         backend.write_predictions(native, data.test, str(tmp_path))
@@ -177,10 +178,6 @@ def test_integer_labels_are_cached_narrow_and_leave_in_their_own_type(
     assert Partition(np.zeros((2, 1)), np.array([0, 200], np.uint16), 0).y.dtype == np.uint16
     assert Partition(np.zeros((2, 1)), np.array([0.5, 1.0]), 0).y.dtype == np.float64
     assert Partition(np.zeros((2, 1)), np.array(["a", "b"]), 0).labels().tolist() == ["a", "b"]
-
-
-def parts_rows(parts: list) -> np.ndarray:
-    return np.concatenate([p.row_ids for p in parts])
 
 
 def test_predictions_are_written_per_partition(regression: Path, tmp_path: Path) -> None:

@@ -83,8 +83,9 @@ class DistmlGroup(click.Group):
 
 
 def _exit_without_waiting_for_tensorflow(code: int) -> None:
-    """A Keras run's output is written; freeing tf.data's last iterator can still take up
-    to a minute (``distml/deep/iterators.py``): exit now instead, with ``code``."""
+    """At a command's end, its output written or its error printed: if freeing a Keras run's
+    last tf.data iterator is still under way (up to a minute, ``distml/deep/iterators.py``),
+    exit now with ``code`` instead of waiting for it."""
     iterators = sys.modules.get("distml.deep.iterators")  # loaded only by Keras runs
     if iterators is not None:
         iterators.exit_without_waiting(code)
