@@ -94,6 +94,17 @@ def _clean_env() -> dict[str, str]:
     return env
 
 
+def _python(code: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """``code`` run by a fresh interpreter: its exit code, stdout and stderr."""
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=_clean_env(),
+    )
+
+
 def epoch_lines(stdout: str) -> list[str]:
     """Keras's one-line-per-epoch summaries (``verbose=2``): ``125/125 - 1s - ...``."""
     return [line for line in stdout.splitlines() if re.match(r"^\d+/\d+ - ", line)]
@@ -442,9 +453,7 @@ def test_an_exit_waits_for_the_drop_in_progress() -> None:
         "        print('drop thread alive at teardown:', thread.is_alive(), flush=True)\n"
         "teardown = Teardown()\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=_clean_env()
-    )
+    done = _python(code)
     assert (done.returncode, done.stdout) == (0, "freed\ndrop thread alive at teardown: False\n")
 
 
@@ -457,11 +466,29 @@ def test_a_command_exits_without_waiting_for_the_drop() -> None:
         "from distml.cli import main\n"
         "main(['data', 'generate', 'nonsense', '--rows', '10', '--out', 'x'])  # a usage error\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=50, env=_clean_env()
-    )
+    done = _python(code, timeout=50)
     assert (done.returncode, done.stdout) == (2, "other exit handlers ran\n"), done.stderr
     assert "Invalid value for '{regression|classification|blobs}'" in done.stderr
+
+
+def test_a_normal_exit_waits_for_native_work_on_any_daemon_thread() -> None:
+    """The rule is not the drop thread's alone (``distml serve`` loads Keras models on a
+    daemon thread): whatever a daemon thread does inside ``teardown.native_work()`` ends
+    before the interpreter's teardown, and a command leaves without waiting for it."""
+    start = (
+        "import threading, time\n"
+        "from distml import teardown\n"
+        "def work():\n"
+        "    with teardown.native_work():\n"
+        "        time.sleep(2)  # without the GIL, as TensorFlow's C++ runs\n"
+        "        print('work ended', flush=True)\n"
+        "threading.Thread(target=work, daemon=True).start()\n"
+        "time.sleep(0.3)\n"
+    )
+    waited = _python(start)
+    assert (waited.returncode, waited.stdout) == (0, "work ended\n"), waited.stderr
+    left = _python(start + "teardown.exit_without_waiting(3)\nprint('not here')\n")
+    assert (left.returncode, left.stdout) == (3, ""), left.stderr
 
 
 def test_a_process_whose_fit_failed_still_exits(tmp_path: Path, needs_tf: None) -> None:
@@ -483,9 +510,7 @@ def test_a_process_whose_fit_failed_still_exits(tmp_path: Path, needs_tf: None) 
         "except StopIteration:\n"
         "    print('fit failed: no batches', flush=True)\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=_clean_env()
-    )
+    done = _python(code, timeout=120)
     assert (done.returncode, done.stdout) == (0, "fit failed: no batches\n"), done.stderr[-2000:]
 
 

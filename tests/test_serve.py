@@ -840,6 +840,30 @@ def test_bad_model_path_and_port_in_use_are_one_line_exit_2(
     )
 
 
+def test_a_model_loads_as_native_work(
+    runs: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The loader is a daemon thread that may be inside TensorFlow (a Keras model): its
+    load is native work, which the exit waits for or leaves by ``os._exit``
+    (``distml/teardown.py``); one coming back from TensorFlow during the interpreter's
+    teardown would abort the server (exit -6)."""
+    from distml import teardown
+    from distml.serve import registry as registry_module
+
+    seen: list[bool] = []
+    real_load = registry_module.load
+
+    def load(source: Any) -> Any:
+        seen.append(teardown.in_progress())
+        return real_load(source)
+
+    monkeypatch.setattr(registry_module, "load", load)
+    registry = registry_module.Registry(registry_module.resolve([str(runs["lin"])]))
+    registry.start_loading()
+    assert registry.wait(30)
+    assert seen == [True] and not teardown.in_progress()
+
+
 def test_model_names_come_from_the_job(runs: dict[str, Path]) -> None:
     from distml.serve.registry import resolve
 
@@ -894,6 +918,34 @@ def test_keras_mnist_both_protocols(servers: dict[str, Any], keras_build: Any) -
     assert bad.status_code == 400 and "[N, 784] or [N, 28, 28]" in bad.json()["error"]
     bad = post(url, "/invocations?model=mnist", {"instances": [[300] * 784]})
     assert bad.status_code == 400 and "[0, 255]" in bad.json()["message"]
+
+
+@pytest.mark.tf
+@pytest.mark.skipif(not HAS_TF, reason="needs the tf extra")
+def test_a_server_stopped_while_its_keras_model_loads_exits_0(
+    servers: dict[str, Any], keras_build: Any, tmp_path: Path
+) -> None:
+    """SIGTERM while the loader thread is still inside TensorFlow (importing it and the
+    model take seconds): the server stops, not ready, with exit 0 and nothing on stderr —
+    no abort from the loader meeting the interpreter's teardown."""
+    servers["keras-thread"].join(timeout=300)
+    assert "keras-error" not in servers, servers.get("keras-error")
+    server = Server([str(keras_build[1] / "mnist-run")], tmp_path / "serve.log")
+    deadline = time.monotonic() + 60
+    while " on http://" not in server.log.read_text() and time.monotonic() < deadline:
+        assert server.proc.poll() is None, server.log.read_text()
+        time.sleep(0.05)
+    url = re.search(r" on (http://\S+) \(", server.log.read_text()).group(1)  # type: ignore[union-attr]
+    status, deadline = 0, time.monotonic() + 30
+    while not status and time.monotonic() < deadline:
+        try:
+            status = httpx.get(url + "/v2/health/ready", timeout=2).status_code
+        except httpx.TransportError:
+            time.sleep(0.05)
+    assert status == 503  # answering, the model still loading
+    server.proc.send_signal(signal.SIGTERM)
+    assert server.proc.wait(timeout=60) == 0
+    assert server.log.read_text().splitlines()[1:] == []  # the announcement only
 
 
 @pytest.mark.parametrize("debug", [False, True])

@@ -323,7 +323,7 @@ def main() -> None:
             "error": f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
         }
     print("DISTML-BENCH-RESULT " + json.dumps(result), flush=True)
-    from distml.deep.iterators import exit_without_waiting
+    from distml.teardown import exit_without_waiting
 
     exit_without_waiting(0)  # a Keras run's last iterator can take a minute to free
 

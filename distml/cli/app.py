@@ -83,12 +83,13 @@ class DistmlGroup(click.Group):
 
 
 def _exit_without_waiting_for_tensorflow(code: int) -> None:
-    """At a command's end, its output written or its error printed: if freeing a Keras run's
-    last tf.data iterator is still under way (up to a minute, ``distml/deep/iterators.py``),
-    exit now with ``code`` instead of waiting for it."""
-    iterators = sys.modules.get("distml.deep.iterators")  # loaded only by Keras runs
-    if iterators is not None:
-        iterators.exit_without_waiting(code)
+    """At a command's end, its output written or its error printed: if a daemon thread is
+    inside TensorFlow (freeing a Keras run's last tf.data iterator, up to a minute; loading
+    a model that ``distml serve`` no longer serves), exit now with ``code`` instead of
+    waiting for it (``distml/teardown.py``)."""
+    from distml import teardown
+
+    teardown.exit_without_waiting(code)
 
 
 def _engine_warnings_only(record: logging.LogRecord) -> bool:

@@ -16,13 +16,9 @@ wait no longer holds the GIL or the caller (measured: the main thread runs at fu
 while a drop waits 28 s). Whatever is still waiting to be dropped when the process
 exits is left to the operating system, so an exit does not wait for it.
 
-The one drop in progress at exit is waited for (at most :data:`EXIT_WAIT_SECONDS`):
-once the interpreter finalizes, a daemon thread that comes back into Python is ended by
-``pthread_exit``, whose unwinding through TensorFlow's ``noexcept`` C++ frames aborts the
-process ("terminate called after throwing an instance of ..."; exit -6, seen in CI).
-Commands whose work is done need not wait: the CLI calls :func:`exit_without_waiting`,
-and the multi-worker workers end with :func:`exit_now` — the exit handlers run, then
-``os._exit`` skips the teardown (and the wait).
+A drop is native work (:mod:`distml.teardown`): the one in progress at exit is waited
+for, or skipped by a command that leaves with :func:`distml.teardown.exit_without_waiting`;
+a drop that ended during the interpreter's teardown would abort the process.
 """
 
 from __future__ import annotations
@@ -33,18 +29,18 @@ import os
 import queue
 import sys
 import threading
-from typing import Any, NoReturn
+from typing import Any
+
+from distml import teardown
 
 _PENDING: queue.SimpleQueue[Any] = queue.SimpleQueue()
 _LEFT_AT_EXIT: list[Any] = []
 _LOCK = threading.Lock()
 #: Guards the exit's hand-over; re-entrant, as a finalizer can run on a thread holding it.
 _EXIT_LOCK = threading.RLock()
-_FREEING = threading.Event()  # set while the thread frees an iterator
 _THREAD: threading.Thread | None = None
 _CLASSES: dict[tuple[type, tuple[str, ...]], type] = {}
 _EXITING = False
-EXIT_WAIT_SECONDS = 75.0  # above tf.data's longest autotuning period (60 s)
 
 
 def released_in_background(distributed_dataset: Any) -> Any:
@@ -108,42 +104,17 @@ def _drop_forever() -> None:
         iterator = _PENDING.get()
         if iterator is None:
             return
-        _FREEING.set()
-        del iterator  # the destructor's wait happens here, without the GIL
-        _FREEING.clear()
-
-
-def exit_without_waiting(code: int) -> None:
-    """End the process now with ``code`` if an iterator is being freed (otherwise return):
-    for a command whose work is done and written, which need not wait up to a minute for
-    tf.data. The other exit handlers run first (logging, TensorFlow's temporary files);
-    the interpreter's teardown, where the freeing thread would abort the process, is
-    skipped. Not while another non-daemon thread runs: a normal exit waits for it."""
-    if not _FREEING.is_set():
-        return
-    main = threading.main_thread()
-    if any(t.is_alive() and not t.daemon and t is not main for t in threading.enumerate()):
-        return
-    exit_now(code)
-
-
-def exit_now(code: int) -> NoReturn:
-    """Run the exit handlers (logging's, TensorFlow's removal of its temporary autograph
-    files...), then end the process with ``code`` without the interpreter's teardown and
-    without waiting for an iterator being freed."""
-    _leave_the_rest(wait=False)
-    atexit.unregister(_leave_the_rest)
-    atexit._run_exitfuncs()  # noqa: SLF001 - the other handlers, as a normal exit runs them
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
+        with teardown.native_work():
+            del iterator  # the destructor's wait happens here, without the GIL
 
 
 @atexit.register
-def _leave_the_rest(wait: bool = True) -> None:
+def _leave_the_rest() -> None:
     """At exit the queue would be emptied on the main thread (each drop a wait): keep what
     is left referenced for good instead (one reference more than the interpreter's
-    teardown drops); the process's end frees the memory."""
+    teardown drops); the process's end frees the memory. Then wait for the thread to end
+    after its drop in progress, if any (an item it has just taken is not yet marked as
+    native work) — unless the process is leaving now."""
     global _EXITING
     with _EXIT_LOCK:
         _EXITING = True
@@ -156,18 +127,11 @@ def _leave_the_rest(wait: bool = True) -> None:
         _PENDING.put(None)
     with _LOCK:  # not inside _EXIT_LOCK: _start_thread holds _LOCK and may run a finalizer
         thread = _THREAD  # started, if set: _start_thread starts it before letting go
-    if thread is None or thread is threading.current_thread() or not wait:
+    if thread is None or thread is threading.current_thread() or teardown.leaving_now():
         return
     try:
-        thread.join(EXIT_WAIT_SECONDS)  # the drop in progress, if any: see the docstring
+        thread.join(teardown.EXIT_WAIT_SECONDS)
     except KeyboardInterrupt:  # Ctrl-C while waiting: leave now, not abort in the teardown
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(130)
-    if thread.is_alive():  # never seen: the exit goes on, and the drop most likely ends with it
-        print(
-            f"distml: a tf.data iterator was still being freed {EXIT_WAIT_SECONDS:.0f} s after "
-            "exit began; exiting without waiting for it",
-            file=sys.stderr,
-            flush=True,
-        )

@@ -116,6 +116,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from distml.deep.iterators import exit_now
+    from distml.teardown import exit_now
 
     exit_now(main())  # a normal exit can be held back by TensorFlow's gRPC threads

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from distml import teardown
 from distml.errors import DistmlError, ModelError
 from distml.serve.errors import NotFound, Unavailable
 from distml.serve.served import EstimatorModel, KerasModel, PipelineModel, ServedModel
@@ -152,7 +153,8 @@ class Registry:
                 if source.name in self.models:
                     continue
                 try:
-                    self.models[source.name] = load(source)
+                    with teardown.native_work():  # TensorFlow's, for a Keras model
+                        self.models[source.name] = load(source)
                 except Exception as exc:  # noqa: BLE001 - reported, the server stops
                     kind = "" if isinstance(exc, DistmlError) else f"{type(exc).__name__}: "
                     self.error = f"model '{source.name}' failed to load: {kind}{exc}"
@@ -161,7 +163,9 @@ class Registry:
                         on_error(self.error)
                     return
 
-        self._thread = threading.Thread(target=run, name="distml-serve-load", daemon=True)
+        # not a daemon: a normal exit waits for the load (a daemon thread inside TensorFlow
+        # at the interpreter's teardown aborts it); the CLI leaves without waiting
+        self._thread = threading.Thread(target=run, name="distml-serve-load")
         self._thread.start()
 
     def wait(self, timeout: float) -> bool:

@@ -1,0 +1,112 @@
+"""Leaving a process while a thread works inside TensorFlow.
+
+Once Python 3.11 finalizes, a daemon thread that comes back from C into Python is ended
+by ``pthread_exit``. Its unwinding through TensorFlow's ``noexcept`` C++ frames calls
+``std::terminate``: the process aborts ("terminate called after throwing an instance of
+..."; exit -6, seen in CI when a tf.data iterator was being freed). Two threads can be
+inside TensorFlow when a process ends: the daemon thread that frees tf.data iterators
+(``distml/deep/iterators.py``) and ``distml serve``'s model loader (not a daemon: a
+normal exit waits for it before anything is torn down, as TensorFlow's import, if that
+is what it is doing, still registers exit handlers). Each marks that work with
+:func:`native_work`, and then:
+
+- a normal exit waits for the work in progress, at most :data:`EXIT_WAIT_SECONDS`;
+- a command whose work is done and written calls :func:`exit_without_waiting`: the exit
+  handlers run (logging's, TensorFlow's removal of its temporary files), then
+  ``os._exit`` skips the interpreter's teardown, and with it the wait.
+
+Standard library only: the CLI calls it at the end of every command.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import NoReturn
+
+#: The longest a normal exit waits: above tf.data's longest autotuning period (60 s).
+EXIT_WAIT_SECONDS = 75.0
+
+_CHANGED = threading.Condition()
+_WORKING: dict[threading.Thread, int] = {}  # the threads inside native_work(), how deep
+_LEAVING_NOW = False
+
+
+@contextmanager
+def native_work() -> Iterator[None]:
+    """Marks work that may be inside TensorFlow's C++ while it lasts, on this thread."""
+    thread = threading.current_thread()
+    with _CHANGED:
+        _WORKING[thread] = _WORKING.get(thread, 0) + 1
+    try:
+        yield
+    finally:
+        with _CHANGED:
+            _WORKING[thread] -= 1
+            if not _WORKING[thread]:
+                del _WORKING[thread]
+            _CHANGED.notify_all()
+
+
+def in_progress() -> bool:
+    """Whether a thread is inside :func:`native_work` now."""
+    return bool(_WORKING)
+
+
+def leaving_now() -> bool:
+    """Whether :func:`exit_now` is running the exit handlers (they need not wait)."""
+    return _LEAVING_NOW
+
+
+def exit_without_waiting(code: int) -> None:
+    """End the process now with ``code`` if native work is in progress (otherwise return).
+    The other non-daemon threads are waited for first, as a normal exit waits for them
+    (a server's idle request threads, still stopping)."""
+    if not in_progress():
+        return
+    current = threading.current_thread()
+    for thread in threading.enumerate():
+        with _CHANGED:
+            working = thread in _WORKING
+        if thread is not current and not thread.daemon and not working:
+            thread.join()
+    if in_progress():
+        exit_now(code)
+
+
+def exit_now(code: int) -> NoReturn:
+    """Run the exit handlers, then end the process with ``code`` without the interpreter's
+    teardown and without waiting for native work in progress."""
+    global _LEAVING_NOW
+    _LEAVING_NOW = True
+    atexit._run_exitfuncs()  # noqa: SLF001 - the handlers a normal exit runs
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+@atexit.register
+def _wait_for_native_work() -> None:
+    """A normal exit: daemon threads come back from TensorFlow before the teardown (a
+    non-daemon thread was waited for already). Registered at import, before the handlers
+    of the modules that use it: it runs last."""
+    if _LEAVING_NOW:
+        return
+    try:
+        with _CHANGED:
+            done = _CHANGED.wait_for(lambda: not _WORKING, EXIT_WAIT_SECONDS)
+    except KeyboardInterrupt:  # Ctrl-C while waiting: leave now, not abort in the teardown
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(130)
+    if not done:  # never seen: the exit goes on, and the work most likely ends with it
+        print(
+            f"distml: a thread was still inside TensorFlow {EXIT_WAIT_SECONDS:.0f} s after "
+            "exit began; exiting without waiting for it",
+            file=sys.stderr,
+            flush=True,
+        )
