@@ -5,10 +5,10 @@ by ``pthread_exit``. Its unwinding through TensorFlow's ``noexcept`` C++ frames 
 ``std::terminate``: the process aborts ("terminate called after throwing an instance of
 ..."; exit -6, seen in CI when a tf.data iterator was being freed). Two threads can be
 inside TensorFlow when a process ends: the daemon thread that frees tf.data iterators
-(``distml/deep/iterators.py``) and ``distml serve``'s model loader (not a daemon: a
-normal exit waits for it before anything is torn down, as TensorFlow's import, if that
-is what it is doing, still registers exit handlers). Each marks that work with
-:func:`native_work`, and then:
+(``distml/deep/iterators.py``) and ``distml serve``'s model loader, which a stopping
+server lets finish (an exit under way fails TensorFlow's import, which registers exit
+handlers, and the half-imported library then crashed the teardown: exit -11). Each marks
+that work with :func:`native_work`, and then:
 
 - a normal exit waits for the work in progress, at most :data:`EXIT_WAIT_SECONDS`;
 - a command whose work is done and written calls :func:`exit_without_waiting`: the exit
@@ -57,6 +57,12 @@ def in_progress() -> bool:
     return bool(_WORKING)
 
 
+def working(thread: threading.Thread | None = None) -> bool:
+    """Whether ``thread`` (by default the calling one) is inside :func:`native_work`."""
+    with _CHANGED:
+        return (thread or threading.current_thread()) in _WORKING
+
+
 def leaving_now() -> bool:
     """Whether :func:`exit_now` is running the exit handlers (they need not wait)."""
     return _LEAVING_NOW
@@ -64,16 +70,21 @@ def leaving_now() -> bool:
 
 def exit_without_waiting(code: int) -> None:
     """End the process now with ``code`` if native work is in progress (otherwise return).
-    The other non-daemon threads are waited for first, as a normal exit waits for them
-    (a server's idle request threads, still stopping)."""
+    The other threads a normal exit waits for are waited for first: idle executor threads
+    are told to stop (as at a normal exit), busy ones and other non-daemon threads joined.
+    Ctrl-C meanwhile leaves with 130."""
     if not in_progress():
         return
-    current = threading.current_thread()
-    for thread in threading.enumerate():
-        with _CHANGED:
-            working = thread in _WORKING
-        if thread is not current and not thread.daemon and not working:
-            thread.join()
+    try:
+        executors = sys.modules.get("concurrent.futures.thread")
+        if executors is not None:
+            executors._python_exit()  # noqa: SLF001 - what a normal exit runs first
+        current = threading.current_thread()
+        for thread in threading.enumerate():
+            if thread is not current and not thread.daemon and not working(thread):
+                thread.join()
+    except KeyboardInterrupt:
+        exit_now(130)
     if in_progress():
         exit_now(code)
 

@@ -472,12 +472,15 @@ def test_a_command_exits_without_waiting_for_the_drop() -> None:
 
 
 def test_a_normal_exit_waits_for_native_work_on_any_daemon_thread() -> None:
-    """The rule is not the drop thread's alone (``distml serve`` loads Keras models on a
-    daemon thread): whatever a daemon thread does inside ``teardown.native_work()`` ends
-    before the interpreter's teardown, and a command leaves without waiting for it."""
+    """The rule is not the drop thread's alone: whatever a daemon thread does inside
+    ``teardown.native_work()`` ends before the interpreter's teardown, and a command leaves
+    without waiting for it — after the threads a normal exit stops (an idle executor's)."""
     start = (
         "import threading, time\n"
+        "from concurrent.futures import ThreadPoolExecutor\n"
         "from distml import teardown\n"
+        "pool = ThreadPoolExecutor(2)  # its idle thread: a normal exit stops it, so must this\n"
+        "pool.submit(print, 'pool ran', flush=True).result()\n"
         "def work():\n"
         "    with teardown.native_work():\n"
         "        time.sleep(2)  # without the GIL, as TensorFlow's C++ runs\n"
@@ -486,9 +489,9 @@ def test_a_normal_exit_waits_for_native_work_on_any_daemon_thread() -> None:
         "time.sleep(0.3)\n"
     )
     waited = _python(start)
-    assert (waited.returncode, waited.stdout) == (0, "work ended\n"), waited.stderr
+    assert (waited.returncode, waited.stdout) == (0, "pool ran\nwork ended\n"), waited.stderr
     left = _python(start + "teardown.exit_without_waiting(3)\nprint('not here')\n")
-    assert (left.returncode, left.stdout) == (3, ""), left.stderr
+    assert (left.returncode, left.stdout) == (3, "pool ran\n"), left.stderr
 
 
 def test_a_process_whose_fit_failed_still_exits(tmp_path: Path, needs_tf: None) -> None:

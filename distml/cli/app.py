@@ -83,9 +83,9 @@ class DistmlGroup(click.Group):
 
 
 def _exit_without_waiting_for_tensorflow(code: int) -> None:
-    """At a command's end, its output written or its error printed: if a daemon thread is
-    inside TensorFlow (freeing a Keras run's last tf.data iterator, up to a minute; loading
-    a model that ``distml serve`` no longer serves), exit now with ``code`` instead of
+    """At a command's end, its output written or its error printed: if a thread is inside
+    TensorFlow (freeing a Keras run's last tf.data iterator, up to a minute; loading a model
+    for a ``distml serve`` that was forced to stop), exit now with ``code`` instead of
     waiting for it (``distml/teardown.py``)."""
     from distml import teardown
 

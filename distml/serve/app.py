@@ -309,6 +309,10 @@ def build_api(app: ServeApp) -> Any:
         registry.start_loading(app.on_load_error)
         yield
         app.pool.shutdown(wait=False)
+        # a server stopped while a model loads lets the load end first: an exit under way
+        # would fail TensorFlow's import (it still registers exit handlers) and then crash
+        # in the interpreter's teardown (exit -11, seen); loading is seconds
+        registry.wait()
 
     api = FastAPI(
         title="distml serve",

@@ -163,12 +163,13 @@ class Registry:
                         on_error(self.error)
                     return
 
-        # not a daemon: a normal exit waits for the load (a daemon thread inside TensorFlow
-        # at the interpreter's teardown aborts it); the CLI leaves without waiting
+        # not a daemon: nothing tears the interpreter down under it (a daemon thread inside
+        # TensorFlow then aborts the process); a stopping server waits for it (app.py)
         self._thread = threading.Thread(target=run, name="distml-serve-load")
         self._thread.start()
 
-    def wait(self, timeout: float) -> bool:
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait for the loading to end (at most ``timeout`` s); whether every model loaded."""
         if self._thread is not None:
             self._thread.join(timeout)
         return self.ready
