@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 from sklearn import cluster, linear_model
@@ -94,6 +96,31 @@ def test_moments_from_raw_products_agree_with_centred_blocks(offset: float, raw:
     np.testing.assert_allclose(moments.cxy, Xc.T @ yc, rtol=1e-11, atol=1e-8)
     assert moments.cyy == pytest.approx(float(yc @ yc), rel=1e-12)
     np.testing.assert_allclose(moments.mean_x, X.mean(axis=0), rtol=1e-13)
+
+
+@pytest.mark.parametrize(
+    "rows, order, dtype",
+    [
+        (5000, "F", np.float64),
+        (5000, "C", np.float64),
+        (4096, "F", np.float32),
+        (7, "F", np.float64),
+    ],
+)
+def test_raw_products_in_compact_blocks_are_the_products(rows: int, order: str, dtype: Any) -> None:
+    # blocks of [X | y | 1] (a short last one, a partition smaller than a block) give XᵀX,
+    # the column sums and Xᵀy whatever the partition's layout and type
+    from distml.algorithms.linear import raw_products
+
+    rng = np.random.default_rng(11)
+    X = np.asarray(rng.normal(size=(rows, 9)) + 2.0, dtype=dtype, order=order)
+    y = rng.normal(size=rows)
+    xtx, sums, xty = raw_products(X, y)
+    X64 = X.astype(np.float64)
+    np.testing.assert_allclose(xtx, X64.T @ X64, rtol=1e-12)
+    np.testing.assert_array_equal(xtx, xtx.T)
+    np.testing.assert_allclose(sums, X64.sum(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(xty, X64.T @ y, rtol=1e-11, atol=1e-9)
 
 
 def test_integer_and_huge_labels_or_features_keep_their_moments() -> None:
