@@ -227,8 +227,7 @@ def servers(runs: dict[str, Path], keras_build: Any) -> Any:
             started["keras-thread"].join(timeout=300)
         for server in started.values():
             if isinstance(server, Server) and server.proc.poll() is None:
-                server.proc.kill()
-                server.proc.wait(timeout=10)
+                server.stop()  # SIGTERM: a --workers supervisor stops its workers (a kill orphans them)
 
 
 @pytest.fixture(scope="module")
