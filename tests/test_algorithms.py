@@ -81,7 +81,7 @@ def test_linear_regression_is_partitioning_independent() -> None:
 
 @pytest.mark.parametrize("offset, raw", [(0.0, True), (3.0, True), (50.0, False)])
 def test_moments_from_raw_products_agree_with_centred_blocks(offset: float, raw: bool) -> None:
-    # the raw products (one syrk per partition) are taken only where centring them cancels
+    # the raw products (one sweep per partition) are taken only where centring them cancels
     # little; a mean far from 0 next to its spread falls back to centring the blocks
     from distml.algorithms.linear import _raw_centred_moments, partition_moments
 
@@ -99,28 +99,44 @@ def test_moments_from_raw_products_agree_with_centred_blocks(offset: float, raw:
 
 
 @pytest.mark.parametrize(
-    "rows, order, dtype",
+    "rows, features, layout, dtype",
     [
-        (5000, "F", np.float64),
-        (5000, "C", np.float64),
-        (4096, "F", np.float32),
-        (7, "F", np.float64),
+        (5000, 9, "F", np.float64),  # 2 full blocks and a short one
+        (5000, 9, "C", np.float64),
+        (5000, 9, "strided", np.float64),  # every other column of a wider matrix
+        (5000, 9, "F", np.float32),
+        (5000, 24, "F", np.int64),  # smaller blocks (the product stays small)
+        (7, 9, "F", np.float64),  # a partition smaller than a block
+        (3000, 40, "F", np.float64),  # wide: one product over the whole partition
+        (50, 0, "F", np.float64),
     ],
 )
-def test_raw_products_in_compact_blocks_are_the_products(rows: int, order: str, dtype: Any) -> None:
-    # blocks of [X | y | 1] (a short last one, a partition smaller than a block) give XᵀX,
-    # the column sums and Xᵀy whatever the partition's layout and type
+def test_raw_products_in_compact_blocks_are_the_products(
+    rows: int, features: int, layout: str, dtype: Any
+) -> None:
+    # blocks of [X | y | 1] give XᵀX, the column sums and Xᵀy whatever the partition's
+    # layout, type and width
     from distml.algorithms.linear import raw_products
 
     rng = np.random.default_rng(11)
-    X = np.asarray(rng.normal(size=(rows, 9)) + 2.0, dtype=dtype, order=order)
+    values = rng.normal(size=(rows, 2 * features)) * 10 + 2.0
+    X = values[:, ::2] if layout == "strided" else values[:, :features]
+    X = X if layout == "strided" else np.asarray(X, order=layout)
+    X = X.astype(dtype, copy=False)
     y = rng.normal(size=rows)
     xtx, sums, xty = raw_products(X, y)
     X64 = X.astype(np.float64)
     np.testing.assert_allclose(xtx, X64.T @ X64, rtol=1e-12)
-    np.testing.assert_array_equal(xtx, xtx.T)
     np.testing.assert_allclose(sums, X64.sum(axis=0), rtol=1e-12)
     np.testing.assert_allclose(xty, X64.T @ y, rtol=1e-11, atol=1e-9)
+    assert xtx.shape == (features, features) and xty.shape == sums.shape == (features,)
+
+
+def test_raw_products_refuse_complex_features() -> None:
+    from distml.algorithms.linear import raw_products
+
+    with pytest.raises(TypeError):
+        raw_products(np.ones((10, 3), dtype=complex), np.ones(10))
 
 
 def test_integer_and_huge_labels_or_features_keep_their_moments() -> None:

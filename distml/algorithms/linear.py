@@ -73,22 +73,33 @@ def partition_moments(part: Partition, centred: bool) -> Moments:
 MAX_CANCELLATION = 17.0
 
 
-#: Rows per block of :func:`raw_products`: ``[X | y | 1]`` of 2,048 rows and 20 features is
-#: 352 KB, in a core's L2 cache while one matrix product takes everything from it.
+#: Rows per block of :func:`raw_products`, at most: ``[X | y | 1]`` of 2,048 rows and 20
+#: features is 352 KB, in a core's L2 cache while one matrix product takes everything from it.
 PRODUCT_ROWS = 2048
+#: Multiply-adds of one block's product, at most: OpenBLAS takes products this small
+#: without packing their operands (a block of 2,048 rows and 24 features took twice as long
+#: as one of 20 until the rows were cut to fit).
+SMALL_PRODUCT = 950_000
+#: Up to this many features the compact blocks beat one SYRK over the whole partition,
+#: although a GEMM computes the whole symmetric product: 0.75-0.83x the time at 8-24
+#: features, 0.89-1.06x at 32, 1.4x and more from 48 (``benchmarks/moments_width.py``).
+COMPACT_MAX_FEATURES = 24
 
 
 def raw_products(X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``XᵀX``, the column sums of ``X`` and ``Xᵀy``, in one sweep over ``X``.
+    """``XᵀX``, the column sums of ``X`` and ``Xᵀy``.
 
-    Each block of rows is copied, with ``y`` and a column of ones, into a compact buffer
-    ``[X | y | 1]``, and one GEMM (``np.dot``: it releases the GIL) takes all three from it
-    while it is in cache. OpenBLAS's SYRK over the whole partition (``np.dot(X.T, X)``)
-    plus a sweep each for the sums and ``Xᵀy`` took ~1.45x as long: a thin symmetric
-    product of 20 columns runs at ~12 GFLOP/s there (``docs/benchmarks.md``).
+    Up to :data:`COMPACT_MAX_FEATURES` features, in one sweep over ``X``: each block of rows
+    is copied, with ``y`` and a column of ones, into a compact buffer ``[X | y | 1]``, and
+    one GEMM (``np.dot``: it releases the GIL) takes all three from it while it is in
+    cache. OpenBLAS's SYRK over the whole partition plus a sweep each for the sums and
+    ``Xᵀy`` took ~1.35x as long at 20 features: a thin symmetric product runs at ~12
+    GFLOP/s there. Wider partitions take that path.
     """
     n, d = X.shape
-    rows = min(PRODUCT_ROWS, n)
+    if d == 0 or d > COMPACT_MAX_FEATURES:
+        return np.dot(X.T, X), X.sum(axis=0), np.dot(X.T, y)
+    rows = max(1, min(PRODUCT_ROWS, SMALL_PRODUCT // (d * (d + 2)), n))
     buffer = np.empty((rows, d + 2), order="F")
     buffer[:, d + 1] = 1.0
     products = np.zeros((d, d + 2))
@@ -98,20 +109,22 @@ def raw_products(X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, 
         if hi - lo < rows:  # buffer[:k] would keep the full column stride: np.dot copies it
             block = np.empty((hi - lo, d + 2), order="F")
             block[:, d + 1] = 1.0
-        np.copyto(block[:, :d], X[lo:hi], casting="unsafe")
+        np.copyto(block[:, :d], X[lo:hi])  # any real type; complex or objects are refused
         block[:, d] = y[lo:hi]
         products += np.dot(block[:, :d].T, block)
     xtx = products[:, :d]
-    return (xtx + xtx.T) / 2, products[:, d + 1], products[:, d]
+    return xtx / 2 + xtx.T / 2, products[:, d + 1], products[:, d]  # halves: no overflow
 
 
 def _raw_centred_moments(X: np.ndarray, y: np.ndarray) -> Moments | None:
-    """Centred moments from the raw products ``XᵀX``, ``Xᵀy``, ``yᵀy`` and column sums —
-    one sweep over the partition (:func:`raw_products`), no centred copy: half the time of
-    the block-by-block path — or ``None`` when centring cancels more than
+    """Centred moments from the raw products ``XᵀX``, ``Xᵀy``, ``yᵀy`` and column sums
+    (:func:`raw_products`), no centred copy: half the time of the block-by-block path — or ``None`` when centring cancels more than
     :data:`MAX_CANCELLATION` of a column's raw sum of squares (a mean far from 0 next to
     its spread), where only centring the data itself keeps the digits."""
-    n = X.shape[0]
+    n, d = X.shape
+    contiguous = X.flags.f_contiguous or X.flags.c_contiguous
+    if d > COMPACT_MAX_FEATURES and not contiguous:
+        return None  # np.dot would copy the whole partition first
     with np.errstate(over="ignore", invalid="ignore"):  # an overflow is caught below
         xtx, sum_x, xty = raw_products(X, y)
         sum_y = float(y.sum())
