@@ -46,6 +46,8 @@ from distml.serve.served import ServedModel
 log = logging.getLogger("distml.serve")
 
 INLINE_BYTES = 32 * 1024  # numpy models score smaller bodies on the event loop
+#: How long a stopping server waits for a model still loading (a Keras model: seconds).
+LOAD_WAIT_SECONDS = 120.0
 SCORING = ("/invocations", "/v2/models/{name}/infer")
 
 
@@ -311,8 +313,13 @@ def build_api(app: ServeApp) -> Any:
         app.pool.shutdown(wait=False)
         # a server stopped while a model loads lets the load end first: an exit under way
         # would fail TensorFlow's import (it still registers exit handlers) and then crash
-        # in the interpreter's teardown (exit -11, seen); loading is seconds
-        registry.wait()
+        # in the interpreter's teardown (exit -11, seen); loading is seconds, the wait bounded
+        if not registry.wait(LOAD_WAIT_SECONDS) and registry.error is None:
+            log.warning(
+                "a model was still loading %.0f s after the server began to stop; "
+                "stopping without it",
+                LOAD_WAIT_SECONDS,
+            )
 
     api = FastAPI(
         title="distml serve",
