@@ -862,6 +862,46 @@ def test_a_model_loads_as_native_work(
     assert seen == [True] and not teardown.working(registry._thread)
 
 
+def test_a_stopping_server_waits_a_bounded_time_for_a_model_still_loading(
+    runs: dict[str, Path], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The app's shutdown (its lifespan's end) lets a load in progress end, but not for
+    ever: past ``LOAD_WAIT_SECONDS`` it stops without the model and says so."""
+    import asyncio
+
+    from distml.serve import app as app_module
+    from distml.serve import registry as registry_module
+
+    release = threading.Event()
+    real_load = registry_module.load
+
+    def slow_load(source: Any) -> Any:
+        release.wait(30)
+        return real_load(source)
+
+    monkeypatch.setattr(registry_module, "load", slow_load)
+    monkeypatch.setattr(app_module, "LOAD_WAIT_SECONDS", 0.5)
+    registry = registry_module.Registry(registry_module.resolve([str(runs["lin"])]))
+    served = app_module.ServeApp(registry, app_module.Settings())
+
+    async def start_and_stop() -> float:
+        async with served.api.router.lifespan_context(served.api):
+            await asyncio.sleep(0.1)
+            started = time.monotonic()
+        return time.monotonic() - started
+
+    try:
+        with caplog.at_level("WARNING", logger="distml.serve"):
+            waited = asyncio.run(start_and_stop())
+    finally:
+        release.set()
+    assert 0.5 <= waited < 5 and not registry.ready
+    assert caplog.messages == [
+        "a model was still loading 0.5 s after the server began to stop; stopping without it"
+    ]
+    assert registry.wait(30)  # the load itself goes on, and ends
+
+
 def test_model_names_come_from_the_job(runs: dict[str, Path]) -> None:
     from distml.serve.registry import resolve
 

@@ -316,7 +316,7 @@ def build_api(app: ServeApp) -> Any:
         # in the interpreter's teardown (exit -11, seen); loading is seconds, the wait bounded
         if not registry.wait(LOAD_WAIT_SECONDS) and registry.error is None:
             log.warning(
-                "a model was still loading %.0f s after the server began to stop; "
+                "a model was still loading %g s after the server began to stop; "
                 "stopping without it",
                 LOAD_WAIT_SECONDS,
             )
