@@ -89,15 +89,21 @@ def exit_without_waiting(code: int) -> None:
         exit_now(code)
 
 
+def leave_at_once(code: int) -> NoReturn:
+    """End the process with ``code`` now, output flushed: for a Ctrl-C while an exit waits
+    (the teardown must not be reached with native work in progress)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 def exit_now(code: int) -> NoReturn:
     """Run the exit handlers, then end the process with ``code`` without the interpreter's
     teardown and without waiting for native work in progress."""
     global _LEAVING_NOW
     _LEAVING_NOW = True
     atexit._run_exitfuncs()  # noqa: SLF001 - the handlers a normal exit runs
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
+    leave_at_once(code)
 
 
 @atexit.register
@@ -111,9 +117,7 @@ def _wait_for_native_work() -> None:
         with _CHANGED:
             done = _CHANGED.wait_for(lambda: not _WORKING, EXIT_WAIT_SECONDS)
     except KeyboardInterrupt:  # Ctrl-C while waiting: leave now, not abort in the teardown
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(130)
+        leave_at_once(130)
     if not done:  # never seen: the exit goes on, and the work most likely ends with it
         print(
             f"distml: a thread was still inside TensorFlow {EXIT_WAIT_SECONDS:.0f} s after "

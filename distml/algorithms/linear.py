@@ -118,9 +118,10 @@ def raw_products(X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, 
 
 def _raw_centred_moments(X: np.ndarray, y: np.ndarray) -> Moments | None:
     """Centred moments from the raw products ``XᵀX``, ``Xᵀy``, ``yᵀy`` and column sums
-    (:func:`raw_products`), no centred copy: half the time of the block-by-block path — or ``None`` when centring cancels more than
-    :data:`MAX_CANCELLATION` of a column's raw sum of squares (a mean far from 0 next to
-    its spread), where only centring the data itself keeps the digits."""
+    (:func:`raw_products`), no centred copy: half the time of the block-by-block path —
+    or ``None`` when centring cancels more than :data:`MAX_CANCELLATION` of a column's raw
+    sum of squares (a mean far from 0 next to its spread), where only centring the data
+    itself keeps the digits."""
     n, d = X.shape
     contiguous = X.flags.f_contiguous or X.flags.c_contiguous
     if d > COMPACT_MAX_FEATURES and not contiguous:

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import atexit
 import ctypes
-import os
 import queue
 import sys
 import threading
@@ -132,6 +131,4 @@ def _leave_the_rest() -> None:
     try:
         thread.join(teardown.EXIT_WAIT_SECONDS)
     except KeyboardInterrupt:  # Ctrl-C while waiting: leave now, not abort in the teardown
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(130)
+        teardown.leave_at_once(130)
