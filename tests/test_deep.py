@@ -483,7 +483,7 @@ def test_a_normal_exit_waits_for_native_work_on_any_daemon_thread() -> None:
         "pool.submit(print, 'pool ran', flush=True).result()\n"
         "def work():\n"
         "    with teardown.native_work():\n"
-        "        time.sleep(2)  # without the GIL, as TensorFlow's C++ runs\n"
+        "        time.sleep(1)  # without the GIL, as TensorFlow's C++ runs\n"
         "        print('work ended', flush=True)\n"
         "threading.Thread(target=work, daemon=True).start()\n"
         "time.sleep(0.3)\n"
